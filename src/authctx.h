@@ -1,0 +1,108 @@
+/*-------------------------------------------------------------------------
+ *
+ * authctx.h
+ *		Interfaces between authctx's modules.
+ *
+ * Each module of ARCHITECTURE.md (identity, token, session, request,
+ * tenant, context, cache, worker, audit, crypto) exports its entry points
+ * here.  The layering rule: identity, token, context, cache, audit and
+ * crypto never call request or tenant.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTHCTX_H
+#define AUTHCTX_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/uuid.h"
+
+#include "compat.h"
+
+/* ---- crypto.c ---- */
+extern void CryptoInit(void);
+extern void CryptoRandomBytes(void *buf, size_t len);
+extern void CryptoHash(unsigned char *out, size_t outlen,
+					   const void *in, size_t inlen,
+					   const unsigned char *key, size_t keylen);
+extern bool CryptoEqual(const void *a, const void *b, size_t len);
+extern void CryptoZero(void *buf, size_t len);
+
+/* ---- token.c ---- */
+#define AUTHCTX_TOKEN_ID_LEN		16	/* public id (uuid bytes) */
+#define AUTHCTX_TOKEN_SECRET_LEN	32	/* 256-bit secret */
+#define AUTHCTX_TOKEN_HASH_LEN		32	/* stored verifier: BLAKE2b-256 */
+
+typedef enum AuthctxTokenKind
+{
+	TOKEN_SESSION = 's',
+	TOKEN_REFRESH = 'r',
+	TOKEN_API_KEY = 'k'
+} AuthctxTokenKind;
+
+/* Fixed-length on-disk / in-memory form of authctx.token. */
+typedef struct AuthctxToken
+{
+	char		kind;			/* an AuthctxTokenKind */
+	unsigned char id[AUTHCTX_TOKEN_ID_LEN]; /* public lookup key */
+	unsigned char secret[AUTHCTX_TOKEN_SECRET_LEN];	/* never stored */
+} AuthctxToken;
+
+#define AUTHCTX_TOKEN_SIZE	(1 + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN)
+
+#define DatumGetAuthctxToken(x)		((AuthctxToken *) DatumGetPointer(x))
+#define AuthctxTokenGetDatum(x)		PointerGetDatum(x)
+#define PG_GETARG_AUTHCTX_TOKEN(n)	DatumGetAuthctxToken(PG_GETARG_DATUM(n))
+
+extern void TokenInit(void);
+extern bool TokenParse(const char *str, size_t len, AuthctxToken *out);
+extern void TokenVerifier(const AuthctxToken *tok, unsigned char *out);
+extern bool TokenLooksLike(const char *str, size_t len);
+extern int	TokenTextLength(void);
+
+/* ---- context.c ---- */
+typedef struct AuthctxContext
+{
+	bool		valid;			/* a context is published */
+	pg_uuid_t	user_id;
+	bool		has_tenant;
+	pg_uuid_t	tenant_id;
+	char		role[NAMEDATALEN];
+	pg_uuid_t	session_id;
+	char		auth_method[16];	/* session | api_key | admin */
+	TimestampTz expires_at;
+	char	   *scopes;			/* comma-separated, or NULL */
+} AuthctxContext;
+
+extern void ContextInit(void);
+extern void ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
+						   const char *role, const pg_uuid_t *session_id,
+						   const char *auth_method, TimestampTz expires_at,
+						   const char *scopes);
+extern void ContextClear(void);
+extern void ContextSetAdminBypass(const char *reason);
+extern bool ContextAdminBypass(void);
+extern const AuthctxContext *ContextCurrent(void);
+
+/* ---- worker.c ---- */
+extern void WorkerInit(void);
+extern bool WorkerRunAutonomous(const char *kind, const char *payload_json);
+extern void WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when);
+
+/* ---- cache.c ---- */
+extern void CacheInit(void);
+
+/* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
+extern void RequestInit(void);
+extern void TenantInit(void);
+extern void SessionInit(void);
+extern void IdentityInit(void);
+extern void AuditInit(void);
+extern void WebauthnInit(void);
+
+/* Settings shared between modules. */
+extern char *authctx_token_pepper;	/* token.c */
+extern bool authctx_preloaded;		/* authctx.c */
+
+#endif							/* AUTHCTX_H */

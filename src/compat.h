@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Differences between the PostgreSQL versions authctx builds against.
+ *
+ * authctx is tested on PostgreSQL 15 and written to compile on 13 to 18.
+ * Every version test lives here so that the modules read as plain code.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTHCTX_COMPAT_H
+#define AUTHCTX_COMPAT_H
+
+#include "postgres.h"
+
+#if PG_VERSION_NUM < 130000
+#error "authctx requires PostgreSQL 13 or later"
+#endif
+
+/* MarkGUCPrefixReserved appeared in 15; older servers only warn. */
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/* shmem_request_hook appeared in 15; before it, request in _PG_init. */
+#if PG_VERSION_NUM >= 150000
+#define AUTHCTX_HAS_SHMEM_REQUEST_HOOK 1
+#endif
+
+/* ProcessUtility_hook gained readOnlyTree in 14. */
+#if PG_VERSION_NUM >= 140000
+#define AUTHCTX_UTILITY_ARGS \
+	PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define AUTHCTX_UTILITY_PASS \
+	pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc
+#else
+#define AUTHCTX_UTILITY_ARGS \
+	PlannedStmt *pstmt, const char *queryString, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define AUTHCTX_UTILITY_PASS \
+	pstmt, queryString, context, params, queryEnv, dest, qc
+#endif
+
+/* Soft input errors (ereturn / escontext) appeared in 16. */
+#if PG_VERSION_NUM >= 160000
+#define AUTHCTX_HAS_SOFT_ERRORS 1
+#include "nodes/miscnodes.h"
+#define authctx_ereturn(escontext, dummy, ...) ereturn(escontext, dummy, __VA_ARGS__)
+#else
+#define authctx_ereturn(escontext, dummy, ...) \
+	do { ereport(ERROR, __VA_ARGS__); return dummy; } while (0)
+#endif
+
+/* guc_malloc-style allocation for check-hook "extra" moved in 16? No: same. */
+
+/* PG 18 renamed some timestamp helpers; keep the one we use stable. */
+#include "utils/timestamp.h"
+
+#endif							/* AUTHCTX_COMPAT_H */

@@ -1,0 +1,656 @@
+/*-------------------------------------------------------------------------
+ *
+ * context.c
+ *		The per-transaction authentication context, its guards, accessors.
+ *
+ * Design
+ * ------
+ * The context is published as transaction-local GUCs (authctx.user_id,
+ * authctx.tenant_id, authctx.role, authctx.session_id, plus hidden
+ * authctx.auth_method, authctx.expires_at, authctx.scopes and
+ * authctx.admin_bypass).  GUCs give us, for free, exactly the lifetime the
+ * contract asks for: values set with GUC_ACTION_LOCAL are undone at COMMIT,
+ * ROLLBACK, ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION and in-procedure
+ * COMMIT, and they are copied to parallel workers (they are PGC_USERSET and
+ * not at their default; see can_skip_gucvar in guc.c).
+ *
+ * Nobody but this file may change them:
+ *	- the check hook accepts a value only while authctx_context_setting is
+ *	  true (set around our own set_config_option calls), when the value is
+ *	  the boot default, or while a parallel worker restores its leader's
+ *	  state (InitializingParallelWorker);  that refuses SET, SET LOCAL,
+ *	  set_config() with a value, function SET clauses and ALTER ROLE/DATABASE
+ *	  values applied at connection time;
+ *	- RESET and set_config(name, NULL) install the reset value without
+ *	  calling the check hook, so the assign hook refuses any change made
+ *	  inside a running transaction that did not come from us (transaction
+ *	  end and subtransaction abort run in TRANS_COMMIT/TRANS_ABORT state, so
+ *	  IsTransactionState() is false there and the rollback goes through);
+ *	- GUC_NO_RESET_ALL keeps RESET ALL and DISCARD ALL off them;
+ *	- a ProcessUtility hook refuses SET/RESET/ALTER ROLE ... SET/ALTER
+ *	  DATABASE ... SET/ALTER SYSTEM naming them, with a clear 42501, before
+ *	  anything happens.
+ *
+ * The check hook parses each value into an "extra" and the assign hook
+ * copies it into authctx_ctx, so the accessors (called once per row in RLS
+ * policies) read a struct and never parse text.  Assign hooks run on every
+ * change, including rollback and parallel restore, so the struct always
+ * mirrors the GUCs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "authctx.h"
+
+/* Which part of the context a GUC carries. */
+typedef enum ContextField
+{
+	CF_USER_ID,
+	CF_TENANT_ID,
+	CF_ROLE,
+	CF_SESSION_ID,
+	CF_AUTH_METHOD,
+	CF_EXPIRES_AT,
+	CF_SCOPES,
+	CF_ADMIN_BYPASS,
+	CF_COUNT
+} ContextField;
+
+/* Parsed form of one GUC value, handed from check hook to assign hook. */
+typedef struct ContextExtra
+{
+	bool		present;		/* value is non-empty */
+	pg_uuid_t	uuid;
+	TimestampTz ts;
+	char		text[FLEXIBLE_ARRAY_MEMBER];
+} ContextExtra;
+
+typedef struct ContextGuc
+{
+	const char *name;			/* full GUC name */
+	const char *desc;
+	bool		hidden;			/* GUC_NO_SHOW_ALL */
+	char	   *value;			/* the GUC's variable */
+} ContextGuc;
+
+static ContextGuc authctx_gucs[CF_COUNT] = {
+	[CF_USER_ID] = {"authctx.user_id", "User of the current transaction's authentication context.", false},
+	[CF_TENANT_ID] = {"authctx.tenant_id", "Tenant of the current transaction's authentication context.", false},
+	[CF_ROLE] = {"authctx.role", "Membership role of the current transaction's user in its tenant.", false},
+	[CF_SESSION_ID] = {"authctx.session_id", "Session or API key of the current transaction's authentication context.", false},
+	[CF_AUTH_METHOD] = {"authctx.auth_method", "How the current transaction authenticated.", true},
+	[CF_EXPIRES_AT] = {"authctx.expires_at", "When the credential of the current transaction expires.", true},
+	[CF_SCOPES] = {"authctx.scopes", "Scopes of the API key of the current transaction.", true},
+	[CF_ADMIN_BYPASS] = {"authctx.admin_bypass", "Reason of an active admin bypass.", true},
+};
+
+/* The published context, mirrored from the GUCs by the assign hooks. */
+static AuthctxContext authctx_ctx;
+static bool authctx_bypass = false;
+
+/* True only around our own set_config_option calls. */
+static bool authctx_context_setting = false;
+/* True while DefineCustom*Variable installs the boot values. */
+static bool authctx_defining = false;
+
+/* authctx.missing_context */
+typedef enum
+{
+	MISSING_CONTEXT_DENY,
+	MISSING_CONTEXT_ERROR
+} MissingContextMode;
+
+static const struct config_enum_entry missing_context_options[] = {
+	{"deny", MISSING_CONTEXT_DENY, false},
+	{"error", MISSING_CONTEXT_ERROR, false},
+	{NULL, 0, false}
+};
+static int	authctx_missing_context = MISSING_CONTEXT_DENY;
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+PG_FUNCTION_INFO_V1(authctx_user_id);
+PG_FUNCTION_INFO_V1(authctx_tenant_id);
+PG_FUNCTION_INFO_V1(authctx_role);
+PG_FUNCTION_INFO_V1(authctx_session_id);
+PG_FUNCTION_INFO_V1(authctx_current);
+PG_FUNCTION_INFO_V1(authctx_has_role);
+PG_FUNCTION_INFO_V1(authctx_has_scope);
+PG_FUNCTION_INFO_V1(authctx_is_authenticated);
+PG_FUNCTION_INFO_V1(authctx_admin_bypass);
+
+/* Is this GUC name one of the protected context parameters? */
+static bool
+ContextIsProtectedName(const char *name)
+{
+	if (name == NULL || pg_strncasecmp(name, "authctx.", 8) != 0)
+		return false;
+	for (int i = 0; i < CF_COUNT; i++)
+		if (pg_strcasecmp(name, authctx_gucs[i].name) == 0)
+			return true;
+	return false;
+}
+
+/* Parse one value for field f into a malloc'd extra; false if malformed. */
+static bool
+ContextParse(ContextField f, const char *value, ContextExtra **out)
+{
+	size_t		len = value ? strlen(value) : 0;
+	ContextExtra *extra = malloc(offsetof(ContextExtra, text) + len + 1);
+
+	if (extra == NULL)
+		return false;
+	memset(extra, 0, offsetof(ContextExtra, text));
+	memcpy(extra->text, value ? value : "", len + 1);
+	extra->present = len > 0;
+
+	if (extra->present)
+	{
+		switch (f)
+		{
+			case CF_USER_ID:
+			case CF_TENANT_ID:
+			case CF_SESSION_ID:
+				{
+					Datum		d;
+
+					/* values come from our own code; still, never trust */
+					if (len != 36)
+					{
+						free(extra);
+						return false;
+					}
+					d = DirectFunctionCall1(uuid_in, CStringGetDatum(value));
+					memcpy(&extra->uuid, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+					break;
+				}
+			case CF_EXPIRES_AT:
+				{
+					char	   *end;
+					long long	v = strtoll(value, &end, 10);
+
+					if (*end != '\0')
+					{
+						free(extra);
+						return false;
+					}
+					extra->ts = (TimestampTz) v;
+					break;
+				}
+			case CF_ROLE:
+				if (len >= NAMEDATALEN)
+				{
+					free(extra);
+					return false;
+				}
+				break;
+			default:
+				break;
+		}
+	}
+	*out = extra;
+	return true;
+}
+
+/* Check hook shared by every context GUC; which one is in *extra on entry. */
+static bool
+ContextCheck(ContextField f, char **newval, void **extra, GucSource source)
+{
+	ContextExtra *parsed;
+
+	if (!(source == PGC_S_DEFAULT || authctx_context_setting ||
+		  authctx_defining || InitializingParallelWorker))
+	{
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errmsg("parameter \"%s\" can only be set by auth_begin()",
+						 authctx_gucs[f].name);
+		return false;
+	}
+	if (!ContextParse(f, *newval, &parsed))
+	{
+		GUC_check_errmsg("invalid value for parameter \"%s\"", authctx_gucs[f].name);
+		return false;
+	}
+	*extra = parsed;
+	return true;
+}
+
+/* Copy a parsed value into the context struct; refuse foreign changes. */
+static void
+ContextAssign(ContextField f, const char *newval, void *extra)
+{
+	ContextExtra *e = (ContextExtra *) extra;
+	const char *oldval = authctx_gucs[f].value;
+
+	/*
+	 * RESET and set_config(name, NULL) skip the check hook.  Refuse them:
+	 * inside a running transaction only our own code changes these values.
+	 * Transaction end and subtransaction abort are not TRANS_INPROGRESS.
+	 */
+	if (!authctx_context_setting && !authctx_defining &&
+		!InitializingParallelWorker && IsTransactionState() &&
+		oldval != NULL && strcmp(oldval, newval ? newval : "") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("parameter \"%s\" can only be set by auth_begin()",
+						authctx_gucs[f].name)));
+
+	if (e == NULL)
+		return;
+	switch (f)
+	{
+		case CF_USER_ID:
+			authctx_ctx.valid = e->present;
+			authctx_ctx.user_id = e->uuid;
+			break;
+		case CF_TENANT_ID:
+			authctx_ctx.has_tenant = e->present;
+			authctx_ctx.tenant_id = e->uuid;
+			break;
+		case CF_ROLE:
+			strlcpy(authctx_ctx.role, e->text, NAMEDATALEN);
+			break;
+		case CF_SESSION_ID:
+			authctx_ctx.session_id = e->uuid;
+			break;
+		case CF_AUTH_METHOD:
+			strlcpy(authctx_ctx.auth_method, e->text, sizeof(authctx_ctx.auth_method));
+			break;
+		case CF_EXPIRES_AT:
+			authctx_ctx.expires_at = e->present ? e->ts : DT_NOBEGIN;
+			break;
+		case CF_SCOPES:
+			/* the extra lives as long as the GUC holds this value */
+			authctx_ctx.scopes = e->present ? e->text : NULL;
+			break;
+		case CF_ADMIN_BYPASS:
+			authctx_bypass = e->present;
+			break;
+		default:
+			break;
+	}
+}
+
+#define CONTEXT_HOOKS(F, suffix) \
+static bool check_##suffix(char **newval, void **extra, GucSource source) \
+{ return ContextCheck(F, newval, extra, source); } \
+static void assign_##suffix(const char *newval, void *extra) \
+{ ContextAssign(F, newval, extra); }
+
+CONTEXT_HOOKS(CF_USER_ID, user_id)
+CONTEXT_HOOKS(CF_TENANT_ID, tenant_id)
+CONTEXT_HOOKS(CF_ROLE, role)
+CONTEXT_HOOKS(CF_SESSION_ID, session_id)
+CONTEXT_HOOKS(CF_AUTH_METHOD, auth_method)
+CONTEXT_HOOKS(CF_EXPIRES_AT, expires_at)
+CONTEXT_HOOKS(CF_SCOPES, scopes)
+CONTEXT_HOOKS(CF_ADMIN_BYPASS, admin_bypass)
+
+static const GucStringCheckHook context_check_hooks[CF_COUNT] = {
+	check_user_id, check_tenant_id, check_role, check_session_id,
+	check_auth_method, check_expires_at, check_scopes, check_admin_bypass
+};
+static const GucStringAssignHook context_assign_hooks[CF_COUNT] = {
+	assign_user_id, assign_tenant_id, assign_role, assign_session_id,
+	assign_auth_method, assign_expires_at, assign_scopes, assign_admin_bypass
+};
+
+/* Name of the protected parameter a utility statement would change, if any. */
+static const char *
+ContextUtilityTarget(Node *parsetree)
+{
+	VariableSetStmt *set = NULL;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_VariableSetStmt:
+			set = (VariableSetStmt *) parsetree;
+			break;
+		case T_AlterRoleSetStmt:
+			set = ((AlterRoleSetStmt *) parsetree)->setstmt;
+			break;
+		case T_AlterDatabaseSetStmt:
+			set = ((AlterDatabaseSetStmt *) parsetree)->setstmt;
+			break;
+		case T_AlterSystemStmt:
+			set = ((AlterSystemStmt *) parsetree)->setstmt;
+			break;
+		case T_AlterFunctionStmt:
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((AlterFunctionStmt *) parsetree)->actions)
+				{
+					DefElem    *d = lfirst_node(DefElem, lc);
+
+					if (strcmp(d->defname, "set") == 0 &&
+						ContextIsProtectedName(((VariableSetStmt *) d->arg)->name))
+						return ((VariableSetStmt *) d->arg)->name;
+				}
+				return NULL;
+			}
+		default:
+			return NULL;
+	}
+	if (set == NULL || set->kind == VAR_RESET_ALL)
+		return NULL;
+	return ContextIsProtectedName(set->name) ? set->name : NULL;
+}
+
+/* Refuse SET/RESET/ALTER ... SET of the context parameters for every role. */
+static void
+ContextProcessUtility(AUTHCTX_UTILITY_ARGS)
+{
+	const char *target = ContextUtilityTarget(pstmt->utilityStmt);
+
+	if (target != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("parameter \"%s\" can only be set by auth_begin()", target),
+				 errhint("Call auth_begin(token) at the start of the transaction.")));
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(AUTHCTX_UTILITY_PASS);
+	else
+		standard_ProcessUtility(AUTHCTX_UTILITY_PASS);
+}
+
+/* Define the context GUCs, missing_context, and the utility guard. */
+void
+ContextInit(void)
+{
+	authctx_defining = true;
+	for (int i = 0; i < CF_COUNT; i++)
+		DefineCustomStringVariable(authctx_gucs[i].name,
+								   authctx_gucs[i].desc,
+								   "Set only by auth_begin(), auth_end() and admin_begin(); read-only for every role.",
+								   &authctx_gucs[i].value,
+								   "",
+								   PGC_USERSET,
+								   GUC_NO_RESET_ALL | GUC_NOT_IN_SAMPLE |
+								   GUC_DISALLOW_IN_FILE |
+								   (authctx_gucs[i].hidden ? GUC_NO_SHOW_ALL : 0),
+								   context_check_hooks[i],
+								   context_assign_hooks[i],
+								   NULL);
+	authctx_defining = false;
+
+	DefineCustomEnumVariable("authctx.missing_context",
+							 "What a query on an isolated table does without an authentication context.",
+							 "deny: no rows, no writes; error: raise SQLSTATE 28000.",
+							 &authctx_missing_context,
+							 MISSING_CONTEXT_DENY,
+							 missing_context_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = ContextProcessUtility;
+}
+
+/* Set one context GUC for this transaction from our own code. */
+static void
+ContextSet(ContextField f, const char *value)
+{
+	(void) set_config_option(authctx_gucs[f].name, value ? value : "",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, ERROR, false);
+}
+
+static char *
+UuidText(const pg_uuid_t *u)
+{
+	if (u == NULL)
+		return "";
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) u)));
+}
+
+/*
+ * Publish a validated context for the rest of this transaction.  Only
+ * request.c (auth_begin) calls this; every field is replaced.
+ */
+void
+ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
+			   const char *role, const pg_uuid_t *session_id,
+			   const char *auth_method, TimestampTz expires_at,
+			   const char *scopes)
+{
+	char		expbuf[32];
+
+	snprintf(expbuf, sizeof(expbuf), INT64_FORMAT, (int64) expires_at);
+	authctx_context_setting = true;
+	PG_TRY();
+	{
+		ContextSet(CF_USER_ID, UuidText(user_id));
+		ContextSet(CF_TENANT_ID, UuidText(tenant_id));
+		ContextSet(CF_ROLE, role);
+		ContextSet(CF_SESSION_ID, UuidText(session_id));
+		ContextSet(CF_AUTH_METHOD, auth_method);
+		ContextSet(CF_EXPIRES_AT, expbuf);
+		ContextSet(CF_SCOPES, scopes);
+	}
+	PG_FINALLY();
+	{
+		authctx_context_setting = false;
+	}
+	PG_END_TRY();
+}
+
+/* Clear the context (and any admin bypass) inside this transaction. */
+void
+ContextClear(void)
+{
+	authctx_context_setting = true;
+	PG_TRY();
+	{
+		for (int i = 0; i < CF_COUNT; i++)
+			if (authctx_gucs[i].value != NULL && authctx_gucs[i].value[0] != '\0')
+				ContextSet((ContextField) i, "");
+	}
+	PG_FINALLY();
+	{
+		authctx_context_setting = false;
+	}
+	PG_END_TRY();
+}
+
+/* Turn on the admin bypass for this transaction (tenant.c checks rights). */
+void
+ContextSetAdminBypass(const char *reason)
+{
+	authctx_context_setting = true;
+	PG_TRY();
+	{
+		ContextSet(CF_ADMIN_BYPASS, reason);
+		ContextSet(CF_AUTH_METHOD, "admin");
+	}
+	PG_FINALLY();
+	{
+		authctx_context_setting = false;
+	}
+	PG_END_TRY();
+}
+
+bool
+ContextAdminBypass(void)
+{
+	return authctx_bypass;
+}
+
+const AuthctxContext *
+ContextCurrent(void)
+{
+	return &authctx_ctx;
+}
+
+/* ---------------------------------------------------------------------
+ * Accessors: STABLE, PARALLEL SAFE; NULL (or false) without a context.
+ * ---------------------------------------------------------------------
+ */
+
+static Datum
+UuidDatum(const pg_uuid_t *u)
+{
+	pg_uuid_t  *r = palloc(sizeof(pg_uuid_t));
+
+	memcpy(r, u, sizeof(pg_uuid_t));
+	return UUIDPGetDatum(r);
+}
+
+Datum
+authctx_user_id(PG_FUNCTION_ARGS)
+{
+	if (!authctx_ctx.valid)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(UuidDatum(&authctx_ctx.user_id));
+}
+
+/*
+ * tenant_id() is what isolation policies compare with; with no tenant in
+ * context it returns NULL (no row matches), or raises 28000 when
+ * authctx.missing_context = error and no admin bypass is active.
+ */
+Datum
+authctx_tenant_id(PG_FUNCTION_ARGS)
+{
+	if (authctx_ctx.valid && authctx_ctx.has_tenant)
+		PG_RETURN_DATUM(UuidDatum(&authctx_ctx.tenant_id));
+	if (authctx_missing_context == MISSING_CONTEXT_ERROR && !authctx_bypass)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("no tenant context in this transaction"),
+				 errhint("Call auth_begin(token) or auth_begin(token, tenant) at the start of the transaction.")));
+	PG_RETURN_NULL();
+}
+
+Datum
+authctx_role(PG_FUNCTION_ARGS)
+{
+	if (!authctx_ctx.valid || authctx_ctx.role[0] == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(authctx_ctx.role));
+}
+
+Datum
+authctx_session_id(PG_FUNCTION_ARGS)
+{
+	if (!authctx_ctx.valid)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(UuidDatum(&authctx_ctx.session_id));
+}
+
+Datum
+authctx_is_authenticated(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(authctx_ctx.valid);
+}
+
+Datum
+authctx_has_role(PG_FUNCTION_ARGS)
+{
+	text	   *want;
+
+	if (!authctx_ctx.valid || PG_ARGISNULL(0) || authctx_ctx.role[0] == '\0')
+		PG_RETURN_BOOL(false);
+	want = PG_GETARG_TEXT_PP(0);
+	PG_RETURN_BOOL(strlen(authctx_ctx.role) == VARSIZE_ANY_EXHDR(want) &&
+				   memcmp(authctx_ctx.role, VARDATA_ANY(want),
+						  VARSIZE_ANY_EXHDR(want)) == 0);
+}
+
+/* Sessions carry every scope; API keys only those they were created with. */
+Datum
+authctx_has_scope(PG_FUNCTION_ARGS)
+{
+	text	   *want;
+	const char *p;
+	size_t		wlen;
+
+	if (!authctx_ctx.valid || PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	if (strcmp(authctx_ctx.auth_method, "api_key") != 0)
+		PG_RETURN_BOOL(true);
+	if (authctx_ctx.scopes == NULL)
+		PG_RETURN_BOOL(false);
+	want = PG_GETARG_TEXT_PP(0);
+	wlen = VARSIZE_ANY_EXHDR(want);
+	/* scopes are stored separated by newlines (scope names hold no '\n') */
+	p = authctx_ctx.scopes;
+	while (*p)
+	{
+		const char *end = strchr(p, '\n');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+
+		if (len == wlen && memcmp(p, VARDATA_ANY(want), wlen) == 0)
+			PG_RETURN_BOOL(true);
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	PG_RETURN_BOOL(false);
+}
+
+Datum
+authctx_admin_bypass(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(authctx_bypass);
+}
+
+/* authctx.current(): the whole context as authctx.context, or NULL. */
+Datum
+authctx_current(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+
+	if (!authctx_ctx.valid && !authctx_bypass)
+		PG_RETURN_NULL();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	if (authctx_ctx.valid)
+		values[0] = UuidDatum(&authctx_ctx.user_id);
+	else
+		nulls[0] = true;
+	if (authctx_ctx.valid && authctx_ctx.has_tenant)
+		values[1] = UuidDatum(&authctx_ctx.tenant_id);
+	else
+		nulls[1] = true;
+	if (authctx_ctx.valid && authctx_ctx.role[0])
+		values[2] = PointerGetDatum(cstring_to_text(authctx_ctx.role));
+	else
+		nulls[2] = true;
+	if (authctx_ctx.valid)
+		values[3] = UuidDatum(&authctx_ctx.session_id);
+	else
+		nulls[3] = true;
+	if (authctx_ctx.auth_method[0])
+		values[4] = PointerGetDatum(cstring_to_text(authctx_ctx.auth_method));
+	else
+		nulls[4] = true;
+	if (authctx_ctx.valid && authctx_ctx.expires_at != DT_NOBEGIN &&
+		authctx_ctx.expires_at != DT_NOEND)
+		values[5] = TimestampTzGetDatum(authctx_ctx.expires_at);
+	else
+		nulls[5] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

@@ -1,0 +1,168 @@
+-- ---------------------------------------------------------------------------
+-- 20 tables.  Every table lives in schema authctx and is reachable only
+-- through functions: PUBLIC and the authctx_* roles get no privilege on any
+-- of them (audit_log excepted: authctx_admin may read it).
+--
+-- Shaped for a later distributed engine: tenants could be a reference
+-- table, memberships distributed by tenant_id, identity tables by user_id.
+-- ---------------------------------------------------------------------------
+
+-- identity ------------------------------------------------------------------
+CREATE TABLE authctx.tenants (
+  id          uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  slug        text NOT NULL UNIQUE
+              CHECK (slug OPERATOR(pg_catalog.~) '^[a-z0-9][a-z0-9-]{0,62}$'),
+  name        text,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE authctx.tenants IS 'tenants (organisations); slug is the human name used in URLs';
+
+CREATE TABLE authctx.users (
+  id            uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  email         text NOT NULL,
+  display_name  text,
+  disabled_at   timestamptz,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE UNIQUE INDEX users_email_lower_key ON authctx.users (pg_catalog.lower(email));
+COMMENT ON TABLE authctx.users IS 'users; email unique case-insensitively; disabled_at set when disabled';
+
+CREATE TABLE authctx.memberships (
+  tenant_id   uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  user_id     uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  role        text NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (tenant_id, user_id)
+);
+CREATE INDEX memberships_user_idx ON authctx.memberships (user_id);
+COMMENT ON TABLE authctx.memberships IS 'user in tenant with a role';
+
+CREATE TABLE authctx.password_credentials (
+  user_id     uuid PRIMARY KEY REFERENCES authctx.users (id) ON DELETE CASCADE,
+  hash        text NOT NULL,          -- crypto_pwhash_str (argon2id) string
+  updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE authctx.password_credentials IS 'argon2id password hashes';
+
+CREATE TABLE authctx.oauth_identities (
+  provider    text NOT NULL,
+  subject     text NOT NULL,
+  user_id     uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (provider, subject)
+);
+CREATE INDEX oauth_identities_user_idx ON authctx.oauth_identities (user_id);
+COMMENT ON TABLE authctx.oauth_identities IS 'OAuth/OIDC subjects linked to users; never matched by email';
+
+CREATE TABLE authctx.webauthn_credentials (
+  credential_id bytea PRIMARY KEY,
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  public_key    bytea NOT NULL,       -- COSE_Key as registered
+  alg           integer NOT NULL,     -- COSE algorithm: -8 EdDSA, -7 ES256
+  sign_count    bigint NOT NULL DEFAULT 0,
+  name          text,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  last_used_at  timestamptz
+);
+CREATE INDEX webauthn_credentials_user_idx ON authctx.webauthn_credentials (user_id);
+COMMENT ON TABLE authctx.webauthn_credentials IS 'WebAuthn (passkey) public keys';
+
+CREATE TABLE authctx.webauthn_challenges (
+  challenge   bytea PRIMARY KEY,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE authctx.webauthn_challenges IS 'issued, unspent WebAuthn challenges (deleted when spent)';
+
+-- login throttling: consecutive failures per account, written out of band
+CREATE TABLE authctx.login_throttle (
+  user_id          uuid PRIMARY KEY REFERENCES authctx.users (id) ON DELETE CASCADE,
+  failures         integer NOT NULL DEFAULT 0,
+  last_failure_at  timestamptz,
+  locked_until     timestamptz
+);
+COMMENT ON TABLE authctx.login_throttle IS 'consecutive failed logins and lockout (exponential back-off)';
+
+-- sessions ------------------------------------------------------------------
+CREATE TABLE authctx.sessions (
+  id            uuid PRIMARY KEY,     -- the session token's public id
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id     uuid REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  family_id     uuid NOT NULL,        -- login family (refresh rotation)
+  verifier      bytea NOT NULL,       -- keyed BLAKE2b of the token; never the secret
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  last_seen_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at    timestamptz NOT NULL, -- absolute lifetime
+  revoked_at    timestamptz,
+  metadata      jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX sessions_user_idx ON authctx.sessions (user_id);
+CREATE INDEX sessions_family_idx ON authctx.sessions (family_id);
+CREATE INDEX sessions_expires_idx ON authctx.sessions (expires_at);
+COMMENT ON TABLE authctx.sessions IS 'sessions; references user ids only, never copies user data';
+
+CREATE TABLE authctx.refresh_tokens (
+  id          uuid PRIMARY KEY,       -- the refresh token's public id
+  family_id   uuid NOT NULL,
+  session_id  uuid NOT NULL,          -- session issued together with it
+  user_id     uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id   uuid REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  parent_id   uuid,                   -- refresh token it was rotated from
+  verifier    bytea NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at  timestamptz NOT NULL,
+  spent_at    timestamptz,
+  revoked_at  timestamptz
+);
+CREATE INDEX refresh_tokens_family_idx ON authctx.refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_user_idx ON authctx.refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_expires_idx ON authctx.refresh_tokens (expires_at);
+COMMENT ON TABLE authctx.refresh_tokens IS 'single-use refresh tokens; reuse revokes the family';
+
+CREATE TABLE authctx.api_keys (
+  id            uuid PRIMARY KEY,     -- the key's public id
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id     uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  name          text NOT NULL,
+  scopes        text[] NOT NULL DEFAULT '{}',
+  verifier      bytea NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at    timestamptz,
+  last_used_at  timestamptz,
+  revoked_at    timestamptz
+);
+CREATE INDEX api_keys_user_idx ON authctx.api_keys (user_id);
+COMMENT ON TABLE authctx.api_keys IS 'API keys with scopes, bound to one tenant';
+
+-- audit ---------------------------------------------------------------------
+CREATE TABLE authctx.audit_log (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  occurred_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  event        text NOT NULL,
+  user_id      uuid,
+  tenant_id    uuid,
+  session_id   uuid,
+  db_role      name NOT NULL DEFAULT pg_catalog.session_user(),
+  detail       jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_occurred_idx ON authctx.audit_log (occurred_at);
+COMMENT ON TABLE authctx.audit_log IS 'security events; never stores a token, secret or password';
+
+-- No privilege on any table for PUBLIC or the roles; admins read the log.
+REVOKE ALL ON ALL TABLES IN SCHEMA authctx FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA authctx FROM PUBLIC;
+GRANT SELECT ON authctx.audit_log TO authctx_admin;
+
+-- Internal: append one audit event (SECURITY DEFINER callers only).
+CREATE FUNCTION authctx._audit(event text, user_id uuid, tenant_id uuid,
+                               session_id uuid, detail jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  INSERT INTO authctx.audit_log (event, user_id, tenant_id, session_id, db_role, detail)
+  VALUES (event, user_id, tenant_id, session_id, pg_catalog.session_user(),
+          pg_catalog.coalesce(detail, '{}'::jsonb));
+$$;
+COMMENT ON FUNCTION authctx._audit(text, uuid, uuid, uuid, jsonb) IS 'internal: append an audit event';
+REVOKE ALL ON FUNCTION authctx._audit(text, uuid, uuid, uuid, jsonb) FROM PUBLIC;

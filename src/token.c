@@ -1,0 +1,356 @@
+/*-------------------------------------------------------------------------
+ *
+ * token.c
+ *		The authctx.token base type: parse, format, checksum, verifier.
+ *
+ * A token is the split "selector/validator" pattern with a GitHub-style
+ * prefix and checksum:
+ *
+ *		axs_<base64url(id[16] || secret[32] || check[4])>
+ *
+ * The prefix names the kind (axs_ session, axr_ refresh, axk_ API key); the
+ * 16-byte id is the public lookup key (a uuid: the session, refresh token or
+ * key id); the 32-byte secret comes from libsodium's CSPRNG; the 4-byte
+ * check is the head of BLAKE2b(prefix || id || secret), so a mistyped or
+ * truncated token is rejected before any table is read.  The text form is
+ * always 74 characters from [A-Za-z0-9_-], which secret scanners can match.
+ *
+ * Only the verifier, BLAKE2b-256(kind || id || secret) keyed with the
+ * optional authctx.token_pepper, is ever stored; comparison is constant
+ * time (CryptoEqual).  The secret has 256 bits of entropy, so a fast hash
+ * is the right tool: there is nothing to brute-force.
+ *
+ * Error messages never contain the input: a token in a log line is a leak.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "fmgr.h"
+#include "libpq/pqformat.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/uuid.h"
+
+#include "authctx.h"
+
+#define TOKEN_PREFIX_LEN	4
+#define TOKEN_CHECK_LEN		4
+#define TOKEN_RAW_LEN		(AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN + TOKEN_CHECK_LEN)
+/* base64url without padding of 52 bytes is 70 characters */
+#define TOKEN_B64_LEN		70
+#define TOKEN_TEXT_LEN		(TOKEN_PREFIX_LEN + TOKEN_B64_LEN)
+
+/* authctx.token_pepper: optional key for the stored verifiers. */
+char	   *authctx_token_pepper = NULL;
+
+PG_FUNCTION_INFO_V1(authctx_token_in);
+PG_FUNCTION_INFO_V1(authctx_token_out);
+PG_FUNCTION_INFO_V1(authctx_token_recv);
+PG_FUNCTION_INFO_V1(authctx_token_send);
+PG_FUNCTION_INFO_V1(authctx_token_new);
+PG_FUNCTION_INFO_V1(authctx_token_id);
+PG_FUNCTION_INFO_V1(authctx_token_kind);
+PG_FUNCTION_INFO_V1(authctx_token_verifier);
+
+/* Prefix for a kind, or NULL for an unknown kind. */
+static inline const char *
+TokenPrefix(char kind)
+{
+	switch (kind)
+	{
+		case TOKEN_SESSION:
+			return "axs_";
+		case TOKEN_REFRESH:
+			return "axr_";
+		case TOKEN_API_KEY:
+			return "axk_";
+	}
+	return NULL;
+}
+
+/* Kind for a prefix, or 0 when the text does not start with one. */
+static inline char
+TokenKindFromPrefix(const char *str)
+{
+	if (str[0] != 'a' || str[1] != 'x' || str[3] != '_')
+		return 0;
+	switch (str[2])
+	{
+		case 's':
+			return TOKEN_SESSION;
+		case 'r':
+			return TOKEN_REFRESH;
+		case 'k':
+			return TOKEN_API_KEY;
+	}
+	return 0;
+}
+
+/* The checksum binds prefix, id and secret together. */
+static void
+TokenChecksum(const AuthctxToken *tok, unsigned char *out)
+{
+	unsigned char buf[TOKEN_PREFIX_LEN + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN];
+	unsigned char digest[16];
+
+	memcpy(buf, TokenPrefix(tok->kind), TOKEN_PREFIX_LEN);
+	memcpy(buf + TOKEN_PREFIX_LEN, tok->id, AUTHCTX_TOKEN_ID_LEN);
+	memcpy(buf + TOKEN_PREFIX_LEN + AUTHCTX_TOKEN_ID_LEN, tok->secret,
+		   AUTHCTX_TOKEN_SECRET_LEN);
+	CryptoHash(digest, sizeof(digest), buf, sizeof(buf), NULL, 0);
+	memcpy(out, digest, TOKEN_CHECK_LEN);
+	CryptoZero(buf, sizeof(buf));
+}
+
+/* Define the token settings. */
+void
+TokenInit(void)
+{
+	DefineCustomStringVariable("authctx.token_pepper",
+							   "Secret key mixed into every stored token verifier.",
+							   "Changing it invalidates every issued token.  Set it in postgresql.conf.",
+							   &authctx_token_pepper,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+}
+
+/* Length of every token's text form. */
+int
+TokenTextLength(void)
+{
+	return TOKEN_TEXT_LEN;
+}
+
+/*
+ * Cheap shape test used by log redaction: prefix and alphabet only, no
+ * checksum (a near-miss token is still a secret worth hiding).
+ */
+bool
+TokenLooksLike(const char *str, size_t len)
+{
+	if (len < TOKEN_TEXT_LEN || TokenKindFromPrefix(str) == 0)
+		return false;
+	for (int i = TOKEN_PREFIX_LEN; i < TOKEN_TEXT_LEN; i++)
+	{
+		char		c = str[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Parse a token's text form without raising; false for anything that is
+ * not a well-formed token with a correct checksum.
+ */
+bool
+TokenParse(const char *str, size_t len, AuthctxToken *out)
+{
+	unsigned char raw[TOKEN_RAW_LEN];
+	unsigned char check[TOKEN_CHECK_LEN];
+	size_t		rawlen = 0;
+	const char *end = NULL;
+	bool		ok;
+
+	if (str == NULL || len != TOKEN_TEXT_LEN)
+		return false;
+	out->kind = TokenKindFromPrefix(str);
+	if (out->kind == 0)
+		return false;
+
+	CryptoInit();
+	if (sodium_base642bin(raw, sizeof(raw), str + TOKEN_PREFIX_LEN, TOKEN_B64_LEN,
+						  NULL, &rawlen, &end,
+						  sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+		rawlen != TOKEN_RAW_LEN || end != str + TOKEN_TEXT_LEN)
+	{
+		CryptoZero(raw, sizeof(raw));
+		return false;
+	}
+
+	memcpy(out->id, raw, AUTHCTX_TOKEN_ID_LEN);
+	memcpy(out->secret, raw + AUTHCTX_TOKEN_ID_LEN, AUTHCTX_TOKEN_SECRET_LEN);
+	TokenChecksum(out, check);
+	ok = CryptoEqual(check, raw + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN,
+					 TOKEN_CHECK_LEN);
+	CryptoZero(raw, sizeof(raw));
+	if (!ok)
+		CryptoZero(out, sizeof(*out));
+	return ok;
+}
+
+/* Format a token; the result is palloc'd. */
+static char *
+TokenFormat(const AuthctxToken *tok)
+{
+	unsigned char raw[TOKEN_RAW_LEN];
+	char	   *result = palloc(TOKEN_TEXT_LEN + 1);
+
+	memcpy(raw, tok->id, AUTHCTX_TOKEN_ID_LEN);
+	memcpy(raw + AUTHCTX_TOKEN_ID_LEN, tok->secret, AUTHCTX_TOKEN_SECRET_LEN);
+	TokenChecksum(tok, raw + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN);
+	memcpy(result, TokenPrefix(tok->kind), TOKEN_PREFIX_LEN);
+	sodium_bin2base64(result + TOKEN_PREFIX_LEN, TOKEN_B64_LEN + 1, raw, sizeof(raw),
+					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	CryptoZero(raw, sizeof(raw));
+	return result;
+}
+
+/*
+ * The stored verifier: BLAKE2b-256(kind || id || secret), keyed with the
+ * pepper when one is set.  Binding the id means a verifier cannot be copied
+ * onto another row.
+ */
+void
+TokenVerifier(const AuthctxToken *tok, unsigned char *out)
+{
+	static char *cached_pepper = NULL;
+	static unsigned char key[32];
+	static size_t keylen = 0;
+
+	if (authctx_token_pepper == NULL || authctx_token_pepper[0] == '\0')
+		keylen = 0;
+	else if (cached_pepper == NULL || strcmp(cached_pepper, authctx_token_pepper) != 0)
+	{
+		if (cached_pepper)
+			free(cached_pepper);
+		cached_pepper = strdup(authctx_token_pepper);
+		if (cached_pepper == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+							errmsg("out of memory")));
+		CryptoHash(key, sizeof(key), authctx_token_pepper,
+				   strlen(authctx_token_pepper), NULL, 0);
+		keylen = sizeof(key);
+	}
+	else
+		keylen = sizeof(key);
+
+	CryptoHash(out, AUTHCTX_TOKEN_HASH_LEN, tok, AUTHCTX_TOKEN_SIZE,
+			   keylen ? key : NULL, keylen);
+}
+
+/* Text input; bad input is 22P02 and the message never echoes it. */
+Datum
+authctx_token_in(PG_FUNCTION_ARGS)
+{
+	char	   *str = PG_GETARG_CSTRING(0);
+	AuthctxToken *tok = palloc(AUTHCTX_TOKEN_SIZE);
+
+	if (!TokenParse(str, strlen(str), tok))
+		authctx_ereturn(fcinfo->context, (Datum) 0,
+						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						 errmsg("invalid input syntax for type authctx.token"),
+						 errdetail("A token is a kind prefix (axs_, axr_ or axk_) followed by 70 characters with a valid checksum.")));
+	PG_RETURN_POINTER(tok);
+}
+
+/* Text output. */
+Datum
+authctx_token_out(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CSTRING(TokenFormat(PG_GETARG_AUTHCTX_TOKEN(0)));
+}
+
+/* Binary input: kind byte, id, secret; validated like text input. */
+Datum
+authctx_token_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	AuthctxToken *tok = palloc(AUTHCTX_TOKEN_SIZE);
+
+	if (buf->len - buf->cursor != AUTHCTX_TOKEN_SIZE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid binary representation for type authctx.token")));
+	pq_copymsgbytes(buf, (char *) tok, AUTHCTX_TOKEN_SIZE);
+	if (TokenPrefix(tok->kind) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid binary representation for type authctx.token")));
+	PG_RETURN_POINTER(tok);
+}
+
+/* Binary output. */
+Datum
+authctx_token_send(PG_FUNCTION_ARGS)
+{
+	AuthctxToken *tok = PG_GETARG_AUTHCTX_TOKEN(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, (char *) tok, AUTHCTX_TOKEN_SIZE);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* A fresh token of the named kind ('session', 'refresh' or 'api_key'). */
+Datum
+authctx_token_new(PG_FUNCTION_ARGS)
+{
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	AuthctxToken *tok = palloc(AUTHCTX_TOKEN_SIZE);
+
+	if (strcmp(kind, "session") == 0)
+		tok->kind = TOKEN_SESSION;
+	else if (strcmp(kind, "refresh") == 0)
+		tok->kind = TOKEN_REFRESH;
+	else if (strcmp(kind, "api_key") == 0)
+		tok->kind = TOKEN_API_KEY;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown token kind \"%s\"", kind)));
+
+	CryptoRandomBytes(tok->id, AUTHCTX_TOKEN_ID_LEN);
+	/* make the id a well-formed version 4 uuid */
+	tok->id[6] = (tok->id[6] & 0x0f) | 0x40;
+	tok->id[8] = (tok->id[8] & 0x3f) | 0x80;
+	CryptoRandomBytes(tok->secret, AUTHCTX_TOKEN_SECRET_LEN);
+	PG_RETURN_POINTER(tok);
+}
+
+/* The public id of a token, as a uuid. */
+Datum
+authctx_token_id(PG_FUNCTION_ARGS)
+{
+	AuthctxToken *tok = PG_GETARG_AUTHCTX_TOKEN(0);
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+	memcpy(id->data, tok->id, UUID_LEN);
+	PG_RETURN_UUID_P(id);
+}
+
+/* The kind of a token: session, refresh or api_key. */
+Datum
+authctx_token_kind(PG_FUNCTION_ARGS)
+{
+	AuthctxToken *tok = PG_GETARG_AUTHCTX_TOKEN(0);
+
+	switch (tok->kind)
+	{
+		case TOKEN_SESSION:
+			PG_RETURN_TEXT_P(cstring_to_text("session"));
+		case TOKEN_REFRESH:
+			PG_RETURN_TEXT_P(cstring_to_text("refresh"));
+		default:
+			PG_RETURN_TEXT_P(cstring_to_text("api_key"));
+	}
+}
+
+/* The verifier stored for a token (never the secret itself). */
+Datum
+authctx_token_verifier(PG_FUNCTION_ARGS)
+{
+	AuthctxToken *tok = PG_GETARG_AUTHCTX_TOKEN(0);
+	bytea	   *result = palloc(VARHDRSZ + AUTHCTX_TOKEN_HASH_LEN);
+
+	SET_VARSIZE(result, VARHDRSZ + AUTHCTX_TOKEN_HASH_LEN);
+	TokenVerifier(tok, (unsigned char *) VARDATA(result));
+	PG_RETURN_BYTEA_P(result);
+}
