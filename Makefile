@@ -15,6 +15,7 @@ OBJS = \
 	src/context.o \
 	src/crypto.o \
 	src/identity.o \
+	src/redact.o \
 	src/request.o \
 	src/session.o \
 	src/tenant.o \

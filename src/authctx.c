@@ -38,6 +38,7 @@ _PG_init(void)
 	IdentityInit();
 	SessionInit();
 	RequestInit();
+	RedactInit();
 	TenantInit();
 	AuditInit();
 	WebauthnInit();

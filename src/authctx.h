@@ -93,8 +93,37 @@ extern void WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when);
 /* ---- cache.c ---- */
 extern void CacheInit(void);
 
+/* ---- session.c ---- */
+/* What the request path needs to know about one session or API key. */
+typedef struct SessionRecord
+{
+	char		kind;			/* TOKEN_SESSION or TOKEN_API_KEY */
+	pg_uuid_t	id;
+	pg_uuid_t	user_id;
+	bool		has_tenant;
+	pg_uuid_t	tenant_id;
+	bool		has_verifier;
+	unsigned char verifier[AUTHCTX_TOKEN_HASH_LEN];
+	TimestampTz expires_at;		/* DT_NOEND when it never expires */
+	TimestampTz last_seen_at;	/* last_seen_at / last_used_at */
+	bool		revoked;
+	bool		user_disabled;
+	char		scopes[1024];	/* API keys: newline-separated */
+} SessionRecord;
+
+extern int	authctx_session_lifetime;
+extern int	authctx_session_idle_timeout;
+extern int	authctx_last_seen_interval;
+extern bool SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec);
+
+/* ---- tenant.c ---- */
+extern bool TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
+							 const char *requested, pg_uuid_t *tenant_id,
+							 bool *has_tenant, char *role);
+
 /* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
 extern void RequestInit(void);
+extern void RedactInit(void);
 extern void TenantInit(void);
 extern void SessionInit(void);
 extern void IdentityInit(void);

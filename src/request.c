@@ -1,16 +1,241 @@
 /*-------------------------------------------------------------------------
  *
  * request.c
- *		(stub) the request module.
+ *		auth_begin() and auth_end(): the only place a token is validated.
+ *
+ * The walk of one request:
+ *	 parse the token and check its checksum (token.c; no table is read for
+ *	 garbage) -> find the session or API key by its public id (session.c)
+ *	 -> compare the verifier in constant time, check expiry by the wall
+ *	 clock, idle timeout, revocation and user status -> ask tenant.c which
+ *	 tenant applies and whether the user may act there -> publish the context
+ *	 for this transaction (context.c).
+ *
+ * No business logic lives here.  Every authentication failure raises
+ * SQLSTATE 28000 with one generic message and no detail, so the reason
+ * (unknown, expired, revoked, disabled...) is never revealed and the token
+ * never appears.  An unknown id still costs a verifier computation and a
+ * comparison, so "no such id" and "wrong secret" take the same time.
+ *
+ * The request path writes nothing: last-seen times go to worker.c, which
+ * writes them off the request path.  So auth_begin works in BEGIN READ ONLY
+ * and on a hot standby.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
 #include "authctx.h"
 
-/* Define this module's settings and hooks. */
+PG_FUNCTION_INFO_V1(authctx_auth_begin);
+PG_FUNCTION_INFO_V1(authctx_auth_end);
+
+/* The one message for every authentication failure. */
+static void
+RequestReject(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("authentication failed"),
+			 errhint("The token is invalid, expired or revoked.")));
+}
+
 void
 RequestInit(void)
 {
+}
+
+/* Result of validating one token. */
+typedef struct RequestResult
+{
+	SessionRecord rec;
+	pg_uuid_t	tenant_id;
+	bool		has_tenant;
+	char		role[NAMEDATALEN];
+	bool		tenant_denied;
+	bool		ok;
+} RequestResult;
+
+/*
+ * Look up and check the token, then resolve the tenant, inside SPI and as
+ * the bootstrap superuser (application roles cannot read the tables).
+ */
+static void
+RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *res)
+{
+	static const unsigned char zero_verifier[AUTHCTX_TOKEN_HASH_LEN] = {0};
+	unsigned char verifier[AUTHCTX_TOKEN_HASH_LEN];
+	Oid			save_userid;
+	int			save_sec;
+	bool		found;
+	bool		match;
+	TimestampTz now;
+
+	memset(res, 0, sizeof(*res));
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+
+		found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, &res->rec);
+
+		/* same work whether or not the id exists */
+		TokenVerifier(tok, verifier);
+		match = CryptoEqual(verifier,
+							found && res->rec.has_verifier ? res->rec.verifier : zero_verifier,
+							AUTHCTX_TOKEN_HASH_LEN);
+		CryptoZero(verifier, sizeof(verifier));
+
+		now = GetCurrentTimestamp();	/* the wall clock, not now() */
+		res->ok = found && match && res->rec.has_verifier &&
+			!res->rec.revoked && !res->rec.user_disabled &&
+			res->rec.expires_at > now;
+		if (res->ok && tok->kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
+			res->rec.last_seen_at != DT_NOEND &&
+			res->rec.last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
+			res->ok = false;
+
+		if (res->ok &&
+			!TenantForRequest(&res->rec.user_id, &res->rec, requested,
+							  &res->tenant_id, &res->has_tenant, res->role))
+			res->tenant_denied = true;
+
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/* Build the authctx.context row returned by auth_begin. */
+static Datum
+RequestResultDatum(FunctionCallInfo fcinfo)
+{
+	TupleDesc	tupdesc;
+	const AuthctxContext *ctx = ContextCurrent();
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	pg_uuid_t  *u;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	u = palloc(sizeof(pg_uuid_t));
+	*u = ctx->user_id;
+	values[0] = UUIDPGetDatum(u);
+	if (ctx->has_tenant)
+	{
+		u = palloc(sizeof(pg_uuid_t));
+		*u = ctx->tenant_id;
+		values[1] = UUIDPGetDatum(u);
+	}
+	else
+		nulls[1] = true;
+	if (ctx->role[0])
+		values[2] = CStringGetTextDatum(ctx->role);
+	else
+		nulls[2] = true;
+	u = palloc(sizeof(pg_uuid_t));
+	*u = ctx->session_id;
+	values[3] = UUIDPGetDatum(u);
+	values[4] = CStringGetTextDatum(ctx->auth_method);
+	if (ctx->expires_at == DT_NOEND || ctx->expires_at == DT_NOBEGIN)
+		nulls[5] = true;
+	else
+		values[5] = TimestampTzGetDatum(ctx->expires_at);
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/*
+ * auth_begin(token text [, tenant text]) -> authctx.context
+ *
+ * Validates the token and publishes the context for this transaction.
+ */
+Datum
+authctx_auth_begin(PG_FUNCTION_ARGS)
+{
+	AuthctxToken tok;
+	RequestResult res;
+	text	   *t;
+	char	   *requested = NULL;
+	TimestampTz expires;
+
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot call auth_begin within a security-restricted operation")));
+
+	if (PG_ARGISNULL(0))
+		RequestReject();
+	t = PG_GETARG_TEXT_PP(0);
+	if (!TokenParse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &tok) ||
+		tok.kind == TOKEN_REFRESH)
+	{
+		CryptoZero(&tok, sizeof(tok));
+		RequestReject();
+	}
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		requested = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	RequestValidate(&tok, requested, &res);
+	CryptoZero(&tok, sizeof(tok));
+
+	if (!res.ok)
+		RequestReject();
+	if (res.tenant_denied)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user is not a member of the requested tenant")));
+
+	if (superuser() || has_bypassrls_privilege(GetUserId()))
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("role \"%s\" bypasses row level security: tenant isolation policies will not apply",
+						GetUserNameFromId(GetUserId(), false)),
+				 errhint("Call auth_begin as an application role without SUPERUSER or BYPASSRLS.")));
+
+	/* the absolute expiry; the idle limit moves with every use */
+	expires = res.rec.expires_at;
+
+	ContextPublish(&res.rec.user_id,
+				   res.has_tenant ? &res.tenant_id : NULL,
+				   res.role,
+				   &res.rec.id,
+				   res.rec.kind == TOKEN_API_KEY ? "api_key" : "session",
+				   expires,
+				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL);
+
+	/* last-seen is recorded off the request path, at most once a interval */
+	if (res.rec.last_seen_at == DT_NOEND ||
+		GetCurrentTimestamp() - res.rec.last_seen_at >=
+		(int64) authctx_last_seen_interval * USECS_PER_SEC)
+		WorkerNoteSeen(res.rec.kind, &res.rec.id, GetCurrentTimestamp());
+
+	PG_RETURN_DATUM(RequestResultDatum(fcinfo));
+}
+
+/* auth_end(): clear the context inside the current transaction. */
+Datum
+authctx_auth_end(PG_FUNCTION_ARGS)
+{
+	ContextClear();
+	PG_RETURN_VOID();
 }

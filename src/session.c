@@ -14,7 +14,12 @@
 
 #include <limits.h>
 
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "authctx.h"
 
@@ -80,4 +85,120 @@ SessionInit(void)
 							&authctx_lockout_max_delay,
 							900, 1, 86400 * 7,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Request-path lookup.
+ *
+ * SessionLookup() reads one session or API key by its public id with a
+ * saved SPI plan, as the bootstrap superuser (application roles have no
+ * privilege on the tables), under the latest snapshot: a revocation that
+ * committed before this call is seen even inside a REPEATABLE READ
+ * transaction that started earlier.  It only reads.
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr authctx_session_plan = NULL;
+static SPIPlanPtr authctx_key_plan = NULL;
+
+static const char *const session_lookup_sql =
+"SELECT s.user_id, s.tenant_id, s.verifier, s.expires_at, s.last_seen_at,"
+"       s.revoked_at IS NOT NULL, u.disabled_at IS NOT NULL, NULL::text"
+"  FROM authctx.sessions s"
+"  JOIN authctx.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
+" WHERE s.id OPERATOR(pg_catalog.=) $1";
+
+static const char *const key_lookup_sql =
+"SELECT k.user_id, k.tenant_id, k.verifier, k.expires_at, k.last_used_at,"
+"       k.revoked_at IS NOT NULL, u.disabled_at IS NOT NULL,"
+"       pg_catalog.array_to_string(k.scopes, E'\\n')"
+"  FROM authctx.api_keys k"
+"  JOIN authctx.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+" WHERE k.id OPERATOR(pg_catalog.=) $1";
+
+/* Prepare (once per backend) the lookup plan for a kind. */
+static SPIPlanPtr
+SessionPlan(char kind)
+{
+	SPIPlanPtr *slot = (kind == TOKEN_API_KEY) ? &authctx_key_plan : &authctx_session_plan;
+
+	if (*slot == NULL)
+	{
+		Oid			argtypes[1] = {UUIDOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare(kind == TOKEN_API_KEY ? key_lookup_sql : session_lookup_sql,
+						   1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for session lookup: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* Timestamp column, with NULL meaning "never" (DT_NOEND). */
+static TimestampTz
+SessionGetTimestamp(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
+}
+
+/*
+ * Find a session (kind 's') or API key (kind 'k') by id.  Returns false
+ * when there is no such row.  The caller must be inside SPI_connect and
+ * running as a role that can read the tables.
+ */
+bool
+SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
+{
+	Datum		args[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	int			ret;
+
+	memset(rec, 0, sizeof(*rec));
+	args[0] = UUIDPGetDatum((pg_uuid_t *) id);
+	ret = SPI_execute_snapshot(SessionPlan(kind), args, NULL,
+							   GetLatestSnapshot(), InvalidSnapshot,
+							   true, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "session lookup failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return false;
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+
+	rec->kind = kind;
+	memcpy(&rec->id, id, sizeof(pg_uuid_t));
+	memcpy(&rec->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+		   sizeof(pg_uuid_t));
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	rec->has_tenant = !isnull;
+	if (!isnull)
+		memcpy(&rec->tenant_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	if (!isnull && VARSIZE_ANY_EXHDR(DatumGetPointer(d)) == AUTHCTX_TOKEN_HASH_LEN)
+	{
+		bytea	   *b = DatumGetByteaPP(d);
+
+		memcpy(rec->verifier, VARDATA_ANY(b), AUTHCTX_TOKEN_HASH_LEN);
+		rec->has_verifier = true;
+	}
+	rec->expires_at = SessionGetTimestamp(tup, desc, 4);
+	rec->last_seen_at = SessionGetTimestamp(tup, desc, 5);
+	rec->revoked = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+	rec->user_disabled = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	if (!isnull)
+		strlcpy(rec->scopes, TextDatumGetCString(d), sizeof(rec->scopes));
+	return true;
 }

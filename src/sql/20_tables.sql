@@ -162,7 +162,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   INSERT INTO authctx.audit_log (event, user_id, tenant_id, session_id, db_role, detail)
   VALUES (event, user_id, tenant_id, session_id, pg_catalog.session_user(),
-          pg_catalog.coalesce(detail, '{}'::jsonb));
+          COALESCE(detail, '{}'::jsonb));
 $$;
 COMMENT ON FUNCTION authctx._audit(text, uuid, uuid, uuid, jsonb) IS 'internal: append an audit event';
 REVOKE ALL ON FUNCTION authctx._audit(text, uuid, uuid, uuid, jsonb) FROM PUBLIC;
