@@ -1,0 +1,45 @@
+-- Parallel workers see the leader's context: a parallel plan under an
+-- isolation policy returns exactly the rows the serial plan returns.
+CREATE EXTENSION IF NOT EXISTS authctx;
+LOAD 'authctx';
+SET client_min_messages = warning;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pl_app') THEN
+    CREATE ROLE pl_app LOGIN;
+  END IF;
+END $$;
+GRANT authctx_app TO pl_app;
+SELECT authctx.create_tenant('pl-acme') AS acme \gset
+SELECT authctx.create_tenant('pl-globex') AS globex \gset
+SELECT authctx.create_user('pl-alice@example.com') AS alice \gset
+SELECT authctx.add_member('pl-acme', :'alice');
+SELECT authctx.create_session(:'alice')::text AS tok \gset
+
+CREATE TABLE public.pl_rows (id int, tenant_id uuid, pad text);
+INSERT INTO public.pl_rows
+SELECT g, CASE WHEN g % 3 = 0 THEN :'acme'::uuid ELSE :'globex'::uuid END, repeat('x', 100)
+  FROM generate_series(1, 30000) g;
+ANALYZE public.pl_rows;
+SELECT authctx.enable_tenant_isolation('public.pl_rows');
+GRANT SELECT ON public.pl_rows TO pl_app;
+
+SET ROLE pl_app;
+SET max_parallel_workers_per_gather = 2;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+BEGIN;
+SELECT (auth_begin(:'tok')).role;
+SET LOCAL force_parallel_mode = off;
+SET LOCAL max_parallel_workers_per_gather = 0;
+SELECT count(*) AS serial_count, sum(id) AS serial_sum FROM public.pl_rows;
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL force_parallel_mode = on;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM public.pl_rows;
+SELECT count(*) AS parallel_count, sum(id) AS parallel_sum FROM public.pl_rows;
+-- the accessors themselves, evaluated in workers
+SELECT count(DISTINCT authctx.tenant_id()) AS worker_tenants,
+       bool_and(authctx.tenant_id() = :'acme') AS all_acme
+  FROM public.pl_rows;
+COMMIT;
+RESET ROLE;
