@@ -1,0 +1,138 @@
+# PgBouncer in transaction mode, one server connection shared by two clients
+# of different tenants: the context never crosses from one client to the
+# next, including after errors and aborted transactions.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $pgbouncer = '/usr/sbin/pgbouncer';
+plan skip_all => 'pgbouncer not installed' unless -x $pgbouncer;
+
+my $node = PostgreSQL::Test::Cluster->new('bouncer_primary');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'authctx'\n");
+$node->start;
+
+$node->safe_psql('postgres', q{
+  CREATE EXTENSION authctx;
+  CREATE ROLE app LOGIN;
+  GRANT authctx_app TO app;
+  SELECT authctx.create_tenant('acme');
+  SELECT authctx.create_tenant('globex');
+  SELECT authctx.add_member('acme', authctx.create_user('alice@acme.test'));
+  SELECT authctx.add_member('globex', authctx.create_user('bob@globex.test'));
+  CREATE TABLE notes (id serial, tenant_id uuid NOT NULL, body text);
+  SELECT authctx.enable_tenant_isolation('notes');
+  GRANT SELECT, INSERT ON notes TO app;
+  GRANT USAGE ON SEQUENCE notes_id_seq TO app;
+});
+my $alice = $node->safe_psql('postgres', q{
+  SELECT authctx.create_session(id) FROM authctx.users WHERE email = 'alice@acme.test'});
+my $bob = $node->safe_psql('postgres', q{
+  SELECT authctx.create_session(id) FROM authctx.users WHERE email = 'bob@globex.test'});
+$node->safe_psql('postgres', qq{
+  BEGIN; SELECT auth_begin('$alice'); INSERT INTO notes (body) VALUES ('acme secret'); COMMIT;
+  BEGIN; SELECT auth_begin('$bob'); INSERT INTO notes (body) VALUES ('globex secret'); COMMIT;});
+
+# PgBouncer: transaction pooling, a single server connection.
+my $dir = PostgreSQL::Test::Utils::tempdir;
+my $bport = PostgreSQL::Test::Cluster::get_free_port();
+my $host = $node->host;
+my $pport = $node->port;
+PostgreSQL::Test::Utils::append_to_file("$dir/users.txt", qq{"app" ""\n});
+PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini", join("\n",
+	'[databases]',
+	"appdb = host=$host port=$pport dbname=postgres",
+	'[pgbouncer]',
+	'listen_addr = 127.0.0.1',
+	"listen_port = $bport",
+	'unix_socket_dir =',
+	'auth_type = trust',
+	"auth_file = $dir/users.txt",
+	'pool_mode = transaction',
+	'default_pool_size = 1',
+	'max_client_conn = 20',
+	'server_reset_query =',
+	"logfile = $dir/pgbouncer.log",
+	"pidfile = $dir/pgbouncer.pid", ''));
+
+# Run SQL as one client (one psql connection) through pgbouncer.
+sub run_psql_rc
+{
+	my ($sql) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0',
+		"host=127.0.0.1 port=$bport dbname=appdb user=app", '-c', $sql ],
+		'>', \$out, '2>', \$err);
+	chomp $out;
+	return ($? >> 8, $out, $err);
+}
+sub client
+{
+	my ($sql) = @_;
+	my (undef, $out, $err) = run_psql_rc($sql);
+	return wantarray ? ($out, $err) : $out;
+}
+
+my $bouncer = IPC::Run::start([ $pgbouncer, "$dir/pgbouncer.ini" ],
+	'>', "$dir/stdout", '2>', "$dir/stderr");
+my $ok = 0;
+for (1 .. 100)
+{
+	my ($rc) = run_psql_rc('SELECT 1');
+	if ($rc == 0) { $ok = 1; last; }
+	select(undef, undef, undef, 0.1);
+}
+ok($ok, 'pgbouncer accepts connections');
+
+my $pid_a = client('SELECT pg_backend_pid()');
+my $pid_b = client('SELECT pg_backend_pid()');
+is($pid_a, $pid_b, 'both clients share one server connection');
+
+# Client A authenticates inside a transaction and commits.
+is(client(qq{BEGIN; SELECT 1 FROM auth_begin('$alice'); SELECT string_agg(body, ',') FROM notes; COMMIT;}),
+	"1\nacme secret", 'client A sees acme rows');
+# Client B, next on the same server connection, has no context.
+is(client(q{SELECT coalesce(authctx.user_id()::text, 'none'), count(*) FROM notes}),
+	'none|0', 'client B inherits no context after A committed');
+
+# Client A authenticates outside a transaction block (one statement).
+client(qq{SELECT auth_begin('$alice')});
+is(client(q{SELECT authctx.is_authenticated(), count(*) FROM notes}),
+	'f|0', 'single-statement context does not reach the next client');
+
+# Client A's transaction fails after auth_begin; B comes next.
+my ($out, $err) = client(qq{BEGIN; SELECT 1 FROM auth_begin('$alice'); SELECT 1/0; COMMIT;});
+like($err, qr/division by zero/, 'client A transaction fails');
+is(client(q{SELECT authctx.is_authenticated(), count(*) FROM notes}),
+	'f|0', 'no context after a failed transaction');
+
+# Client A abandons an open transaction by disconnecting.
+client(qq{BEGIN; SELECT auth_begin('$alice');});
+is(client(q{SELECT authctx.is_authenticated(), count(*) FROM notes}),
+	'f|0', 'no context after a client disconnects mid-transaction');
+
+# Client B authenticates as bob and sees only globex.
+is(client(qq{BEGIN; SELECT 1 FROM auth_begin('$bob'); SELECT string_agg(body, ',') FROM notes; COMMIT;}),
+	"1\nglobex secret", 'client B sees only globex rows');
+
+# A session-level SET of the context is refused, so nothing can cross that way.
+($out, $err) = client(qq{SET authctx.tenant_id = '00000000-0000-0000-0000-000000000000'});
+like($err, qr/can only be set by auth_begin/, 'session-level SET of the context is refused');
+is(client(q{SELECT current_setting('authctx.tenant_id')}), '', 'next client sees an empty setting');
+
+is(client('SELECT pg_backend_pid()'), $pid_a, 'still the same server connection');
+
+# A failing auth_begin leaves no token in the server log.
+client(qq{SELECT auth_begin('${alice}x')});
+my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
+my $body = substr($alice, 4, 30);
+unlike($log, qr/\Q$body\E/, 'server log holds no token');
+
+$bouncer->signal('TERM');
+$bouncer->finish;
+$node->stop;
+done_testing();
