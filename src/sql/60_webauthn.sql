@@ -1,0 +1,333 @@
+-- ---------------------------------------------------------------------------
+-- 60 webauthn: passkeys.  Challenges, credential registration, assertion
+-- verification and login.  The cryptography and the COSE/CBOR parsing are in
+-- C (src/webauthn.c); the flow is here.
+--
+-- Order of checks in _webauthn_verify, each failure answering NULL with a
+-- reason that only the audit log sees:
+--   clientDataJSON is a JSON object whose challenge decodes (base64url) to a
+--   challenge issued here -> the challenge is spent (deleted) now, whatever
+--   follows -> unexpired -> type is "webauthn.get" -> origin matches ->
+--   credential known -> user not disabled -> rpIdHash, user-present flag and
+--   signature (C) -> the signature counter grows -> counter and last use
+--   recorded.
+--
+-- Spending and rollback.  verify_webauthn returns NULL rather than raising,
+-- so its spend commits with the caller's transaction.  login_webauthn must
+-- raise 28P01, which rolls the spend back: the challenge then stays usable
+-- until it expires, for further attempts that need a valid signature all the
+-- same and each write a login_failed record (through the background worker,
+-- so that the record survives).  The invariant that holds either way: one
+-- challenge backs at most one committed successful verification or login,
+-- because a success and its spend commit or roll back together.
+-- ---------------------------------------------------------------------------
+
+-- webauthn_challenge() removes a few expired challenges on each call.
+CREATE INDEX webauthn_challenges_expires_idx
+  ON authctx.webauthn_challenges (expires_at);
+
+-- C helpers ------------------------------------------------------------------
+
+CREATE FUNCTION authctx._webauthn_key_alg(public_key bytea) RETURNS integer
+  AS 'MODULE_PATHNAME', 'authctx_webauthn_key_alg'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._webauthn_key_alg(bytea) IS
+  'internal: COSE algorithm (-8 EdDSA, -7 ES256) of a strictly parsed and validated COSE_Key; anything else raises 22023';
+
+CREATE FUNCTION authctx._webauthn_check_assertion(public_key bytea,
+    authenticator_data bytea, client_data_json bytea, signature bytea,
+    rp_id text) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'authctx_webauthn_check_assertion'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._webauthn_check_assertion(bytea, bytea, bytea, bytea, text) IS
+  'internal: the signature counter when rpIdHash, user-present flag and signature check out; else -1 malformed, -2 rp_id, -3 user not present, -4 signature';
+
+CREATE FUNCTION authctx._webauthn_b64url_decode(encoded text) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'authctx_webauthn_b64url_decode'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._webauthn_b64url_decode(text) IS
+  'internal: canonical unpadded base64url to bytes, or NULL';
+
+-- challenges -----------------------------------------------------------------
+
+CREATE FUNCTION authctx.webauthn_challenge() RETURNS bytea
+  AS 'MODULE_PATHNAME', 'authctx_webauthn_challenge'
+  LANGUAGE C VOLATILE SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION authctx.webauthn_challenge() IS
+  'a new WebAuthn challenge: 32 random bytes, single use, valid for authctx.webauthn_challenge_ttl';
+
+-- registration ---------------------------------------------------------------
+
+CREATE FUNCTION authctx.add_webauthn_credential(user_id uuid,
+    credential_id bytea, public_key bytea, sign_count bigint DEFAULT 0,
+    name text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_alg integer;
+BEGIN
+  IF add_webauthn_credential.user_id IS NULL
+     OR add_webauthn_credential.credential_id IS NULL
+     OR add_webauthn_credential.public_key IS NULL
+     OR add_webauthn_credential.sign_count IS NULL THEN
+    RAISE EXCEPTION 'user_id, credential_id, public_key and sign_count must not be null'
+      USING ERRCODE = '22004';
+  END IF;
+  -- WebAuthn credential ids are at most 1023 bytes
+  IF pg_catalog.octet_length(add_webauthn_credential.credential_id) NOT BETWEEN 1 AND 1023 THEN
+    RAISE EXCEPTION 'invalid webauthn credential id'
+      USING ERRCODE = '22023',
+            DETAIL = 'A credential id is 1 to 1023 bytes long.';
+  END IF;
+  IF add_webauthn_credential.sign_count NOT BETWEEN 0 AND 4294967295 THEN
+    RAISE EXCEPTION 'invalid webauthn signature counter'
+      USING ERRCODE = '22023',
+            DETAIL = 'The signature counter is an unsigned 32-bit number.';
+  END IF;
+
+  v_alg := authctx._webauthn_key_alg(add_webauthn_credential.public_key);
+
+  PERFORM 1 FROM authctx.users u
+    WHERE u.id = add_webauthn_credential.user_id
+    FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user does not exist' USING ERRCODE = '42704';
+  END IF;
+
+  INSERT INTO authctx.webauthn_credentials
+         (credential_id, user_id, public_key, alg, sign_count, name)
+  VALUES (add_webauthn_credential.credential_id, add_webauthn_credential.user_id,
+          add_webauthn_credential.public_key, v_alg,
+          add_webauthn_credential.sign_count, add_webauthn_credential.name)
+  ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'webauthn credential already registered' USING ERRCODE = '23505';
+  END IF;
+
+  PERFORM authctx._audit('webauthn_credential_added', add_webauthn_credential.user_id,
+                         NULL, NULL,
+                         pg_catalog.jsonb_build_object('alg', v_alg,
+                                                       'name', add_webauthn_credential.name));
+END
+$$;
+COMMENT ON FUNCTION authctx.add_webauthn_credential(uuid, bytea, bytea, bigint, text) IS
+  'register a passkey: its credential id and COSE_Key public key (EdDSA or ES256 only; anything else raises 22023)';
+
+-- verification ---------------------------------------------------------------
+
+-- The whole check, with the failure reason for the audit log.  credential_user
+-- is the credential's owner whenever the credential was found.
+CREATE FUNCTION authctx._webauthn_verify(p_credential_id bytea,
+    p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
+    p_rp_id text, p_origin text,
+    OUT verified_user uuid, OUT credential_user uuid, OUT failure text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_client   jsonb;
+  v_chal     bytea;
+  v_expires  timestamptz;
+  v_cred     record;
+  v_counter  bigint;
+BEGIN
+  failure := 'malformed';
+  IF p_credential_id IS NULL OR p_authenticator_data IS NULL
+     OR p_client_data_json IS NULL OR p_signature IS NULL
+     OR p_rp_id IS NULL OR p_origin IS NULL
+     OR pg_catalog.octet_length(p_client_data_json) > 65536 THEN
+    RETURN;
+  END IF;
+
+  -- clientDataJSON: UTF-8 JSON; garbage of any kind is a failed check
+  BEGIN
+    v_client := pg_catalog.convert_from(p_client_data_json, 'UTF8')::jsonb;
+  EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+    RETURN;
+  END;
+  IF pg_catalog.jsonb_typeof(v_client) IS DISTINCT FROM 'object'
+     OR pg_catalog.jsonb_typeof(v_client -> 'challenge') IS DISTINCT FROM 'string' THEN
+    RETURN;
+  END IF;
+
+  -- the challenge: issued here, spent by this attempt whatever follows
+  failure := 'challenge';
+  v_chal := authctx._webauthn_b64url_decode(v_client ->> 'challenge');
+  IF v_chal IS NULL THEN
+    RETURN;
+  END IF;
+  DELETE FROM authctx.webauthn_challenges c
+   WHERE c.challenge = v_chal
+  RETURNING c.expires_at INTO v_expires;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  IF v_expires <= pg_catalog.clock_timestamp() THEN
+    failure := 'challenge_expired';
+    RETURN;
+  END IF;
+
+  IF pg_catalog.jsonb_typeof(v_client -> 'type') IS DISTINCT FROM 'string'
+     OR (v_client ->> 'type') <> 'webauthn.get' THEN
+    failure := 'type';
+    RETURN;
+  END IF;
+  IF pg_catalog.jsonb_typeof(v_client -> 'origin') IS DISTINCT FROM 'string'
+     OR (v_client ->> 'origin') <> p_origin THEN
+    failure := 'origin';
+    RETURN;
+  END IF;
+
+  -- the credential, locked so that concurrent assertions see each other's counter
+  SELECT c.user_id, c.public_key, c.sign_count, u.disabled_at
+    INTO v_cred
+    FROM authctx.webauthn_credentials c
+    JOIN authctx.users u ON u.id = c.user_id
+   WHERE c.credential_id = p_credential_id
+     FOR UPDATE OF c;
+  IF NOT FOUND THEN
+    failure := 'credential';
+    RETURN;
+  END IF;
+  credential_user := v_cred.user_id;
+  IF v_cred.disabled_at IS NOT NULL THEN
+    failure := 'disabled';
+    RETURN;
+  END IF;
+
+  v_counter := authctx._webauthn_check_assertion(v_cred.public_key,
+                 p_authenticator_data, p_client_data_json, p_signature, p_rp_id);
+  IF v_counter < 0 THEN
+    failure := CASE v_counter
+                 WHEN -2 THEN 'rp_id'
+                 WHEN -3 THEN 'user_presence'
+                 WHEN -4 THEN 'signature'
+                 ELSE 'malformed'
+               END;
+    RETURN;
+  END IF;
+
+  -- a counter that does not grow (either side non-zero): possibly cloned
+  IF (v_cred.sign_count <> 0 OR v_counter <> 0) AND v_counter <= v_cred.sign_count THEN
+    failure := 'counter';
+    PERFORM authctx._autonomous('audit', pg_catalog.jsonb_build_object(
+      'event', 'webauthn_clone_suspected',
+      'user_id', v_cred.user_id,
+      'tenant_id', NULL,
+      'session_id', NULL,
+      'db_role', pg_catalog.session_user(),
+      'detail', pg_catalog.jsonb_build_object(
+        'credential_id', pg_catalog.encode(p_credential_id, 'hex'),
+        'stored_count', v_cred.sign_count,
+        'presented_count', v_counter)));
+    RETURN;
+  END IF;
+
+  UPDATE authctx.webauthn_credentials c
+     SET sign_count = v_counter,
+         last_used_at = pg_catalog.clock_timestamp()
+   WHERE c.credential_id = p_credential_id;
+  verified_user := v_cred.user_id;
+  failure := NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text) IS
+  'internal: verify a WebAuthn assertion; the user, the credential''s owner, and why it failed';
+
+CREATE FUNCTION authctx.verify_webauthn(credential_id bytea,
+    authenticator_data bytea, client_data_json bytea, signature bytea,
+    rp_id text, origin text) RETURNS uuid
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT v.verified_user
+    FROM authctx._webauthn_verify($1, $2, $3, $4, $5, $6) v;
+$$;
+COMMENT ON FUNCTION authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text) IS
+  'verify a WebAuthn assertion against a challenge issued here; the user''s id, or NULL (the challenge is spent either way)';
+
+-- login ----------------------------------------------------------------------
+
+CREATE FUNCTION authctx.login_webauthn(credential_id bytea,
+    authenticator_data bytea, client_data_json bytea, signature bytea,
+    rp_id text, origin text, tenant text DEFAULT NULL)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v         record;
+  v_tenant  uuid;
+  v_count   bigint;
+  v_failure text;
+  v_result  authctx.login_result;
+BEGIN
+  SELECT * INTO v
+    FROM authctx._webauthn_verify($1, $2, $3, $4, $5, $6);
+  v_failure := v.failure;
+
+  IF v_failure IS NULL THEN
+    IF login_webauthn.tenant IS NOT NULL THEN
+      v_tenant := authctx._resolve_tenant(login_webauthn.tenant);
+      IF v_tenant IS NULL OR NOT EXISTS (
+           SELECT 1 FROM authctx.memberships m
+            WHERE m.tenant_id = v_tenant AND m.user_id = v.verified_user) THEN
+        v_failure := 'tenant';
+      END IF;
+    ELSE
+      -- the only membership; with several, no tenant until auth_begin names one
+      SELECT pg_catalog.count(*), (pg_catalog.array_agg(m.tenant_id))[1]
+        INTO v_count, v_tenant
+        FROM authctx.memberships m
+       WHERE m.user_id = v.verified_user;
+      IF v_count <> 1 THEN
+        v_tenant := NULL;
+      END IF;
+    END IF;
+  END IF;
+
+  IF v_failure IS NOT NULL THEN
+    -- the error rolls this transaction back: record the failure out of band
+    PERFORM authctx._autonomous('audit', pg_catalog.jsonb_build_object(
+      'event', 'login_failed',
+      'user_id', v.credential_user,
+      'tenant_id', v_tenant,
+      'session_id', NULL,
+      'db_role', pg_catalog.session_user(),
+      'detail', pg_catalog.jsonb_build_object('method', 'webauthn',
+                                              'reason', v_failure)));
+    RAISE EXCEPTION 'invalid credentials' USING ERRCODE = '28P01';
+  END IF;
+
+  v_result := authctx._issue_session(v.verified_user, v_tenant, 'webauthn',
+                                     pg_catalog.jsonb_build_object('method', 'webauthn'));
+  PERFORM authctx._audit('login', v.verified_user, v_tenant, v_result.session_id,
+                         pg_catalog.jsonb_build_object('method', 'webauthn'));
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx.login_webauthn(bytea, bytea, bytea, bytea, text, text, text) IS
+  'log in with a WebAuthn assertion: a new session and refresh token; failure raises 28P01';
+
+-- privileges -----------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+  authctx._webauthn_key_alg(bytea),
+  authctx._webauthn_check_assertion(bytea, bytea, bytea, bytea, text),
+  authctx._webauthn_b64url_decode(text),
+  authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text),
+  authctx.webauthn_challenge(),
+  authctx.add_webauthn_credential(uuid, bytea, bytea, bigint, text),
+  authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text),
+  authctx.login_webauthn(bytea, bytea, bytea, bytea, text, text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+  authctx.webauthn_challenge(),
+  authctx.login_webauthn(bytea, bytea, bytea, bytea, text, text, text)
+TO authctx_app;
+GRANT EXECUTE ON FUNCTION
+  authctx.add_webauthn_credential(uuid, bytea, bytea, bigint, text),
+  authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text)
+TO authctx_manager;
