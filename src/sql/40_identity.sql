@@ -1,0 +1,565 @@
+-- ---------------------------------------------------------------------------
+-- 40 identity: tenants, users, memberships, passwords, OAuth links.
+--
+-- Every function is SECURITY DEFINER with a pinned search_path and names
+-- every object by schema, so no user-created object can stand in for ours.
+-- Only authctx_manager (and authctx_admin, through membership) may call
+-- them; authctx_app reaches passwords only through login.
+--
+-- Errors, always with a clear message that names no password or hash:
+--   22023 invalid_parameter_value  bad slug, email, role, password, provider
+--                                  or subject, or a required argument NULL
+--   23505 unique_violation         duplicate slug, email, membership, or an
+--                                  OAuth subject linked to another user
+--   42704 undefined_object         unknown tenant or user, or no such
+--                                  membership (management calls only)
+-- ---------------------------------------------------------------------------
+
+-- Password primitives (src/identity.c).  Internal: no grant to anyone; the
+-- SECURITY DEFINER functions below call them as the extension owner.
+CREATE FUNCTION authctx._password_hash(password text) RETURNS text
+  AS 'MODULE_PATHNAME', 'authctx_password_hash'
+  LANGUAGE C VOLATILE STRICT COST 10000;
+COMMENT ON FUNCTION authctx._password_hash(text) IS
+  'internal: argon2id hash string of a password, after the length policy (22023)';
+
+CREATE FUNCTION authctx._password_rehash(password text) RETURNS text
+  AS 'MODULE_PATHNAME', 'authctx_password_rehash'
+  LANGUAGE C VOLATILE STRICT COST 10000;
+COMMENT ON FUNCTION authctx._password_rehash(text) IS
+  'internal: argon2id hash string with the current parameters, for the rehash after a successful verification (no minimum length)';
+
+-- VOLATILE although deterministic: the time it takes is its point, and
+-- must never be optimised away.
+CREATE FUNCTION authctx._password_verify(hash text, password text) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'authctx_password_verify'
+  LANGUAGE C VOLATILE STRICT COST 10000;
+COMMENT ON FUNCTION authctx._password_verify(text, text) IS
+  'internal: true when the password matches the argon2id hash string';
+
+CREATE FUNCTION authctx._password_needs_rehash(hash text) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'authctx_password_needs_rehash'
+  LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION authctx._password_needs_rehash(text) IS
+  'internal: true when the hash was made with other parameters than authctx.password_opslimit / password_memlimit';
+
+CREATE FUNCTION authctx._password_dummy_verify(password text) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'authctx_password_dummy_verify'
+  LANGUAGE C VOLATILE STRICT COST 10000;
+COMMENT ON FUNCTION authctx._password_dummy_verify(text) IS
+  'internal: costs one verification with the current parameters, returns false (unknown emails take as long as known ones)';
+
+REVOKE ALL ON FUNCTION authctx._password_hash(text), authctx._password_rehash(text),
+  authctx._password_verify(text, text), authctx._password_needs_rehash(text),
+  authctx._password_dummy_verify(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal validation helpers.
+-- ---------------------------------------------------------------------------
+
+-- A tenant named by text is a uuid when it has the canonical 8-4-4-4-12
+-- form, a slug otherwise; create_tenant refuses slugs of that form, so the
+-- two never overlap.
+CREATE FUNCTION authctx._resolve_tenant(tenant text) RETURNS uuid
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  found_id uuid;
+BEGIN
+  IF _resolve_tenant.tenant OPERATOR(pg_catalog.~)
+     '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' THEN
+    SELECT t.id INTO found_id
+      FROM authctx.tenants t
+     WHERE t.id OPERATOR(pg_catalog.=) _resolve_tenant.tenant::uuid;
+  ELSE
+    SELECT t.id INTO found_id
+      FROM authctx.tenants t
+     WHERE t.slug OPERATOR(pg_catalog.=) _resolve_tenant.tenant;
+  END IF;
+  RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION authctx._resolve_tenant(text) IS
+  'internal: id of the tenant named by slug or uuid text, or NULL when there is none';
+
+-- The resolver for management calls: unknown tenants are an error.
+CREATE FUNCTION authctx._require_tenant(tenant text) RETURNS uuid
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  found_id uuid := authctx._resolve_tenant(_require_tenant.tenant);
+BEGIN
+  IF _require_tenant.tenant IS NULL THEN
+    RAISE EXCEPTION 'tenant must not be null'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF found_id IS NULL THEN
+    RAISE EXCEPTION 'tenant "%" does not exist', _require_tenant.tenant
+      USING ERRCODE = 'undefined_object';
+  END IF;
+  RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION authctx._require_tenant(text) IS
+  'internal: like _resolve_tenant, but raises 42704 for an unknown tenant';
+
+-- Management calls on a user that does not exist fail with 42704; the row
+-- is locked so that a concurrent delete cannot slip in between.
+CREATE FUNCTION authctx._require_user(user_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF _require_user.user_id IS NULL THEN
+    RAISE EXCEPTION 'user id must not be null'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  PERFORM 1 FROM authctx.users u
+   WHERE u.id OPERATOR(pg_catalog.=) _require_user.user_id
+     FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % does not exist', _require_user.user_id
+      USING ERRCODE = 'undefined_object';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._require_user(uuid) IS
+  'internal: raises 42704 unless the user exists (and locks it against deletion)';
+
+-- One rule for emails, shared by create_user and set_email.
+CREATE FUNCTION authctx._check_email(email text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF _check_email.email IS NULL
+     OR pg_catalog.length(_check_email.email) OPERATOR(pg_catalog.>) 254
+     OR _check_email.email OPERATOR(pg_catalog.!~) '^[^@[:space:][:cntrl:]]+@[^@[:space:][:cntrl:]]+$' THEN
+    RAISE EXCEPTION 'invalid email address'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'An email address has exactly one "@" with text on both sides, no whitespace, and at most 254 characters.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._check_email(text) IS
+  'internal: raises 22023 unless the text is a plausible email address';
+
+-- Membership roles travel in the context (a name-sized field): keep them
+-- short and non-empty.
+CREATE FUNCTION authctx._check_role(role text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF _check_role.role IS NULL
+     OR _check_role.role OPERATOR(pg_catalog.=) ''
+     OR pg_catalog.octet_length(_check_role.role) OPERATOR(pg_catalog.>) 63 THEN
+    RAISE EXCEPTION 'invalid membership role'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A role is a non-empty text of at most 63 bytes.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._check_role(text) IS
+  'internal: raises 22023 unless the text is a valid membership role';
+
+REVOKE ALL ON FUNCTION authctx._resolve_tenant(text), authctx._require_tenant(text),
+  authctx._require_user(uuid), authctx._check_email(text), authctx._check_role(text)
+  FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Tenants and users.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION authctx.create_tenant(slug text, name text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  new_id uuid;
+BEGIN
+  IF create_tenant.slug IS NULL
+     OR create_tenant.slug OPERATOR(pg_catalog.!~) '^[a-z0-9][a-z0-9-]{0,62}$' THEN
+    RAISE EXCEPTION 'invalid tenant slug'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A slug has 1 to 63 characters from a-z, 0-9 and "-", and starts with a letter or digit.';
+  END IF;
+  -- A slug shaped like a uuid would make "tenant text" arguments ambiguous.
+  IF create_tenant.slug OPERATOR(pg_catalog.~)
+     '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+    RAISE EXCEPTION 'invalid tenant slug'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A slug must not have the form of a uuid.';
+  END IF;
+
+  INSERT INTO authctx.tenants AS t (slug, name)
+  VALUES (create_tenant.slug, create_tenant.name)
+  ON CONFLICT DO NOTHING
+  RETURNING t.id INTO new_id;
+
+  IF new_id IS NULL THEN
+    RAISE EXCEPTION 'tenant "%" already exists', create_tenant.slug
+      USING ERRCODE = 'unique_violation';
+  END IF;
+  RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION authctx.create_tenant(text, text) IS
+  'create a tenant; slug matches ^[a-z0-9][a-z0-9-]{0,62}$ (22023), unique (23505); returns its id';
+
+CREATE FUNCTION authctx.create_user(email text, display_name text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  new_id uuid;
+BEGIN
+  PERFORM authctx._check_email(create_user.email);
+
+  INSERT INTO authctx.users AS u (email, display_name)
+  VALUES (create_user.email, create_user.display_name)
+  ON CONFLICT DO NOTHING
+  RETURNING u.id INTO new_id;
+
+  IF new_id IS NULL THEN
+    RAISE EXCEPTION 'a user with this email address already exists'
+      USING ERRCODE = 'unique_violation',
+            DETAIL = 'Email addresses are compared case-insensitively.';
+  END IF;
+  RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION authctx.create_user(text, text) IS
+  'create a user; email unique case-insensitively (23505), invalid email 22023; returns its id';
+
+CREATE FUNCTION authctx.set_email(user_id uuid, email text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM authctx._check_email(set_email.email);
+  PERFORM authctx._require_user(set_email.user_id);
+  BEGIN
+    UPDATE authctx.users AS u
+       SET email = set_email.email
+     WHERE u.id OPERATOR(pg_catalog.=) set_email.user_id;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'a user with this email address already exists'
+      USING ERRCODE = 'unique_violation',
+            DETAIL = 'Email addresses are compared case-insensitively.';
+  END;
+END
+$$;
+COMMENT ON FUNCTION authctx.set_email(uuid, text) IS
+  'change a user''s email (unique case-insensitively); sessions are untouched';
+
+CREATE FUNCTION authctx.disable_user(user_id uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM authctx._require_user(disable_user.user_id);
+  -- auth_begin checks users.disabled_at itself: no session needs revoking.
+  UPDATE authctx.users AS u
+     SET disabled_at = pg_catalog.clock_timestamp()
+   WHERE u.id OPERATOR(pg_catalog.=) disable_user.user_id
+     AND u.disabled_at IS NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx.disable_user(uuid) IS
+  'disable a user: no login, and every session and API key stops working (idempotent)';
+
+CREATE FUNCTION authctx.enable_user(user_id uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM authctx._require_user(enable_user.user_id);
+  UPDATE authctx.users AS u
+     SET disabled_at = NULL
+   WHERE u.id OPERATOR(pg_catalog.=) enable_user.user_id
+     AND u.disabled_at IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx.enable_user(uuid) IS
+  'enable a disabled user again (idempotent)';
+
+-- ---------------------------------------------------------------------------
+-- Memberships.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION authctx.add_member(tenant text, user_id uuid, role text DEFAULT 'member')
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  tid uuid;
+BEGIN
+  PERFORM authctx._check_role(add_member.role);
+  tid := authctx._require_tenant(add_member.tenant);
+  PERFORM authctx._require_user(add_member.user_id);
+
+  INSERT INTO authctx.memberships (tenant_id, user_id, role)
+  VALUES (tid, add_member.user_id, add_member.role)
+  ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is already a member of tenant "%"', add_member.user_id, add_member.tenant
+      USING ERRCODE = 'unique_violation',
+            HINT = 'Use set_member_role to change the role.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx.add_member(text, uuid, text) IS
+  'make a user a member of a tenant (slug or uuid text) with a role; 23505 if already a member';
+
+CREATE FUNCTION authctx.set_member_role(tenant text, user_id uuid, role text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  tid uuid;
+BEGIN
+  PERFORM authctx._check_role(set_member_role.role);
+  tid := authctx._require_tenant(set_member_role.tenant);
+  PERFORM authctx._require_user(set_member_role.user_id);
+
+  UPDATE authctx.memberships AS m
+     SET role = set_member_role.role
+   WHERE m.tenant_id OPERATOR(pg_catalog.=) tid
+     AND m.user_id OPERATOR(pg_catalog.=) set_member_role.user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not a member of tenant "%"', set_member_role.user_id, set_member_role.tenant
+      USING ERRCODE = 'undefined_object';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx.set_member_role(text, uuid, text) IS
+  'change a member''s role in a tenant; 42704 if not a member';
+
+CREATE FUNCTION authctx.remove_member(tenant text, user_id uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  tid uuid;
+BEGIN
+  tid := authctx._require_tenant(remove_member.tenant);
+  PERFORM authctx._require_user(remove_member.user_id);
+
+  -- Sessions stay: auth_begin refuses them for this tenant from now on.
+  DELETE FROM authctx.memberships AS m
+   WHERE m.tenant_id OPERATOR(pg_catalog.=) tid
+     AND m.user_id OPERATOR(pg_catalog.=) remove_member.user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not a member of tenant "%"', remove_member.user_id, remove_member.tenant
+      USING ERRCODE = 'undefined_object';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx.remove_member(text, uuid) IS
+  'remove a user from a tenant; 42704 if not a member';
+
+-- ---------------------------------------------------------------------------
+-- Passwords.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION authctx.set_password(user_id uuid, password text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  new_hash text;
+  keep     uuid;
+  revoked  integer;
+BEGIN
+  IF set_password.password IS NULL THEN
+    RAISE EXCEPTION 'password must not be null'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  PERFORM authctx._require_user(set_password.user_id);
+  new_hash := authctx._password_hash(set_password.password);
+
+  INSERT INTO authctx.password_credentials AS c (user_id, hash, updated_at)
+  VALUES (set_password.user_id, new_hash, pg_catalog.clock_timestamp())
+  ON CONFLICT ON CONSTRAINT password_credentials_pkey DO UPDATE
+     SET hash = excluded.hash, updated_at = excluded.updated_at;
+
+  -- Revoke the user's other sessions: every one except the session this
+  -- transaction authenticated with, when it belongs to the same user.
+  IF authctx.user_id() OPERATOR(pg_catalog.=) set_password.user_id THEN
+    keep := authctx.session_id();
+  END IF;
+  UPDATE authctx.sessions AS s
+     SET revoked_at = pg_catalog.clock_timestamp()
+   WHERE s.user_id OPERATOR(pg_catalog.=) set_password.user_id
+     AND s.revoked_at IS NULL
+     AND s.id IS DISTINCT FROM keep;
+  GET DIAGNOSTICS revoked = ROW_COUNT;
+  UPDATE authctx.refresh_tokens AS r
+     SET revoked_at = pg_catalog.clock_timestamp()
+   WHERE r.user_id OPERATOR(pg_catalog.=) set_password.user_id
+     AND r.revoked_at IS NULL
+     AND r.session_id IS DISTINCT FROM keep;
+
+  PERFORM authctx._audit('password_changed', set_password.user_id, NULL, keep,
+                         pg_catalog.jsonb_build_object('revoked_sessions', revoked));
+END
+$$;
+COMMENT ON FUNCTION authctx.set_password(uuid, text) IS
+  'set a user''s password (argon2id; length policy 22023) and revoke the user''s other sessions';
+
+CREATE FUNCTION authctx.verify_password(email text, password text)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  uid      uuid;
+  disabled boolean;
+  old_hash text;
+BEGIN
+  IF verify_password.password IS NULL THEN
+    RETURN NULL;
+  END IF;
+
+  SELECT u.id, u.disabled_at IS NOT NULL, c.hash
+    INTO uid, disabled, old_hash
+    FROM authctx.users u
+    LEFT JOIN authctx.password_credentials c
+      ON c.user_id OPERATOR(pg_catalog.=) u.id
+   WHERE pg_catalog.lower(u.email) OPERATOR(pg_catalog.=) pg_catalog.lower(verify_password.email);
+
+  -- Unknown email or no password: spend the same time, then fail.
+  IF old_hash IS NULL THEN
+    PERFORM authctx._password_dummy_verify(verify_password.password);
+    RETURN NULL;
+  END IF;
+  IF NOT authctx._password_verify(old_hash, verify_password.password) THEN
+    RETURN NULL;
+  END IF;
+  -- Checked only after the password, so that timing tells nothing.
+  IF disabled THEN
+    RETURN NULL;
+  END IF;
+
+  -- Settings changed since the hash was made: rehash now that we know the
+  -- password, unless this transaction cannot write (read-only, standby).
+  IF authctx._password_needs_rehash(old_hash)
+     AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'off' THEN
+    UPDATE authctx.password_credentials AS c
+       SET hash = authctx._password_rehash(verify_password.password),
+           updated_at = pg_catalog.clock_timestamp()
+     WHERE c.user_id OPERATOR(pg_catalog.=) uid
+       AND c.hash OPERATOR(pg_catalog.=) old_hash;
+  END IF;
+  RETURN uid;
+END
+$$;
+COMMENT ON FUNCTION authctx.verify_password(text, text) IS
+  'id of the user with this email (case-insensitive) and password, or NULL (unknown email, disabled user, no or wrong password); rehashes when the parameters changed';
+
+-- ---------------------------------------------------------------------------
+-- OAuth / OIDC identities: matched by (provider, subject), never by email.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION authctx.link_identity(user_id uuid, provider text, subject text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  owner_id uuid;
+BEGIN
+  IF link_identity.provider IS NULL OR link_identity.provider OPERATOR(pg_catalog.=) '' THEN
+    RAISE EXCEPTION 'identity provider must not be empty'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF link_identity.subject IS NULL OR link_identity.subject OPERATOR(pg_catalog.=) '' THEN
+    RAISE EXCEPTION 'identity subject must not be empty'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  PERFORM authctx._require_user(link_identity.user_id);
+
+  INSERT INTO authctx.oauth_identities (provider, subject, user_id)
+  VALUES (link_identity.provider, link_identity.subject, link_identity.user_id)
+  ON CONFLICT DO NOTHING;
+  IF FOUND THEN
+    RETURN;
+  END IF;
+
+  SELECT o.user_id INTO owner_id
+    FROM authctx.oauth_identities o
+   WHERE o.provider OPERATOR(pg_catalog.=) link_identity.provider
+     AND o.subject OPERATOR(pg_catalog.=) link_identity.subject;
+  IF owner_id IS DISTINCT FROM link_identity.user_id THEN
+    RAISE EXCEPTION 'this % identity is already linked to another user', link_identity.provider
+      USING ERRCODE = 'unique_violation';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx.link_identity(uuid, text, text) IS
+  'link an OAuth/OIDC (provider, subject) to a user; idempotent for the same user, 23505 if linked to another';
+
+CREATE FUNCTION authctx.find_identity(provider text, subject text)
+RETURNS uuid
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  uid uuid;
+BEGIN
+  SELECT o.user_id INTO uid
+    FROM authctx.oauth_identities o
+    JOIN authctx.users u ON u.id OPERATOR(pg_catalog.=) o.user_id
+   WHERE o.provider OPERATOR(pg_catalog.=) find_identity.provider
+     AND o.subject OPERATOR(pg_catalog.=) find_identity.subject
+     AND u.disabled_at IS NULL;
+  RETURN uid;
+END
+$$;
+COMMENT ON FUNCTION authctx.find_identity(text, text) IS
+  'user linked to an OAuth/OIDC (provider, subject), or NULL (also for a disabled user); never matches by email';
+
+-- ---------------------------------------------------------------------------
+-- Privileges: identity management is for authctx_manager (authctx_admin
+-- inherits it); authctx_app gets nothing here.
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION
+  authctx.create_tenant(text, text),
+  authctx.create_user(text, text),
+  authctx.set_email(uuid, text),
+  authctx.disable_user(uuid),
+  authctx.enable_user(uuid),
+  authctx.add_member(text, uuid, text),
+  authctx.set_member_role(text, uuid, text),
+  authctx.remove_member(text, uuid),
+  authctx.set_password(uuid, text),
+  authctx.verify_password(text, text),
+  authctx.link_identity(uuid, text, text),
+  authctx.find_identity(text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+  authctx.create_tenant(text, text),
+  authctx.create_user(text, text),
+  authctx.set_email(uuid, text),
+  authctx.disable_user(uuid),
+  authctx.enable_user(uuid),
+  authctx.add_member(text, uuid, text),
+  authctx.set_member_role(text, uuid, text),
+  authctx.remove_member(text, uuid),
+  authctx.set_password(uuid, text),
+  authctx.verify_password(text, text),
+  authctx.link_identity(uuid, text, text),
+  authctx.find_identity(text, text)
+TO authctx_manager;
