@@ -15,9 +15,10 @@
  *		authctx._password_needs_rehash(hash)        parameters out of date?
  *		authctx._password_dummy_verify(password)    same cost, always false
  *
- * The dummy verification runs against a hash of a random password made
- * once per process with the current parameters, so that verify_password
- * takes about as long for an unknown email as for a known one.
+ * The dummy verification runs against a random argon2id string made once
+ * per process (again when the parameters change) with the current
+ * parameters, so that verify_password takes about as long for an unknown
+ * email as for a known one.
  *
  * Argon2 allocates its whole memory limit at once and cannot be
  * interrupted; the length bound (authctx.password_max_length) keeps huge
@@ -51,6 +52,9 @@ int			authctx_password_max_length = 1024;
 #define PASSWORD_OPSLIMIT_MAX		100
 #define PASSWORD_MEMLIMIT_MAX_KB	(4 * 1024 * 1024)	/* 4 GiB */
 #define PASSWORD_LENGTH_MAX			4096
+
+/* Version 1.3 of Argon2, the only one libsodium writes. */
+#define ARGON2_VERSION_NUMBER		19
 
 /* The per-process dummy hash and the parameters it was made with. */
 static char authctx_dummy_hash[crypto_pwhash_STRBYTES];
@@ -269,33 +273,61 @@ authctx_password_needs_rehash(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Make the per-process dummy hash for the current parameters: a well-formed
+ * argon2id string with a random salt and a random digest.  Verifying against
+ * it costs exactly what verifying a real hash with these parameters costs,
+ * and nothing can match it; building it costs no hashing, so the first
+ * unknown email of a backend is not slower than the next ones.
+ */
+static void
+PasswordDummyRefresh(void)
+{
+	unsigned char salt[crypto_pwhash_SALTBYTES];
+	unsigned char digest[32];
+	char		salt64[sodium_base64_ENCODED_LEN(crypto_pwhash_SALTBYTES,
+											sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+	char		digest64[sodium_base64_ENCODED_LEN(32,
+											  sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+
+	if (authctx_dummy_opslimit == authctx_password_opslimit &&
+		authctx_dummy_memlimit == authctx_password_memlimit)
+		return;
+
+	CryptoRandomBytes(salt, sizeof(salt));
+	CryptoRandomBytes(digest, sizeof(digest));
+	sodium_bin2base64(salt64, sizeof(salt64), salt, sizeof(salt),
+					  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	sodium_bin2base64(digest64, sizeof(digest64), digest, sizeof(digest),
+					  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	snprintf(authctx_dummy_hash, sizeof(authctx_dummy_hash),
+			 "%sv=%d$m=%d,t=%d,p=1$%s$%s",
+			 crypto_pwhash_argon2id_STRPREFIX, ARGON2_VERSION_NUMBER,
+			 authctx_password_memlimit, authctx_password_opslimit,
+			 salt64, digest64);
+
+	/* a string libsodium would not parse would fail fast: make sure */
+	if (crypto_pwhash_argon2id_str_needs_rehash(authctx_dummy_hash,
+												(unsigned long long) authctx_password_opslimit,
+												PasswordMemlimitBytes()) != 0)
+		elog(ERROR, "dummy password hash is not a valid argon2id string");
+
+	authctx_dummy_opslimit = authctx_password_opslimit;
+	authctx_dummy_memlimit = authctx_password_memlimit;
+}
+
+/*
  * authctx._password_dummy_verify(password text) -> boolean
  *
  * Burn the time of one real verification for an unknown email (or a user
- * without a password), against a per-process hash of a random password made
- * with the current parameters; always false.
+ * without a password), against the per-process dummy hash made with the
+ * current parameters; always false.
  */
 Datum
 authctx_password_dummy_verify(PG_FUNCTION_ARGS)
 {
 	text	   *pw = PG_GETARG_TEXT_PP(0);
 
-	if (authctx_dummy_opslimit != authctx_password_opslimit ||
-		authctx_dummy_memlimit != authctx_password_memlimit)
-	{
-		unsigned char secret[32];
-		char		encoded[sizeof(secret) * 2 + 1];
-
-		CryptoRandomBytes(secret, sizeof(secret));
-		sodium_bin2hex(encoded, sizeof(encoded), secret, sizeof(secret));
-		authctx_dummy_opslimit = 0;
-		PasswordHashInto(authctx_dummy_hash, encoded, strlen(encoded));
-		authctx_dummy_opslimit = authctx_password_opslimit;
-		authctx_dummy_memlimit = authctx_password_memlimit;
-		sodium_memzero(secret, sizeof(secret));
-		sodium_memzero(encoded, sizeof(encoded));
-	}
-
+	PasswordDummyRefresh();
 	(void) PasswordVerify(authctx_dummy_hash, strlen(authctx_dummy_hash),
 						  VARDATA_ANY(pw), VARSIZE_ANY_EXHDR(pw));
 	PasswordWipeArg(pw, PG_GETARG_DATUM(0));
