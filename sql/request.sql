@@ -1,7 +1,7 @@
 -- auth_begin / auth_end: validation, failures, lifetime of the context.
 CREATE EXTENSION IF NOT EXISTS authctx;
 LOAD 'authctx';
-\ir ../test/support/try.sql
+\i test/support/try.sql
 SET client_min_messages = warning;
 
 DO $$ BEGIN
@@ -185,7 +185,7 @@ BEGIN READ ONLY;
 SELECT (auth_begin(:'alice_tok')).role;
 COMMIT;
 
--- PREPARE-free procedure COMMIT clears the context too
+-- a COMMIT inside a procedure clears the context too
 RESET ROLE;
 CREATE PROCEDURE public.rq_proc(tok text) LANGUAGE plpgsql AS $$
 BEGIN

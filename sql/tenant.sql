@@ -1,7 +1,7 @@
 -- Tenant isolation: policies, defaults, lint, admin bypass, missing_context.
 CREATE EXTENSION IF NOT EXISTS authctx;
 LOAD 'authctx';
-\ir ../test/support/try.sql
+\i test/support/try.sql
 SET client_min_messages = warning;
 
 DO $$ BEGIN
@@ -156,4 +156,11 @@ CREATE TABLE tn.parted_0 PARTITION OF tn.parted FOR VALUES WITH (MODULUS 2, REMA
 CREATE TABLE tn.parted_1 PARTITION OF tn.parted FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 SELECT authctx.enable_tenant_isolation('tn.parted');
 SELECT table_name, problem FROM authctx.isolation_report() WHERE table_name::text LIKE 'tn.parted%' ORDER BY 1;
+RESET ROLE;
+SET ROLE tn_owner;
+SELECT authctx.disable_tenant_isolation('tn.parted');
+SELECT c.relname, c.relrowsecurity, count(p.polname) AS policies
+  FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid
+ WHERE c.relname LIKE 'parted%' AND c.relkind IN ('r', 'p')
+ GROUP BY 1, 2 ORDER BY 1;
 RESET ROLE;

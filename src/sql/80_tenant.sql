@@ -7,7 +7,8 @@
 --     USING and WITH CHECK (col = authctx.tenant_id());
 --   policy authctx_admin_bypass, FOR ALL TO authctx_admin,
 --     USING and WITH CHECK (authctx.admin_bypass());
---   column default authctx.tenant_id(); an index on col if none leads with it.
+--   column default authctx.tenant_id(); an index on col if none leads with it;
+--   the same on each existing partition of a partitioned table.
 -- The bypass is a second permissive policy (policies are ORed) rather than
 -- an OR inside the first: for every role outside authctx_admin the qual stays
 -- "col = authctx.tenant_id()", which the planner can answer with the index.
@@ -97,6 +98,13 @@ BEGIN
   END IF;
 
   EXECUTE pg_catalog.format('COMMENT ON POLICY authctx_tenant_isolation ON %s IS %L', tbl, state::text);
+
+  -- A partition read directly bypasses its parent's policies: cover the
+  -- existing partitions too (partitions created later need their own call;
+  -- isolation_report lists them).
+  PERFORM authctx.enable_tenant_isolation(i.inhrelid::regclass, tenant_column)
+     FROM pg_catalog.pg_inherits i
+    WHERE i.inhparent OPERATOR(pg_catalog.=) tbl;
 END
 $$;
 COMMENT ON FUNCTION authctx.enable_tenant_isolation(regclass, name) IS
@@ -110,6 +118,7 @@ AS $$
 DECLARE
   state jsonb;
   nsp   name;
+  part  regclass;
 BEGIN
   SELECT pg_catalog.obj_description(p.oid, 'pg_policy')::jsonb INTO state
     FROM pg_catalog.pg_policy p
@@ -137,6 +146,17 @@ BEGIN
      WHERE c.oid OPERATOR(pg_catalog.=) tbl;
     EXECUTE pg_catalog.format('DROP INDEX IF EXISTS %I.%I', nsp, state->>'index');
   END IF;
+
+  -- partitions isolated by authctx are released too
+  FOR part IN
+    SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+     WHERE i.inhparent OPERATOR(pg_catalog.=) tbl
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                    WHERE p.polrelid OPERATOR(pg_catalog.=) i.inhrelid
+                      AND p.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation')
+  LOOP
+    PERFORM authctx.disable_tenant_isolation(part);
+  END LOOP;
 END
 $$;
 COMMENT ON FUNCTION authctx.disable_tenant_isolation(regclass) IS
