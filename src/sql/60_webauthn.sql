@@ -262,7 +262,6 @@ DECLARE
   v_tenant  uuid;
   v_count   bigint;
   v_failure text;
-  v_result  authctx.login_result;
 BEGIN
   SELECT * INTO v
     FROM authctx._webauthn_verify($1, $2, $3, $4, $5, $6);
@@ -274,7 +273,7 @@ BEGIN
       IF v_tenant IS NULL OR NOT EXISTS (
            SELECT 1 FROM authctx.memberships m
             WHERE m.tenant_id = v_tenant AND m.user_id = v.verified_user) THEN
-        v_failure := 'tenant';
+        v_failure := 'not_member';
       END IF;
     ELSE
       -- the only membership; with several, no tenant until auth_begin names one
@@ -289,23 +288,20 @@ BEGIN
   END IF;
 
   IF v_failure IS NOT NULL THEN
-    -- the error rolls this transaction back: record the failure out of band
-    PERFORM authctx._autonomous('audit', pg_catalog.jsonb_build_object(
-      'event', 'login_failed',
+    -- the error rolls this transaction back: record the failure out of band,
+    -- as login does; a passkey failure does not count toward the lockout
+    PERFORM authctx._autonomous('login_failed', pg_catalog.jsonb_build_object(
       'user_id', v.credential_user,
-      'tenant_id', v_tenant,
-      'session_id', NULL,
-      'db_role', pg_catalog.session_user(),
-      'detail', pg_catalog.jsonb_build_object('method', 'webauthn',
-                                              'reason', v_failure)));
-    RAISE EXCEPTION 'invalid credentials' USING ERRCODE = '28P01';
+      'reason', v_failure,
+      'method', 'webauthn',
+      'count', false,
+      'db_role', pg_catalog.session_user()));
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
 
-  v_result := authctx._issue_session(v.verified_user, v_tenant, 'webauthn',
-                                     pg_catalog.jsonb_build_object('method', 'webauthn'));
-  PERFORM authctx._audit('login', v.verified_user, v_tenant, v_result.session_id,
-                         pg_catalog.jsonb_build_object('method', 'webauthn'));
-  RETURN v_result;
+  -- a session, a refresh token and the login audit record
+  RETURN authctx._issue_session(v.verified_user, v_tenant, 'webauthn',
+                                pg_catalog.jsonb_build_object('method', 'webauthn'));
 END
 $$;
 COMMENT ON FUNCTION authctx.login_webauthn(bytea, bytea, bytea, bytea, text, text, text) IS
