@@ -20,6 +20,15 @@
 -- so that the record survives).  The invariant that holds either way: one
 -- challenge backs at most one committed successful verification or login,
 -- because a success and its spend commit or roll back together.
+--
+-- Possible clones.  A counter that does not grow (either side non-zero)
+-- refuses the assertion and writes a webauthn_clone_suspected audit record
+-- (credential id, stored and presented counters) out of band, so that it
+-- survives whatever the caller does next.  The credential itself is not
+-- disabled: an administrator who reads the record decides, and removes it.
+--
+-- Passkey failures are audited as login_failed with method "webauthn" but
+-- never count toward the password lockout (there is nothing to guess).
 -- ---------------------------------------------------------------------------
 
 -- webauthn_challenge() removes a few expired challenges on each call.
