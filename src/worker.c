@@ -1,27 +1,700 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		(stub) the worker module.
+ *		Background work: records that must outlive a failing transaction,
+ *		last-seen times written off the request path, and periodic cleanup.
+ *
+ * Three kinds of background process live here.
+ *
+ * 1. Autonomous writes (WorkerRunAutonomous).  A failed login must still
+ *    count toward the lockout and still write login_failed; a reused refresh
+ *    token must still revoke its family and write refresh_reuse; admin_begin
+ *    must leave admin_bypass behind.  The caller raises (or may later roll
+ *    back), so these rows cannot be written in its transaction: PostgreSQL
+ *    has no autonomous transactions.  Instead the caller puts the database
+ *    oid, a kind and a JSON payload into a dynamic shared memory segment,
+ *    registers a dynamic background worker (which needs no preloading),
+ *    passing the segment's handle as bgw_main_arg, and waits for it to exit.
+ *    The worker connects to the same database as the bootstrap superuser,
+ *    runs
+ *
+ *		SELECT authctx._autonomous_apply($1::text, $2::jsonb)
+ *
+ *    in a transaction of its own, with lock_timeout = 10s, and after commit
+ *    marks the task done in the segment.  The caller reads that mark after
+ *    the worker has exited: no mark means the record was not written, and
+ *    WorkerRunAutonomous returns false (the SQL wrapper then emits a WARNING
+ *    that names the kind, never the payload).  The payload goes through
+ *    shared memory and SPI parameters, never through a command line or an
+ *    activity string, so it does not appear in pg_stat_activity or the log.
+ *
+ *    The segment is pinned before the worker is registered and unpinned by
+ *    the worker once it has attached, so a caller that is cancelled or
+ *    terminated while waiting does not destroy the task under the worker:
+ *    a client cannot dodge the lockout counter by cancelling its failed
+ *    login.  If the worker never attached (it could not be forked), the
+ *    caller unpins after seeing it stop.  Registration is retried for up to
+ *    about a second when every max_worker_processes slot is taken.
+ *
+ *    DEADLOCK HAZARD.  The caller sleeps on its latch while the worker runs;
+ *    a row lock held by the caller and needed by the worker is a wait cycle
+ *    that the deadlock detector cannot see (one side waits on a latch, not a
+ *    lock).  The SQL is therefore shaped so that the failing path has locked
+ *    nothing by the time it calls the worker:
+ *    - login reads users and login_throttle without locking and only ever
+ *      writes them on success; on failure the worker does the increment.
+ *    - refresh spends a token with UPDATE ... WHERE spent_at IS NULL AND
+ *      revoked_at IS NULL.  Beware: when that UPDATE has to wait for a
+ *      concurrent spender, it locks the newest row version before
+ *      re-checking the WHERE clause, and keeps the lock when the re-check
+ *      fails.  So the UPDATE runs in a subtransaction that is rolled back
+ *      when it matched nothing, which releases that lock; the reuse path
+ *      then re-reads the token with a plain SELECT and calls the worker
+ *      holding nothing.  A token spent earlier in the caller's own
+ *      transaction is recognised (its row version's xmin is still in
+ *      progress) and refused without calling the worker at all.
+ *    - audit events (admin_begin) touch only audit_log, whose inserts never
+ *      conflict.
+ *    What remains is a caller that locked other rows of the family earlier
+ *    in the same transaction (say, logout of one of its sessions, then a
+ *    reused refresh token inside one BEGIN block).  lock_timeout bounds that
+ *    case: the worker gives up after ten seconds and the caller warns and
+ *    raises as usual.
+ *
+ * 2. Last-seen times (WorkerNoteSeen).  auth_begin must not write: it runs
+ *    in READ ONLY transactions and on standbys, and a write per request
+ *    would serialise every request of a session on one row.  auth_begin
+ *    tells us which session or API key it accepted; we keep a small
+ *    backend-local list (deduplicated by id, newest time kept) and at most
+ *    every authctx.last_seen_interval hand it to a dynamic worker that we do
+ *    not wait for.  The batch travels in a pinned DSM segment that the
+ *    worker unpins.  The SQL only moves times forward, so late or repeated
+ *    batches are harmless.  On a standby nothing is recorded.  Entries left
+ *    in a backend are flushed when it exits; a backend that stays connected
+ *    but idle keeps its last entries until its next request, so last-seen
+ *    times are approximate by design (granularity last_seen_interval).
+ *
+ * 3. Cleanup (preloaded only).  A static background worker connects to
+ *    authctx.cleanup_database and runs authctx.cleanup() every
+ *    authctx.cleanup_interval (0 disables it), quietly skipping a database
+ *    where the extension is not installed.  cleanup() deletes in batches
+ *    with SKIP LOCKED, so it never waits for or stalls a request.
+ *
+ * Shared state: none beyond the DSM segments, each owned by exactly one
+ * caller/worker pair; the only cross-process synchronisation is the done
+ * flag, written by the worker after commit and read by the caller after the
+ * worker has exited (process exit orders the write before the read; a
+ * barrier documents it).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <limits.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
 #include "authctx.h"
 
-/* Define this module's settings and hooks. */
+/* session.c: granularity of last-seen times, in seconds. */
+extern int	authctx_last_seen_interval;
+
+/* authctx.cleanup_interval (seconds, 0 = off) and authctx.cleanup_database. */
+static int	authctx_cleanup_interval = 600;
+static char *authctx_cleanup_database = NULL;
+
+#define AUTONOMOUS_KIND_LEN		32
+#define AUTONOMOUS_LOCK_TIMEOUT	"10s"
+#define AUTONOMOUS_STMT_TIMEOUT	"60s"
+/* registration retries when every worker slot is taken: 20 x 50 ms */
+#define REGISTER_TRIES			20
+#define REGISTER_RETRY_MS		50
+
+#define SEEN_MAX				256
+
+/* Task states, written by the worker. */
+#define TASK_PENDING	0
+#define TASK_ATTACHED	1		/* worker attached and unpinned the segment */
+#define TASK_DONE		2		/* committed */
+
+/* The contents of one task's DSM segment. */
+typedef struct AutonomousTask
+{
+	Oid			database;		/* database to connect to */
+	pg_atomic_uint32 state;		/* TASK_* */
+	char		kind[AUTONOMOUS_KIND_LEN];	/* _autonomous_apply's kind */
+	char		payload[FLEXIBLE_ARRAY_MEMBER]; /* NUL-terminated JSON */
+} AutonomousTask;
+
+/* One pending last-seen note. */
+typedef struct SeenEntry
+{
+	char		kind;			/* TOKEN_SESSION or TOKEN_API_KEY */
+	pg_uuid_t	id;
+	TimestampTz when;
+} SeenEntry;
+
+static SeenEntry seen_pending[SEEN_MAX];
+static int	seen_count = 0;
+static TimestampTz seen_last_flush = 0;
+static bool seen_exit_registered = false;
+
+PGDLLEXPORT void authctx_autonomous_main(Datum main_arg);
+PGDLLEXPORT void authctx_cleanup_main(Datum main_arg);
+
+PG_FUNCTION_INFO_V1(authctx_autonomous);
+
+/* Kinds that _autonomous_apply understands; anything else is refused early. */
+static bool
+AutonomousKindValid(const char *kind)
+{
+	return strcmp(kind, "audit") == 0 ||
+		strcmp(kind, "login_failed") == 0 ||
+		strcmp(kind, "refresh_reuse") == 0 ||
+		strcmp(kind, "seen") == 0;
+}
+
+/* Define the worker settings; register the cleanup worker when preloaded. */
 void
 WorkerInit(void)
 {
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("authctx.cleanup_interval",
+							"Time between runs of authctx.cleanup() by the background worker.",
+							"0 disables the worker's runs.  The worker exists only when authctx is in shared_preload_libraries.",
+							&authctx_cleanup_interval,
+							600, 0, INT_MAX / 1000,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("authctx.cleanup_database",
+							   "Database in which the background worker runs authctx.cleanup().",
+							   "The worker skips it quietly when the extension is not installed there.",
+							   &authctx_cleanup_database,
+							   "postgres",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 60;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authctx");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authctx_cleanup_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "authctx cleanup");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "authctx cleanup");
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
 }
 
-bool
-WorkerRunAutonomous(const char *kind, const char *payload_json)
+/*
+ * Put a task into a new, pinned DSM segment; NULL when no segment can be had.
+ * The pin keeps the segment alive until the worker has attached, whatever
+ * happens to the caller meanwhile.
+ */
+static dsm_segment *
+TaskCreate(const char *kind, const char *payload)
 {
+	Size		len = strlen(payload);
+	dsm_segment *seg;
+	AutonomousTask *task;
+
+	seg = dsm_create(offsetof(AutonomousTask, payload) + len + 1,
+					 DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+		return NULL;
+	task = (AutonomousTask *) dsm_segment_address(seg);
+	task->database = MyDatabaseId;
+	pg_atomic_init_u32(&task->state, TASK_PENDING);
+	strlcpy(task->kind, kind, sizeof(task->kind));
+	memcpy(task->payload, payload, len + 1);
+	dsm_pin_segment(seg);
+	return seg;
+}
+
+/* Register the autonomous worker for a segment; false when no slot is free. */
+static bool
+TaskLaunch(dsm_segment *seg, bool wait, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker;
+	int			tries = wait ? REGISTER_TRIES : 1;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authctx");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authctx_autonomous_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "authctx autonomous writer for PID %d",
+			 MyProcPid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "authctx autonomous");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = wait ? MyProcPid : 0;
+
+	for (int i = 0; i < tries; i++)
+	{
+		if (RegisterDynamicBackgroundWorker(&worker, handle))
+			return true;
+		if (i + 1 < tries)
+		{
+			/*
+			 * No CHECK_FOR_INTERRUPTS here: an error now would leave the
+			 * segment pinned with no worker to unpin it.  The wait is short.
+			 */
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 REGISTER_RETRY_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
 	return false;
 }
 
+/*
+ * Run _autonomous_apply(kind, payload) in a transaction of its own, in a
+ * background worker, and wait for it.  True when the worker committed.
+ * Never raises for a worker that could not run; the caller decides how
+ * loudly to say so.
+ */
+bool
+WorkerRunAutonomous(const char *kind, const char *payload_json)
+{
+	dsm_segment *seg;
+	AutonomousTask *task;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	uint32		state;
+
+	if (kind == NULL || payload_json == NULL || !AutonomousKindValid(kind))
+		return false;
+	/* a standby cannot write, and no worker could either */
+	if (RecoveryInProgress() || !IsUnderPostmaster)
+		return false;
+
+	seg = TaskCreate(kind, payload_json);
+	if (seg == NULL)
+		return false;
+	task = (AutonomousTask *) dsm_segment_address(seg);
+
+	if (!TaskLaunch(seg, true, &handle))
+	{
+		dsm_unpin_segment(dsm_segment_handle(seg));
+		dsm_detach(seg);
+		return false;
+	}
+
+	/*
+	 * Interruptible: a cancelled caller leaves, the pinned segment and the
+	 * worker carry on without it.
+	 */
+	status = WaitForBackgroundWorkerShutdown(handle);
+	pg_read_barrier();
+	state = pg_atomic_read_u32(&task->state);
+
+	/* a worker that never attached cannot unpin; do it for it */
+	if (status == BGWH_STOPPED && state == TASK_PENDING)
+		dsm_unpin_segment(dsm_segment_handle(seg));
+	dsm_detach(seg);
+	pfree(handle);
+
+	return status == BGWH_STOPPED && state == TASK_DONE;
+}
+
+/*
+ * SQL: authctx._autonomous(kind text, payload jsonb) RETURNS boolean.
+ * Internal (revoked from PUBLIC).  Warns, naming only the kind, when the
+ * record could not be written.
+ */
+Datum
+authctx_autonomous(PG_FUNCTION_ARGS)
+{
+	char	   *kind;
+	Jsonb	   *payload;
+	char	   *json;
+	bool		ok;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("kind and payload of an autonomous record must not be null")));
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!AutonomousKindValid(kind))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown autonomous record kind \"%s\"", kind)));
+	payload = PG_GETARG_JSONB_P(1);
+	json = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
+
+	ok = WorkerRunAutonomous(kind, json);
+	if (!ok)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("could not write the \"%s\" record in a transaction of its own", kind),
+				 errdetail("The background worker that writes it could not run or did not commit."),
+				 errhint("Check max_worker_processes, and the server log for the worker's error.")));
+	pfree(json);
+	PG_RETURN_BOOL(ok);
+}
+
+/*
+ * Main of the autonomous worker: attach, connect, apply, commit, report.
+ * Any error ends the process before the done mark is set, which the caller
+ * reads as failure.
+ */
+void
+authctx_autonomous_main(Datum main_arg)
+{
+	dsm_handle	handle = DatumGetUInt32(main_arg);
+	dsm_segment *seg;
+	AutonomousTask *task;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		activity[64 + AUTONOMOUS_KIND_LEN];
+	int			ret;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(handle);
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not map the authctx task's dynamic shared memory segment")));
+	/* our mapping now keeps the segment alive: drop the caller's pin */
+	dsm_unpin_segment(handle);
+	task = (AutonomousTask *) dsm_segment_address(seg);
+	pg_atomic_write_u32(&task->state, TASK_ATTACHED);
+
+	BackgroundWorkerInitializeConnectionByOid(task->database, InvalidOid, 0);
+
+	/* never hang on a lock for ever (see DEADLOCK HAZARD above) */
+	SetConfigOption("lock_timeout", AUTONOMOUS_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", AUTONOMOUS_STMT_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
+
+	snprintf(activity, sizeof(activity), "authctx autonomous write: %s", task->kind);
+	values[0] = CStringGetTextDatum(task->kind);
+	values[1] = CStringGetTextDatum(task->payload);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	ret = SPI_execute_with_args("SELECT authctx._autonomous_apply($1::text, $2::jsonb)",
+								2, argtypes, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("authctx autonomous write failed: SPI error %d", ret)));
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	pg_write_barrier();
+	pg_atomic_write_u32(&task->state, TASK_DONE);
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/* ---- last-seen batching ---- */
+
+/* Append a uuid in its canonical text form. */
+static void
+AppendUuid(StringInfo buf, const pg_uuid_t *id)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			appendStringInfoChar(buf, '-');
+		appendStringInfoChar(buf, hex[id->data[i] >> 4]);
+		appendStringInfoChar(buf, hex[id->data[i] & 0x0f]);
+	}
+}
+
+/*
+ * Hand the pending notes to a worker we do not wait for.  On failure the
+ * notes stay pending for the next attempt.
+ */
+static void
+SeenFlush(TimestampTz now)
+{
+	StringInfoData buf;
+	dsm_segment *seg;
+	BackgroundWorkerHandle *handle;
+
+	seen_last_flush = now;
+	if (seen_count == 0 || RecoveryInProgress() || !IsUnderPostmaster ||
+		!OidIsValid(MyDatabaseId))
+		return;
+
+	/*
+	 * {"entries":[{"k":"s","id":"<uuid>","t":<microseconds since the Unix
+	 * epoch>},...]}: plain numbers, independent of DateStyle and TimeZone.
+	 */
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"entries\":[");
+	for (int i = 0; i < seen_count; i++)
+	{
+		int64		unix_us = seen_pending[i].when +
+			((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfo(&buf, "{\"k\":\"%c\",\"id\":\"",
+						 seen_pending[i].kind == TOKEN_API_KEY ? 'k' : 's');
+		AppendUuid(&buf, &seen_pending[i].id);
+		appendStringInfo(&buf, "\",\"t\":" INT64_FORMAT "}", unix_us);
+	}
+	appendStringInfoString(&buf, "]}");
+
+	seg = TaskCreate("seen", buf.data);
+	pfree(buf.data);
+	if (seg == NULL)
+		return;
+	if (!TaskLaunch(seg, false, &handle))
+	{
+		dsm_unpin_segment(dsm_segment_handle(seg));
+		dsm_detach(seg);
+		return;
+	}
+	pfree(handle);
+	dsm_detach(seg);
+	seen_count = 0;
+}
+
+/* At backend exit, hand over what is still pending (outside a transaction). */
+static void
+SeenAtExit(int code, Datum arg)
+{
+	if (seen_count == 0 || IsTransactionState() || code != 0)
+		return;
+	PG_TRY();
+	{
+		SeenFlush(GetCurrentTimestamp());
+	}
+	PG_CATCH();
+	{
+		/* too late to report anything useful; the notes are only hints */
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Note that a session ('s') or API key ('k') was used at `when`.  Called by
+ * auth_begin; never writes in the caller's transaction, works in read-only
+ * transactions, does nothing on a standby.
+ */
 void
 WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when)
 {
+	TimestampTz now;
+	int			i;
+
+	if ((kind != TOKEN_SESSION && kind != TOKEN_API_KEY) || id == NULL)
+		return;
+	if (RecoveryInProgress())
+	{
+		seen_count = 0;
+		return;
+	}
+
+	for (i = 0; i < seen_count; i++)
+	{
+		if (seen_pending[i].kind == kind &&
+			memcmp(seen_pending[i].id.data, id->data, UUID_LEN) == 0)
+		{
+			if (when > seen_pending[i].when)
+				seen_pending[i].when = when;
+			break;
+		}
+	}
+	if (i == seen_count)
+	{
+		if (seen_count == SEEN_MAX)
+			SeenFlush(GetCurrentTimestamp());
+		if (seen_count < SEEN_MAX)
+		{
+			seen_pending[seen_count].kind = kind;
+			memcpy(seen_pending[seen_count].id.data, id->data, UUID_LEN);
+			seen_pending[seen_count].when = when;
+			seen_count++;
+		}
+		/* else: still full because no worker could start; drop this note */
+	}
+
+	if (!seen_exit_registered)
+	{
+		before_shmem_exit(SeenAtExit, (Datum) 0);
+		seen_exit_registered = true;
+	}
+
+	now = GetCurrentTimestamp();
+	if (seen_count == SEEN_MAX ||
+		TimestampDifferenceExceeds(seen_last_flush, now,
+								   authctx_last_seen_interval * 1000))
+		SeenFlush(now);
+}
+
+/* ---- cleanup worker ---- */
+
+/* One cleanup run, in its own transaction; errors are logged, not fatal. */
+static void
+CleanupRunOnce(MemoryContext loopcxt)
+{
+	PG_TRY();
+	{
+		int			ret;
+		bool		isnull;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "authctx cleanup");
+
+		ret = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension "
+						  "WHERE extname OPERATOR(pg_catalog.=) 'authctx'",
+						  true, 1);
+		if (ret != SPI_OK_SELECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("authctx cleanup: SPI error %d", ret)));
+		if (SPI_processed == 1)
+		{
+			ret = SPI_execute("SELECT authctx.cleanup()", false, 1);
+			if (ret != SPI_OK_SELECT || SPI_processed != 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("authctx cleanup: SPI error %d", ret)));
+			ereport(DEBUG1,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg_internal("authctx cleanup removed " INT64_FORMAT " rows",
+									 DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+																 SPI_tuptable->tupdesc,
+																 1, &isnull)))));
+		}
+		else
+			ereport(DEBUG1,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg_internal("authctx cleanup: extension not installed in this database")));
+
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* report, roll back and carry on with the next run */
+		MemoryContextSwitchTo(loopcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Main of the static cleanup worker.  Sleeps on its latch, reloads the
+ * configuration on SIGHUP, exits on SIGTERM or postmaster death, and runs
+ * cleanup every authctx.cleanup_interval.  A change of cleanup_database
+ * needs a new connection: the worker exits and the postmaster restarts it.
+ */
+void
+authctx_cleanup_main(Datum main_arg)
+{
+	MemoryContext loopcxt;
+	char	   *dbname;
+	TimestampTz last_run;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	dbname = MemoryContextStrdup(TopMemoryContext, authctx_cleanup_database);
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	SetConfigOption("lock_timeout", AUTONOMOUS_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
+
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "authctx cleanup",
+									ALLOCSET_DEFAULT_SIZES);
+	last_run = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		TimestampTz next_run;
+		long		timeout = -1;
+		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+
+		/* the interval may change at any SIGHUP: recompute every time */
+		next_run = TimestampTzPlusMilliseconds(last_run,
+											   (int64) authctx_cleanup_interval * 1000);
+		if (authctx_cleanup_interval > 0)
+		{
+			timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_run);
+			events |= WL_TIMEOUT;
+		}
+		if (timeout != 0)
+		{
+			(void) WaitLatch(MyLatch, events, timeout, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(dbname, authctx_cleanup_database) != 0)
+			{
+				ereport(LOG,
+						(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+						 errmsg("authctx cleanup worker restarting for database \"%s\"",
+								authctx_cleanup_database)));
+				proc_exit(1);
+			}
+			continue;
+		}
+
+		if (authctx_cleanup_interval <= 0 ||
+			GetCurrentTimestamp() < TimestampTzPlusMilliseconds(last_run,
+																 (int64) authctx_cleanup_interval * 1000))
+			continue;
+
+		MemoryContextSwitchTo(loopcxt);
+		CleanupRunOnce(loopcxt);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(loopcxt);
+
+		last_run = GetCurrentTimestamp();
+	}
 }

@@ -1,0 +1,120 @@
+-- Records that outlive the failing transaction: a failed login and a
+-- refresh reuse leave their traces although the caller rolls back; the
+-- autonomous worker's kinds; last-seen batching.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS authctx;
+RESET client_min_messages;
+\set VERBOSITY terse
+
+-- SQLSTATE and message of a statement, or 'ok'
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE q;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+SELECT authctx.create_tenant('auto-acme') IS NOT NULL AS tenant;
+SELECT authctx.create_user('auto-jack@example.com') AS jack \gset
+SELECT authctx.set_password(:'jack', 'jack password 1'), authctx.add_member('auto-acme', :'jack');
+
+-- 1. a failed login inside a transaction that is then rolled back
+BEGIN;
+SELECT count(*) AS failures_before FROM authctx.audit_log a
+ WHERE a.event = 'login_failed' AND a.user_id = :'jack';
+SELECT authctx.login('auto-jack@example.com', 'not the password');
+ROLLBACK;
+SELECT count(*) AS login_failed_events FROM authctx.audit_log a
+ WHERE a.event = 'login_failed' AND a.user_id = :'jack';
+SELECT t.failures AS counted_failures FROM authctx.login_throttle t WHERE t.user_id = :'jack';
+-- also when the caller rolls back after catching the error itself
+BEGIN;
+SELECT pg_temp.err($$SELECT authctx.login('auto-jack@example.com', 'still not it')$$) AS caught;
+ROLLBACK;
+SELECT t.failures AS counted_failures FROM authctx.login_throttle t WHERE t.user_id = :'jack';
+-- an unknown email leaves its event too
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+SELECT authctx.login('auto-nobody@example.com', 'whatever');
+ROLLBACK;
+SELECT count(*) AS unknown_user_events FROM authctx.audit_log a
+ WHERE a.event = 'login_failed' AND a.detail ->> 'reason' = 'unknown_user'
+   AND a.occurred_at > :'t0';
+
+-- 2. a refresh reuse inside a transaction that is then rolled back
+CREATE TEMP TABLE p AS SELECT r FROM authctx.login('auto-jack@example.com', 'jack password 1') r;
+CREATE TEMP TABLE p2 AS SELECT authctx.refresh(((p.r).refresh_token)::text) AS r FROM p;
+BEGIN;
+SELECT authctx.refresh(((p.r).refresh_token)::text) FROM p;
+ROLLBACK;
+SELECT (SELECT count(*) FROM authctx.sessions s WHERE s.family_id = f.family_id AND s.revoked_at IS NULL) AS live_sessions,
+       (SELECT count(*) FROM authctx.refresh_tokens r WHERE r.family_id = f.family_id AND r.revoked_at IS NULL) AS live_tokens,
+       (SELECT count(*) FROM authctx.audit_log a WHERE a.event = 'refresh_reuse'
+                                                    AND a.detail ->> 'family_id' = f.family_id::text) AS reuse_events
+  FROM (SELECT s.family_id FROM p JOIN authctx.sessions s ON s.id = (p.r).session_id) f;
+-- the newer pair of that family no longer works
+SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (p2.r).refresh_token)) AS newer_pair FROM p2;
+
+-- 3. the worker's kinds, called directly (superuser only)
+BEGIN;
+SELECT authctx._autonomous('audit', jsonb_build_object(
+  'event', 'auto_test_event', 'user_id', :'jack', 'db_role', 'someone',
+  'detail', jsonb_build_object('note', 'survives rollback'))) AS written;
+ROLLBACK;
+SELECT a.event, a.db_role, a.detail, a.user_id = :'jack' AS user_ok
+  FROM authctx.audit_log a WHERE a.event = 'auto_test_event';
+-- works in a read-only transaction: the worker writes, the caller does not
+BEGIN READ ONLY;
+SELECT authctx._autonomous('audit', '{"event": "auto_read_only"}') AS written_read_only;
+COMMIT;
+SELECT count(*) AS read_only_events FROM authctx.audit_log a WHERE a.event = 'auto_read_only';
+-- a record the worker cannot apply: false, with a WARNING naming only the kind
+SELECT authctx._autonomous('audit', '{"detail": {"no": "event"}}') AS bad_payload;
+SELECT pg_temp.err($$SELECT authctx._autonomous('bogus', '{}')$$) AS unknown_kind;
+SELECT pg_temp.err($$SELECT authctx._autonomous(NULL, '{}')$$) AS null_kind;
+SELECT pg_temp.err($$SELECT authctx._autonomous_apply('bogus', '{}')$$) AS apply_unknown_kind;
+
+-- 4. seen: last_seen_at / last_used_at move forward only, in the worker
+CREATE TEMP TABLE k AS SELECT authctx.create_api_key(:'jack', 'auto-acme', 'seen key') AS t;
+SELECT (p.r).session_id AS sid FROM p2 p \gset
+SELECT authctx._token_id(k.t) AS kid FROM k \gset
+UPDATE authctx.sessions SET last_seen_at = '2030-01-01 00:00:00+00' WHERE id = :'sid';
+SELECT authctx._autonomous('seen', jsonb_build_object('entries', jsonb_build_array(
+  jsonb_build_object('k', 's', 'id', :'sid', 't', 1893456000000000 + 3600000000),  -- 2030-01-01 01:00 UTC
+  jsonb_build_object('k', 'k', 'id', :'kid', 't', 1893456000000000 + 60000000),    -- 2030-01-01 00:01 UTC
+  jsonb_build_object('k', 'k', 'id', :'kid', 't', 1893456000000000 + 120000000),   -- the later of two wins
+  jsonb_build_object('k', 's', 'id', '00000000-0000-4000-8000-000000000000', 't', 0)))) AS seen_written;
+SELECT s.last_seen_at AT TIME ZONE 'UTC' AS session_seen FROM authctx.sessions s WHERE s.id = :'sid';
+SELECT k.last_used_at AT TIME ZONE 'UTC' AS key_used FROM authctx.api_keys k WHERE k.id = :'kid';
+SELECT kl.last_used_at AT TIME ZONE 'UTC' AS listed_key_used FROM authctx.list_api_keys(:'jack') kl;
+-- an older time never moves them back
+SELECT authctx._autonomous('seen', jsonb_build_object('entries', jsonb_build_array(
+  jsonb_build_object('k', 's', 'id', :'sid', 't', 1893456000000000),
+  jsonb_build_object('k', 'k', 'id', :'kid', 't', 1893456000000000)))) AS seen_written;
+SELECT s.last_seen_at AT TIME ZONE 'UTC' AS session_seen FROM authctx.sessions s WHERE s.id = :'sid';
+SELECT k.last_used_at AT TIME ZONE 'UTC' AS key_used FROM authctx.api_keys k WHERE k.id = :'kid';
+
+-- 5. auth_begin records last-used off the request path: it writes nothing
+-- itself (read-only transaction), a worker it does not wait for does
+CREATE ROLE auto_app LOGIN IN ROLE authctx_app;
+UPDATE authctx.api_keys SET last_used_at = NULL WHERE id = :'kid';
+SELECT k.t::text AS keytext FROM k \gset
+SET ROLE auto_app;
+BEGIN READ ONLY;
+SELECT (auth_begin(:'keytext')).auth_method;
+COMMIT;
+RESET ROLE;
+DO $$
+BEGIN
+  FOR i IN 1 .. 200 LOOP
+    EXIT WHEN EXISTS (SELECT 1 FROM authctx.api_keys k, pg_temp.k t
+                       WHERE k.id = authctx._token_id(t.t) AND k.last_used_at IS NOT NULL);
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END
+$$;
+SELECT k.last_used_at > clock_timestamp() - interval '1 minute' AS key_used_recently
+  FROM authctx.api_keys k WHERE k.id = :'kid';
+DROP ROLE auto_app;

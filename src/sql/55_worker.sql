@@ -1,0 +1,165 @@
+-- ---------------------------------------------------------------------------
+-- 55 worker: records that must outlive the caller's transaction.
+--
+-- authctx._autonomous(kind, payload) hands a record to a background worker
+-- (src/worker.c) that runs authctx._autonomous_apply(kind, payload) in a
+-- transaction of its own, as the bootstrap superuser, and waits for it.
+-- The caller's later ERROR or ROLLBACK cannot undo what the worker
+-- committed.  Kinds:
+--
+--   audit          {event, user_id, tenant_id, session_id, db_role, detail}
+--                  one audit_log row (admin_begin's admin_bypass)
+--   login_failed   {user_id, reason, count, threshold, base_delay,
+--                   max_delay, db_role}
+--                  count the failure toward the lockout (when count is
+--                  true and the user exists) and audit login_failed
+--   refresh_reuse  {family_id, user_id, tenant_id, session_id, token_id,
+--                   db_role}
+--                  revoke every session and refresh token of the family and
+--                  audit refresh_reuse
+--   seen           {entries: [{k: "s"|"k", id, t}]}, t in microseconds since
+--                  the Unix epoch: last_seen_at / last_used_at, only ever
+--                  moved forward
+--
+-- The payload is built by the extension's own functions: the caller's
+-- settings (lockout) and identity (db_role) travel in it, because the
+-- worker is another backend and sees neither.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION authctx._autonomous(kind text, payload jsonb) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'authctx_autonomous'
+  LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION authctx._autonomous(text, jsonb) IS
+  'internal: apply a record in a background worker''s own transaction and wait; false (with a WARNING) if it could not be written';
+REVOKE ALL ON FUNCTION authctx._autonomous(text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := clock_timestamp();
+  v_user      uuid;
+  v_role      name := coalesce(payload ->> 'db_role', session_user::text);
+  v_failures  integer;
+  v_threshold integer;
+  v_base      double precision;
+  v_max       double precision;
+  v_locked    timestamptz;
+  v_family    uuid;
+  v_sessions  integer;
+BEGIN
+  IF kind = 'audit' THEN
+    IF coalesce(payload ->> 'event', '') = '' THEN
+      RAISE EXCEPTION 'audit record without an event' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
+    VALUES (v_now,
+            payload ->> 'event',
+            (payload ->> 'user_id')::uuid,
+            (payload ->> 'tenant_id')::uuid,
+            (payload ->> 'session_id')::uuid,
+            v_role,
+            coalesce(payload -> 'detail', '{}'::jsonb));
+
+  ELSIF kind = 'login_failed' THEN
+    v_user := (payload ->> 'user_id')::uuid;
+    IF v_user IS NOT NULL AND coalesce((payload ->> 'count')::boolean, false) THEN
+      v_threshold := greatest((payload ->> 'threshold')::integer, 1);
+      v_base := greatest((payload ->> 'base_delay')::double precision, 1);
+      v_max := greatest((payload ->> 'max_delay')::double precision, v_base);
+      -- The streak is forgotten after a quiet period of twice the longest
+      -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
+      -- meanwhile simply gets no row.
+      INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
+      SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = v_user
+      ON CONFLICT (user_id) DO UPDATE
+        SET failures = CASE
+                         WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
+                         THEN 1
+                         ELSE t.failures + 1
+                       END,
+            last_failure_at = v_now
+      RETURNING t.failures INTO v_failures;
+      IF v_failures >= v_threshold THEN
+        -- bounded exponential back-off: base * 2^(failures - threshold), at most max
+        v_locked := v_now + make_interval(secs =>
+                      least(v_base * power(2::double precision,
+                                           least(v_failures - v_threshold, 30)),
+                            v_max));
+        UPDATE authctx.login_throttle t SET locked_until = v_locked
+         WHERE t.user_id = v_user;
+      END IF;
+    END IF;
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+    VALUES (v_now, 'login_failed', v_user, v_role,
+            jsonb_strip_nulls(jsonb_build_object(
+              'reason', payload ->> 'reason',
+              'method', payload ->> 'method',
+              'failures', v_failures,
+              'locked_until', v_locked)));
+
+  ELSIF kind = 'refresh_reuse' THEN
+    v_family := (payload ->> 'family_id')::uuid;
+    IF v_family IS NULL THEN
+      RAISE EXCEPTION 'refresh_reuse record without a family' USING ERRCODE = '22023';
+    END IF;
+    SELECT f.sessions INTO v_sessions FROM authctx._revoke_family(v_family, v_now) f;
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
+    VALUES (v_now, 'refresh_reuse',
+            (payload ->> 'user_id')::uuid,
+            (payload ->> 'tenant_id')::uuid,
+            (payload ->> 'session_id')::uuid,
+            v_role,
+            jsonb_build_object(
+              'family_id', v_family,
+              'refresh_token_id', payload ->> 'token_id',
+              'sessions_revoked', v_sessions));
+
+  ELSIF kind = 'seen' THEN
+    -- Lock in id order first, so that two overlapping batches cannot
+    -- deadlock; then move the times forward only.
+    PERFORM 1
+       FROM authctx.sessions s
+      WHERE s.id = ANY (
+              SELECT (e ->> 'id')::uuid
+                FROM jsonb_array_elements(payload -> 'entries') e
+               WHERE e ->> 'k' = 's')
+      ORDER BY s.id
+      FOR NO KEY UPDATE;
+    UPDATE authctx.sessions s
+       SET last_seen_at = n.at
+      FROM (SELECT (e ->> 'id')::uuid AS id,
+                   max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
+              FROM jsonb_array_elements(payload -> 'entries') e
+             WHERE e ->> 'k' = 's'
+             GROUP BY 1) n
+     WHERE s.id = n.id
+       AND s.last_seen_at < n.at;
+
+    PERFORM 1
+       FROM authctx.api_keys k
+      WHERE k.id = ANY (
+              SELECT (e ->> 'id')::uuid
+                FROM jsonb_array_elements(payload -> 'entries') e
+               WHERE e ->> 'k' = 'k')
+      ORDER BY k.id
+      FOR NO KEY UPDATE;
+    UPDATE authctx.api_keys k
+       SET last_used_at = n.at
+      FROM (SELECT (e ->> 'id')::uuid AS id,
+                   max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
+              FROM jsonb_array_elements(payload -> 'entries') e
+             WHERE e ->> 'k' = 'k'
+             GROUP BY 1) n
+     WHERE k.id = n.id
+       AND (k.last_used_at IS NULL OR k.last_used_at < n.at);
+
+  ELSE
+    RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
+  'internal: what the autonomous worker runs in its own transaction (audit, login_failed, refresh_reuse, seen)';
+REVOKE ALL ON FUNCTION authctx._autonomous_apply(text, jsonb) FROM PUBLIC;
