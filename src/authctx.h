@@ -90,7 +90,8 @@ extern void WorkerInit(void);
 extern bool WorkerRunAutonomous(const char *kind, const char *payload_json);
 extern void WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when);
 
-/* ---- cache.c ---- */
+/* ---- cache.c ---- (lookups declared after SessionRecord, below) */
+extern int	authctx_cache_size;
 extern void CacheInit(void);
 
 /* ---- session.c ---- */
@@ -109,12 +110,27 @@ typedef struct SessionRecord
 	bool		revoked;
 	bool		user_disabled;
 	char		scopes[1024];	/* API keys: newline-separated */
+	bool		member_known;	/* is_member and role below were looked up */
+	bool		is_member;		/* the user is a member of tenant_id */
+	char		role[NAMEDATALEN];	/* the user's role in tenant_id */
 } SessionRecord;
 
 extern int	authctx_session_lifetime;
 extern int	authctx_session_idle_timeout;
 extern int	authctx_last_seen_interval;
 extern bool SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec);
+
+/* cache.c: the shared-memory cache (no-ops unless preloaded) */
+extern uint64 CacheStamp(void);
+extern bool CacheSessionGet(char kind, const pg_uuid_t *id, SessionRecord *rec);
+extern void CacheSessionPut(char kind, const pg_uuid_t *id,
+							const SessionRecord *rec, uint64 stamp);
+extern void CacheSessionSeen(const SessionRecord *rec);
+extern bool CacheMemberGet(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,
+						   const char *slug, pg_uuid_t *tenant_id, char *role);
+extern void CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,
+						   const char *slug, const pg_uuid_t *tenant_id,
+						   const char *role, uint64 stamp);
 
 /* ---- tenant.c ---- */
 extern bool TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,

@@ -103,17 +103,23 @@ static SPIPlanPtr authctx_key_plan = NULL;
 
 static const char *const session_lookup_sql =
 "SELECT s.user_id, s.tenant_id, s.verifier, s.expires_at, s.last_seen_at,"
-"       s.revoked_at IS NOT NULL, u.disabled_at IS NOT NULL, NULL::text"
+"       s.revoked_at IS NOT NULL, u.disabled_at IS NOT NULL, NULL::text, m.role"
 "  FROM authctx.sessions s"
 "  JOIN authctx.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
+"  LEFT JOIN authctx.memberships m"
+"    ON m.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
+"   AND m.user_id OPERATOR(pg_catalog.=) s.user_id"
 " WHERE s.id OPERATOR(pg_catalog.=) $1";
 
 static const char *const key_lookup_sql =
 "SELECT k.user_id, k.tenant_id, k.verifier, k.expires_at, k.last_used_at,"
 "       k.revoked_at IS NOT NULL, u.disabled_at IS NOT NULL,"
-"       pg_catalog.array_to_string(k.scopes, E'\\n')"
+"       pg_catalog.array_to_string(k.scopes, E'\\n'), m.role"
 "  FROM authctx.api_keys k"
 "  JOIN authctx.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
+"  LEFT JOIN authctx.memberships m"
+"    ON m.tenant_id OPERATOR(pg_catalog.=) k.tenant_id"
+"   AND m.user_id OPERATOR(pg_catalog.=) k.user_id"
 " WHERE k.id OPERATOR(pg_catalog.=) $1";
 
 /* Prepare (once per backend) the lookup plan for a kind. */
@@ -152,7 +158,12 @@ SessionGetTimestamp(HeapTuple tup, TupleDesc desc, int col)
 /*
  * Find a session (kind 's') or API key (kind 'k') by id.  Returns false
  * when there is no such row.  The caller must be inside SPI_connect and
- * running as a role that can read the tables.
+ * running as a role that can read the tables.  The record also carries the
+ * user's role in the record's own tenant (member_known).
+ *
+ * The shared-memory cache (cache.c) answers first when it can; on a miss
+ * the stamp is read before the snapshot of the table lookup is taken, and
+ * the record is offered back to the cache.
  */
 bool
 SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
@@ -163,8 +174,13 @@ SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
 	bool		isnull;
 	Datum		d;
 	int			ret;
+	uint64		stamp;
 
 	memset(rec, 0, sizeof(*rec));
+	if (CacheSessionGet(kind, id, rec))
+		return true;
+	stamp = CacheStamp();		/* before GetLatestSnapshot() */
+
 	args[0] = UUIDPGetDatum((pg_uuid_t *) id);
 	ret = SPI_execute_snapshot(SessionPlan(kind), args, NULL,
 							   GetLatestSnapshot(), InvalidSnapshot,
@@ -172,7 +188,10 @@ SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "session lookup failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
+	{
+		CacheSessionPut(kind, id, NULL, stamp);
 		return false;
+	}
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -200,5 +219,12 @@ SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
 	d = SPI_getbinval(tup, desc, 8, &isnull);
 	if (!isnull)
 		strlcpy(rec->scopes, TextDatumGetCString(d), sizeof(rec->scopes));
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	rec->member_known = true;
+	rec->is_member = rec->has_tenant && !isnull;
+	if (rec->is_member)
+		strlcpy(rec->role, TextDatumGetCString(d), sizeof(rec->role));
+
+	CacheSessionPut(kind, id, rec, stamp);
 	return true;
 }

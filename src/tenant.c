@@ -103,17 +103,25 @@ TenantLooksLikeUuid(const char *str)
  * when the user may not act in the tenant asked for (not a member, no such
  * tenant, or an API key used outside its own tenant); the caller raises
  * 42501.  Must be called inside SPI_connect as a role that reads the tables.
+ *
+ * The session's own tenant comes with the record (SessionLookup read the
+ * membership with it, from the cache or the tables); a tenant named by the
+ * request is looked up in the membership cache first, then in the tables,
+ * with the cache stamp read before the snapshot.
  */
-bool
-TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
-				 const char *requested, pg_uuid_t *tenant_id,
-				 bool *has_tenant, char *role)
+static bool
+TenantResolve(const pg_uuid_t *user_id, const SessionRecord *rec,
+			  const char *requested, pg_uuid_t *tenant_id,
+			  bool *has_tenant, char *role)
 {
 	Datum		args[2];
-	SPIPlanPtr	plan;
+	SPIPlanPtr	plan = NULL;
 	bool		isnull;
 	Datum		d;
 	int			ret;
+	pg_uuid_t  *named_uuid = NULL;
+	uint64		stamp = 0;
+	bool		resolved = false;
 
 	*has_tenant = false;
 	role[0] = '\0';
@@ -125,12 +133,24 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 		{
 			plan = TenantPlan(&tenant_by_id_plan, tenant_by_id_sql, UUIDOID);
 			args[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(requested));
+			named_uuid = DatumGetUUIDP(args[1]);
 		}
 		else
 		{
 			plan = TenantPlan(&tenant_by_slug_plan, tenant_by_slug_sql, TEXTOID);
 			args[1] = CStringGetTextDatum(requested);
 		}
+		resolved = CacheMemberGet(user_id, named_uuid, requested, tenant_id, role);
+		if (!resolved)
+			stamp = CacheStamp();	/* before GetLatestSnapshot() */
+	}
+	else if (rec->has_tenant && rec->member_known)
+	{
+		if (!rec->is_member)
+			return false;		/* no longer a member of its own tenant */
+		memcpy(tenant_id, &rec->tenant_id, sizeof(pg_uuid_t));
+		strlcpy(role, rec->role, NAMEDATALEN);
+		resolved = true;
 	}
 	else if (rec->has_tenant)
 	{
@@ -140,19 +160,24 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 	else
 		return true;			/* no tenant: the context has none */
 
-	ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
-							   InvalidSnapshot, true, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "tenant lookup failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-		return false;			/* no such tenant, or no longer a member */
+	if (!resolved)
+	{
+		ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+								   InvalidSnapshot, true, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "tenant lookup failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 0)
+			return false;		/* no such tenant, or no longer a member */
 
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	memcpy(tenant_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (isnull)
-		return false;			/* the tenant exists, the user is no member */
-	strlcpy(role, TextDatumGetCString(d), NAMEDATALEN);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		memcpy(tenant_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (isnull)
+			return false;		/* the tenant exists, the user is no member */
+		strlcpy(role, TextDatumGetCString(d), NAMEDATALEN);
+		if (requested != NULL)
+			CacheMemberPut(user_id, named_uuid, requested, tenant_id, role, stamp);
+	}
 
 	/* an API key acts only in the tenant it was created for */
 	if (rec->kind == TOKEN_API_KEY &&
@@ -160,6 +185,22 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 		return false;
 
 	*has_tenant = true;
+	return true;
+}
+
+/*
+ * TenantResolve(), then, when the request may proceed, let the session
+ * cache move the record's last-seen time (the token has been validated by
+ * now: request.c calls this only for a valid token).
+ */
+bool
+TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
+				 const char *requested, pg_uuid_t *tenant_id,
+				 bool *has_tenant, char *role)
+{
+	if (!TenantResolve(user_id, rec, requested, tenant_id, has_tenant, role))
+		return false;
+	CacheSessionSeen(rec);
 	return true;
 }
 
