@@ -63,6 +63,9 @@ bench:
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 
+# every module includes the shared header
+$(OBJS): src/authctx.h src/compat.h
+
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	cat $(SQL_SOURCES) > $@
 else

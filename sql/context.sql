@@ -1,6 +1,7 @@
 -- The context is unforgeable: SET, SET LOCAL, set_config, RESET, RESET ALL,
 -- DISCARD ALL, ALTER ROLE/DATABASE/SYSTEM ... SET and function SET clauses
 -- all fail (or do nothing) for every role, and leave the context unchanged.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS authctx;
 LOAD 'authctx';
 \i test/support/try.sql

@@ -1,5 +1,6 @@
 -- Parallel workers see the leader's context: a parallel plan under an
 -- isolation policy returns exactly the rows the serial plan returns.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS authctx;
 LOAD 'authctx';
 SET client_min_messages = warning;

@@ -1,4 +1,5 @@
 -- auth_begin / auth_end: validation, failures, lifetime of the context.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS authctx;
 LOAD 'authctx';
 \i test/support/try.sql

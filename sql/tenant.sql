@@ -1,4 +1,5 @@
 -- Tenant isolation: policies, defaults, lint, admin bypass, missing_context.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS authctx;
 LOAD 'authctx';
 \i test/support/try.sql

@@ -119,6 +119,9 @@ extern int	authctx_session_lifetime;
 extern int	authctx_session_idle_timeout;
 extern int	authctx_last_seen_interval;
 extern bool SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec);
+extern void SessionSpiConnect(void);
+extern void SessionSpiFinish(void);
+extern void SessionSpiForget(void);
 
 /* cache.c: the shared-memory cache (no-ops unless preloaded) */
 extern uint64 CacheStamp(void);

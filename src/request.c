@@ -69,8 +69,9 @@ typedef struct RequestResult
 } RequestResult;
 
 /*
- * Look up and check the token, then resolve the tenant, inside SPI and as
- * the bootstrap superuser (application roles cannot read the tables).
+ * Look up and check the token, then resolve the tenant, as the bootstrap
+ * superuser (application roles cannot read the tables).  The cache answers
+ * first; SPI is connected only on a miss.
  */
 static void
 RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *res)
@@ -89,9 +90,6 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-
 		found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, &res->rec);
 
 		/* same work whether or not the id exists */
@@ -115,10 +113,11 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 							  &res->tenant_id, &res->has_tenant, res->role))
 			res->tenant_denied = true;
 
-		SPI_finish();
+		SessionSpiFinish();
 	}
 	PG_FINALLY();
 	{
+		SessionSpiForget();
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
@@ -223,7 +222,11 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				   expires,
 				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL);
 
-	/* last-seen is recorded off the request path, at most once a interval */
+	/*
+	 * Last-seen is recorded off the request path: in the cache entry, and,
+	 * at most once an interval, for the worker to write to the table.
+	 */
+	CacheSessionSeen(&res.rec);
 	if (res.rec.last_seen_at == DT_NOEND ||
 		GetCurrentTimestamp() - res.rec.last_seen_at >=
 		(int64) authctx_last_seen_interval * USECS_PER_SEC)

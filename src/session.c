@@ -122,6 +122,41 @@ static const char *const key_lookup_sql =
 "   AND m.user_id OPERATOR(pg_catalog.=) k.user_id"
 " WHERE k.id OPERATOR(pg_catalog.=) $1";
 
+/*
+ * SPI is connected only when a lookup misses the cache: a cache hit runs no
+ * query at all.  request.c calls SessionSpiFinish() on success and
+ * SessionSpiForget() when an error unwinds (SPI cleans up after itself at
+ * (sub)transaction abort).
+ */
+static bool authctx_spi_connected = false;
+
+void
+SessionSpiConnect(void)
+{
+	if (!authctx_spi_connected)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		authctx_spi_connected = true;
+	}
+}
+
+void
+SessionSpiFinish(void)
+{
+	if (authctx_spi_connected)
+	{
+		authctx_spi_connected = false;
+		SPI_finish();
+	}
+}
+
+void
+SessionSpiForget(void)
+{
+	authctx_spi_connected = false;
+}
+
 /* Prepare (once per backend) the lookup plan for a kind. */
 static SPIPlanPtr
 SessionPlan(char kind)
@@ -157,8 +192,8 @@ SessionGetTimestamp(HeapTuple tup, TupleDesc desc, int col)
 
 /*
  * Find a session (kind 's') or API key (kind 'k') by id.  Returns false
- * when there is no such row.  The caller must be inside SPI_connect and
- * running as a role that can read the tables.  The record also carries the
+ * when there is no such row.  The caller must run as a role that can read
+ * the tables; SPI is connected here on a cache miss.  The record also carries the
  * user's role in the record's own tenant (member_known).
  *
  * The shared-memory cache (cache.c) answers first when it can; on a miss
@@ -181,6 +216,7 @@ SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
 		return true;
 	stamp = CacheStamp();		/* before GetLatestSnapshot() */
 
+	SessionSpiConnect();
 	args[0] = UUIDPGetDatum((pg_uuid_t *) id);
 	ret = SPI_execute_snapshot(SessionPlan(kind), args, NULL,
 							   GetLatestSnapshot(), InvalidSnapshot,

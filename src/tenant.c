@@ -102,17 +102,18 @@ TenantLooksLikeUuid(const char *str)
  * Decide the request's tenant and the user's role there.  Returns false
  * when the user may not act in the tenant asked for (not a member, no such
  * tenant, or an API key used outside its own tenant); the caller raises
- * 42501.  Must be called inside SPI_connect as a role that reads the tables.
+ * 42501.  Must be called as a role that reads the tables; SPI is
+ * connected here only on a cache miss.
  *
  * The session's own tenant comes with the record (SessionLookup read the
  * membership with it, from the cache or the tables); a tenant named by the
  * request is looked up in the membership cache first, then in the tables,
  * with the cache stamp read before the snapshot.
  */
-static bool
-TenantResolve(const pg_uuid_t *user_id, const SessionRecord *rec,
-			  const char *requested, pg_uuid_t *tenant_id,
-			  bool *has_tenant, char *role)
+bool
+TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
+				 const char *requested, pg_uuid_t *tenant_id,
+				 bool *has_tenant, char *role)
 {
 	Datum		args[2];
 	SPIPlanPtr	plan = NULL;
@@ -131,15 +132,11 @@ TenantResolve(const pg_uuid_t *user_id, const SessionRecord *rec,
 	{
 		if (TenantLooksLikeUuid(requested))
 		{
-			plan = TenantPlan(&tenant_by_id_plan, tenant_by_id_sql, UUIDOID);
 			args[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(requested));
 			named_uuid = DatumGetUUIDP(args[1]);
 		}
 		else
-		{
-			plan = TenantPlan(&tenant_by_slug_plan, tenant_by_slug_sql, TEXTOID);
 			args[1] = CStringGetTextDatum(requested);
-		}
 		resolved = CacheMemberGet(user_id, named_uuid, requested, tenant_id, role);
 		if (!resolved)
 			stamp = CacheStamp();	/* before GetLatestSnapshot() */
@@ -153,15 +150,19 @@ TenantResolve(const pg_uuid_t *user_id, const SessionRecord *rec,
 		resolved = true;
 	}
 	else if (rec->has_tenant)
-	{
-		plan = TenantPlan(&membership_plan, membership_sql, UUIDOID);
 		args[1] = UUIDPGetDatum((pg_uuid_t *) &rec->tenant_id);
-	}
 	else
 		return true;			/* no tenant: the context has none */
 
 	if (!resolved)
 	{
+		SessionSpiConnect();
+		if (requested == NULL)
+			plan = TenantPlan(&membership_plan, membership_sql, UUIDOID);
+		else if (named_uuid != NULL)
+			plan = TenantPlan(&tenant_by_id_plan, tenant_by_id_sql, UUIDOID);
+		else
+			plan = TenantPlan(&tenant_by_slug_plan, tenant_by_slug_sql, TEXTOID);
 		ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
 								   InvalidSnapshot, true, false, 1);
 		if (ret != SPI_OK_SELECT)
@@ -185,22 +186,6 @@ TenantResolve(const pg_uuid_t *user_id, const SessionRecord *rec,
 		return false;
 
 	*has_tenant = true;
-	return true;
-}
-
-/*
- * TenantResolve(), then, when the request may proceed, let the session
- * cache move the record's last-seen time (the token has been validated by
- * now: request.c calls this only for a valid token).
- */
-bool
-TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
-				 const char *requested, pg_uuid_t *tenant_id,
-				 bool *has_tenant, char *role)
-{
-	if (!TenantResolve(user_id, rec, requested, tenant_id, has_tenant, role))
-		return false;
-	CacheSessionSeen(rec);
 	return true;
 }
 

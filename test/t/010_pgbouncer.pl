@@ -64,9 +64,10 @@ sub run_psql_rc
 {
 	my ($sql) = @_;
 	my ($out, $err) = ('', '');
+	# statements go through stdin, one at a time, as a client would send them
 	IPC::Run::run([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0',
-		"host=127.0.0.1 port=$bport dbname=appdb user=app", '-c', $sql ],
-		'>', \$out, '2>', \$err);
+		"host=127.0.0.1 port=$bport dbname=appdb user=app" ],
+		'<', \"$sql\n", '>', \$out, '2>', \$err);
 	chomp $out;
 	return ($? >> 8, $out, $err);
 }
@@ -88,43 +89,43 @@ for (1 .. 100)
 }
 ok($ok, 'pgbouncer accepts connections');
 
+# Every check below runs as "client B" right after "client A" and reports
+# the server backend it ran on, to show that B reused A's connection.
 my $pid_a = client('SELECT pg_backend_pid()');
 my $pid_b = client('SELECT pg_backend_pid()');
 is($pid_a, $pid_b, 'both clients share one server connection');
+my $probe = q{SELECT pg_backend_pid(), coalesce(authctx.user_id()::text, 'none'), count(*) FROM notes};
 
 # Client A authenticates inside a transaction and commits.
-is(client(qq{BEGIN; SELECT 1 FROM auth_begin('$alice'); SELECT string_agg(body, ',') FROM notes; COMMIT;}),
-	"1\nacme secret", 'client A sees acme rows');
-# Client B, next on the same server connection, has no context.
-is(client(q{SELECT coalesce(authctx.user_id()::text, 'none'), count(*) FROM notes}),
-	'none|0', 'client B inherits no context after A committed');
+my ($a1) = client(qq{BEGIN; SELECT 1 FROM auth_begin('$alice'); SELECT pg_backend_pid(), string_agg(body, ',') FROM notes; COMMIT;});
+is((split /\n/, $a1)[1], "$pid_a|acme secret", 'client A sees acme rows');
+is(client($probe), "$pid_a|none|0", 'client B, on the same backend, inherits no context after A committed');
 
 # Client A authenticates outside a transaction block (one statement).
 client(qq{SELECT auth_begin('$alice')});
-is(client(q{SELECT authctx.is_authenticated(), count(*) FROM notes}),
-	'f|0', 'single-statement context does not reach the next client');
+is(client($probe), "$pid_a|none|0", 'single-statement context does not reach the next client');
 
-# Client A's transaction fails after auth_begin; B comes next.
-my ($out, $err) = client(qq{BEGIN; SELECT 1 FROM auth_begin('$alice'); SELECT 1/0; COMMIT;});
+# Client A's transaction fails after auth_begin and is rolled back; B comes next.
+my ($out, $err) = client(qq{BEGIN; SELECT 1 FROM auth_begin('$alice'); SELECT 1/0; ROLLBACK;});
 like($err, qr/division by zero/, 'client A transaction fails');
-is(client(q{SELECT authctx.is_authenticated(), count(*) FROM notes}),
-	'f|0', 'no context after a failed transaction');
-
-# Client A abandons an open transaction by disconnecting.
-client(qq{BEGIN; SELECT auth_begin('$alice');});
-is(client(q{SELECT authctx.is_authenticated(), count(*) FROM notes}),
-	'f|0', 'no context after a client disconnects mid-transaction');
-
-# Client B authenticates as bob and sees only globex.
-is(client(qq{BEGIN; SELECT 1 FROM auth_begin('$bob'); SELECT string_agg(body, ',') FROM notes; COMMIT;}),
-	"1\nglobex secret", 'client B sees only globex rows');
+is(client($probe), "$pid_a|none|0", 'no context after a failed transaction');
 
 # A session-level SET of the context is refused, so nothing can cross that way.
 ($out, $err) = client(qq{SET authctx.tenant_id = '00000000-0000-0000-0000-000000000000'});
 like($err, qr/can only be set by auth_begin/, 'session-level SET of the context is refused');
-is(client(q{SELECT current_setting('authctx.tenant_id')}), '', 'next client sees an empty setting');
+is(client(q{SELECT pg_backend_pid(), current_setting('authctx.tenant_id')}), "$pid_a|",
+	'next client sees an empty setting');
 
-is(client('SELECT pg_backend_pid()'), $pid_a, 'still the same server connection');
+# Client A abandons an open transaction by disconnecting: pgbouncer closes
+# that server connection, and the next client gets a clean one.
+client(qq{BEGIN; SELECT auth_begin('$alice');});  # no COMMIT: the client just goes away
+like(client($probe), qr/^\d+\|none\|0$/, 'no context after a client disconnects mid-transaction');
+
+# Client B authenticates as bob and sees only globex.
+is(client(qq{BEGIN; SELECT 1 FROM auth_begin('$bob'); SELECT string_agg(body, ',') FROM notes; COMMIT;}),
+	"1\nglobex secret", 'client B sees only globex rows');
+my $pid_c = client('SELECT pg_backend_pid()');
+like(client($probe), qr/^$pid_c\|none\|0$/, 'and leaves nothing for the next client');
 
 # A failing auth_begin leaves no token in the server log.
 client(qq{SELECT auth_begin('${alice}x')});
