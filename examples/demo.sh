@@ -35,7 +35,7 @@ CONF
 as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
 
 psql_su()  { as_pg psql -X -q -h "$work" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-psql_app() { as_pg psql -X -q -h "$work" -p "$port" -U app -d postgres "$@"; }
+psql_app() { as_pg psql -X -q -v SHOW_CONTEXT=never -h "$work" -p "$port" -U app -d postgres "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "1. CREATE EXTENSION authctx; two tenants, one user each, an application role"
@@ -82,11 +82,19 @@ INSERT INTO invoices (amount) VALUES (999);
 COMMIT;
 SQL
 echo "-- alice's view:"
-psql_app -c "BEGIN; SELECT 1 FROM auth_begin('$alice') \\g /dev/null
-SELECT id, amount, tenant_id = authctx.tenant_id() AS own_tenant FROM invoices ORDER BY id; COMMIT;"
+psql_app <<SQL
+BEGIN;
+SELECT true AS authenticated FROM auth_begin('$alice') \gset
+SELECT id, amount, tenant_id = authctx.tenant_id() AS own_tenant FROM invoices ORDER BY id;
+COMMIT;
+SQL
 echo "-- bob's view:"
-psql_app -c "BEGIN; SELECT 1 FROM auth_begin('$bob') \\g /dev/null
-SELECT id, amount FROM invoices ORDER BY id; COMMIT;"
+psql_app <<SQL
+BEGIN;
+SELECT true AS authenticated FROM auth_begin('$bob') \gset
+SELECT id, amount FROM invoices ORDER BY id;
+COMMIT;
+SQL
 echo "-- without auth_begin (no context): no rows, no writes"
 psql_app -c "SELECT count(*) AS visible_rows FROM invoices"
 psql_app -c "INSERT INTO invoices (amount) VALUES (1)" 2>&1 | sed 's/^/   /' || true

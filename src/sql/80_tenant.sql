@@ -76,8 +76,16 @@ BEGIN
 
   EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
   EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
-  EXECUTE pg_catalog.format('DROP POLICY IF EXISTS authctx_tenant_isolation ON %s', tbl);
-  EXECUTE pg_catalog.format('DROP POLICY IF EXISTS authctx_admin_bypass ON %s', tbl);
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+               WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
+                 AND p.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation') THEN
+    EXECUTE pg_catalog.format('DROP POLICY authctx_tenant_isolation ON %s', tbl);
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+              WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
+                AND p.polname OPERATOR(pg_catalog.=) 'authctx_admin_bypass') THEN
+    EXECUTE pg_catalog.format('DROP POLICY authctx_admin_bypass ON %s', tbl);
+  END IF;
   EXECUTE pg_catalog.format(
     'CREATE POLICY authctx_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
     'USING (%I OPERATOR(pg_catalog.=) authctx.tenant_id()) '
