@@ -14,6 +14,7 @@ OBJS = \
 	src/cache.o \
 	src/context.o \
 	src/crypto.o \
+	src/fetch.o \
 	src/identity.o \
 	src/redact.o \
 	src/request.o \

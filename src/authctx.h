@@ -29,6 +29,12 @@ extern void CryptoHash(unsigned char *out, size_t outlen,
 extern bool CryptoEqual(const void *a, const void *b, size_t len);
 extern void CryptoZero(void *buf, size_t len);
 
+/* ---- fetch.c ---- */
+#include "utils/snapshot.h"
+extern bool FetchRow(const char *relname, const char *idxname, int nkeys,
+					 const Datum *keys, const Oid *eqprocs, Snapshot snap,
+					 int ncols, const char *const *cols, Datum *values, bool *nulls);
+
 /* ---- token.c ---- */
 #define AUTHCTX_TOKEN_ID_LEN		16	/* public id (uuid bytes) */
 #define AUTHCTX_TOKEN_SECRET_LEN	32	/* 256-bit secret */
@@ -119,9 +125,8 @@ extern int	authctx_session_lifetime;
 extern int	authctx_session_idle_timeout;
 extern int	authctx_last_seen_interval;
 extern bool SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec);
-extern void SessionSpiConnect(void);
-extern void SessionSpiFinish(void);
-extern void SessionSpiForget(void);
+extern bool SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+							  Snapshot snap, char *role);
 
 /* cache.c: the shared-memory cache (no-ops unless preloaded) */
 extern uint64 CacheStamp(void);

@@ -27,8 +27,6 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -69,58 +67,42 @@ typedef struct RequestResult
 } RequestResult;
 
 /*
- * Look up and check the token, then resolve the tenant, as the bootstrap
- * superuser (application roles cannot read the tables).  The cache answers
- * first; SPI is connected only on a miss.
+ * Look up and check the token, then resolve the tenant.  The cache answers
+ * first; a miss reads the tables by primary key (no SPI, no privilege
+ * check: application roles cannot read the tables themselves).
  */
 static void
 RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *res)
 {
 	static const unsigned char zero_verifier[AUTHCTX_TOKEN_HASH_LEN] = {0};
 	unsigned char verifier[AUTHCTX_TOKEN_HASH_LEN];
-	Oid			save_userid;
-	int			save_sec;
 	bool		found;
 	bool		match;
 	TimestampTz now;
 
 	memset(res, 0, sizeof(*res));
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, &res->rec);
+	found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, &res->rec);
 
-		/* same work whether or not the id exists */
-		TokenVerifier(tok, verifier);
-		match = CryptoEqual(verifier,
-							found && res->rec.has_verifier ? res->rec.verifier : zero_verifier,
-							AUTHCTX_TOKEN_HASH_LEN);
-		CryptoZero(verifier, sizeof(verifier));
+	/* same work whether or not the id exists */
+	TokenVerifier(tok, verifier);
+	match = CryptoEqual(verifier,
+						found && res->rec.has_verifier ? res->rec.verifier : zero_verifier,
+						AUTHCTX_TOKEN_HASH_LEN);
+	CryptoZero(verifier, sizeof(verifier));
 
-		now = GetCurrentTimestamp();	/* the wall clock, not now() */
-		res->ok = found && match && res->rec.has_verifier &&
-			!res->rec.revoked && !res->rec.user_disabled &&
-			res->rec.expires_at > now;
-		if (res->ok && tok->kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
-			res->rec.last_seen_at != DT_NOEND &&
-			res->rec.last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
-			res->ok = false;
+	now = GetCurrentTimestamp();	/* the wall clock, not now() */
+	res->ok = found && match && res->rec.has_verifier &&
+		!res->rec.revoked && !res->rec.user_disabled &&
+		res->rec.expires_at > now;
+	if (res->ok && tok->kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
+		res->rec.last_seen_at != DT_NOEND &&
+		res->rec.last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
+		res->ok = false;
 
-		if (res->ok &&
-			!TenantForRequest(&res->rec.user_id, &res->rec, requested,
-							  &res->tenant_id, &res->has_tenant, res->role))
-			res->tenant_denied = true;
-
-		SessionSpiFinish();
-	}
-	PG_FINALLY();
-	{
-		SessionSpiForget();
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	if (res->ok &&
+		!TenantForRequest(&res->rec.user_id, &res->rec, requested,
+						  &res->tenant_id, &res->has_tenant, res->role))
+		res->tenant_denied = true;
 }
 
 /* Build the authctx.context row returned by auth_begin. */

@@ -15,8 +15,9 @@
 #include <limits.h>
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -90,176 +91,130 @@ SessionInit(void)
 /* ---------------------------------------------------------------------
  * Request-path lookup.
  *
- * SessionLookup() reads one session or API key by its public id with a
- * saved SPI plan, as the bootstrap superuser (application roles have no
- * privilege on the tables), under the latest snapshot: a revocation that
- * committed before this call is seen even inside a REPEATABLE READ
- * transaction that started earlier.  It only reads.
+ * SessionLookup() finds one session or API key by its public id, with the
+ * user's status and the user's role in the record's own tenant.  The
+ * shared-memory cache (cache.c) answers first when it can; on a miss the
+ * rows are read by primary key with direct index scans (fetch.c), under the
+ * latest snapshot: a revocation that committed before this call is seen
+ * even inside a REPEATABLE READ transaction that started earlier.  The
+ * cache stamp is read before that snapshot is taken, and the record is
+ * offered back to the cache.  Nothing is written.
  * ---------------------------------------------------------------------
  */
 
-static SPIPlanPtr authctx_session_plan = NULL;
-static SPIPlanPtr authctx_key_plan = NULL;
+static const char *const session_cols[] = {
+	"user_id", "tenant_id", "verifier", "expires_at", "last_seen_at", "revoked_at"
+};
+static const char *const key_cols[] = {
+	"user_id", "tenant_id", "verifier", "expires_at", "last_used_at", "revoked_at", "scopes"
+};
+static const char *const user_cols[] = {"disabled_at"};
+static const char *const member_cols[] = {"role"};
 
-static const char *const session_lookup_sql =
-"SELECT s.user_id, s.tenant_id, s.verifier, s.expires_at, s.last_seen_at,"
-"       s.revoked_at IS NOT NULL, u.disabled_at IS NOT NULL, NULL::text, m.role"
-"  FROM authctx.sessions s"
-"  JOIN authctx.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
-"  LEFT JOIN authctx.memberships m"
-"    ON m.tenant_id OPERATOR(pg_catalog.=) s.tenant_id"
-"   AND m.user_id OPERATOR(pg_catalog.=) s.user_id"
-" WHERE s.id OPERATOR(pg_catalog.=) $1";
-
-static const char *const key_lookup_sql =
-"SELECT k.user_id, k.tenant_id, k.verifier, k.expires_at, k.last_used_at,"
-"       k.revoked_at IS NOT NULL, u.disabled_at IS NOT NULL,"
-"       pg_catalog.array_to_string(k.scopes, E'\\n'), m.role"
-"  FROM authctx.api_keys k"
-"  JOIN authctx.users u ON u.id OPERATOR(pg_catalog.=) k.user_id"
-"  LEFT JOIN authctx.memberships m"
-"    ON m.tenant_id OPERATOR(pg_catalog.=) k.tenant_id"
-"   AND m.user_id OPERATOR(pg_catalog.=) k.user_id"
-" WHERE k.id OPERATOR(pg_catalog.=) $1";
-
-/*
- * SPI is connected only when a lookup misses the cache: a cache hit runs no
- * query at all.  request.c calls SessionSpiFinish() on success and
- * SessionSpiForget() when an error unwinds (SPI cleans up after itself at
- * (sub)transaction abort).
- */
-static bool authctx_spi_connected = false;
-
-void
-SessionSpiConnect(void)
+/* The user's role in a tenant, or false when not a member. */
+bool
+SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+				  Snapshot snap, char *role)
 {
-	if (!authctx_spi_connected)
+	Datum		keys[2] = {UUIDPGetDatum((pg_uuid_t *) tenant_id),
+	UUIDPGetDatum((pg_uuid_t *) user_id)};
+	Oid			eq[2] = {F_UUID_EQ, F_UUID_EQ};
+	Datum		v[1];
+	bool		n[1];
+
+	if (!FetchRow("memberships", "memberships_pkey", 2, keys, eq, snap,
+				  1, member_cols, v, n) || n[0])
+		return false;
+	text_to_cstring_buffer(DatumGetTextPP(v[0]), role, NAMEDATALEN);
+	return true;
+}
+
+/* API key scopes as one newline-separated string (scope names hold no '\n'). */
+static void
+SessionScopes(Datum arr, char *out, size_t outlen)
+{
+	Datum	   *elems;
+	bool	   *enulls;
+	int			nelems;
+	StringInfoData buf;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &nelems);
+	initStringInfo(&buf);
+	for (int i = 0; i < nelems; i++)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		authctx_spi_connected = true;
+		if (enulls[i])
+			continue;
+		if (buf.len > 0)
+			appendStringInfoChar(&buf, '\n');
+		appendStringInfoString(&buf, TextDatumGetCString(elems[i]));
 	}
-}
-
-void
-SessionSpiFinish(void)
-{
-	if (authctx_spi_connected)
-	{
-		authctx_spi_connected = false;
-		SPI_finish();
-	}
-}
-
-void
-SessionSpiForget(void)
-{
-	authctx_spi_connected = false;
-}
-
-/* Prepare (once per backend) the lookup plan for a kind. */
-static SPIPlanPtr
-SessionPlan(char kind)
-{
-	SPIPlanPtr *slot = (kind == TOKEN_API_KEY) ? &authctx_key_plan : &authctx_session_plan;
-
-	if (*slot == NULL)
-	{
-		Oid			argtypes[1] = {UUIDOID};
-		SPIPlanPtr	plan;
-
-		plan = SPI_prepare(kind == TOKEN_API_KEY ? key_lookup_sql : session_lookup_sql,
-						   1, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for session lookup: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*slot = plan;
-	}
-	return *slot;
-}
-
-/* Timestamp column, with NULL meaning "never" (DT_NOEND). */
-static TimestampTz
-SessionGetTimestamp(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	strlcpy(out, buf.data, outlen);
+	pfree(buf.data);
 }
 
 /*
  * Find a session (kind 's') or API key (kind 'k') by id.  Returns false
- * when there is no such row.  The caller must run as a role that can read
- * the tables; SPI is connected here on a cache miss.  The record also carries the
- * user's role in the record's own tenant (member_known).
- *
- * The shared-memory cache (cache.c) answers first when it can; on a miss
- * the stamp is read before the snapshot of the table lookup is taken, and
- * the record is offered back to the cache.
+ * when there is no such row.
  */
 bool
 SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
 {
-	Datum		args[1];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	Datum		d;
-	int			ret;
+	Datum		key = UUIDPGetDatum((pg_uuid_t *) id);
+	Oid			eq = F_UUID_EQ;
+	Datum		v[7];
+	bool		n[7];
+	Datum		uv[1];
+	bool		un[1];
 	uint64		stamp;
+	Snapshot	snap;
+	bool		found;
 
 	memset(rec, 0, sizeof(*rec));
 	if (CacheSessionGet(kind, id, rec))
 		return true;
 	stamp = CacheStamp();		/* before GetLatestSnapshot() */
 
-	SessionSpiConnect();
-	args[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	ret = SPI_execute_snapshot(SessionPlan(kind), args, NULL,
-							   GetLatestSnapshot(), InvalidSnapshot,
-							   true, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "session lookup failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (kind == TOKEN_API_KEY)
+		found = FetchRow("api_keys", "api_keys_pkey", 1, &key, &eq, snap,
+						 lengthof(key_cols), key_cols, v, n);
+	else
+		found = FetchRow("sessions", "sessions_pkey", 1, &key, &eq, snap,
+						 lengthof(session_cols), session_cols, v, n);
+	if (!found)
 	{
+		UnregisterSnapshot(snap);
 		CacheSessionPut(kind, id, NULL, stamp);
 		return false;
 	}
 
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-
 	rec->kind = kind;
-	memcpy(&rec->id, id, sizeof(pg_uuid_t));
-	memcpy(&rec->user_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-		   sizeof(pg_uuid_t));
-	d = SPI_getbinval(tup, desc, 2, &isnull);
-	rec->has_tenant = !isnull;
-	if (!isnull)
-		memcpy(&rec->tenant_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-	d = SPI_getbinval(tup, desc, 3, &isnull);
-	if (!isnull && VARSIZE_ANY_EXHDR(DatumGetPointer(d)) == AUTHCTX_TOKEN_HASH_LEN)
+	rec->id = *id;
+	rec->user_id = *DatumGetUUIDP(v[0]);
+	rec->has_tenant = !n[1];
+	if (!n[1])
+		rec->tenant_id = *DatumGetUUIDP(v[1]);
+	if (!n[2] && VARSIZE_ANY_EXHDR(DatumGetPointer(v[2])) == AUTHCTX_TOKEN_HASH_LEN)
 	{
-		bytea	   *b = DatumGetByteaPP(d);
-
-		memcpy(rec->verifier, VARDATA_ANY(b), AUTHCTX_TOKEN_HASH_LEN);
+		memcpy(rec->verifier, VARDATA_ANY(DatumGetByteaPP(v[2])), AUTHCTX_TOKEN_HASH_LEN);
 		rec->has_verifier = true;
 	}
-	rec->expires_at = SessionGetTimestamp(tup, desc, 4);
-	rec->last_seen_at = SessionGetTimestamp(tup, desc, 5);
-	rec->revoked = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-	rec->user_disabled = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
-	d = SPI_getbinval(tup, desc, 8, &isnull);
-	if (!isnull)
-		strlcpy(rec->scopes, TextDatumGetCString(d), sizeof(rec->scopes));
-	d = SPI_getbinval(tup, desc, 9, &isnull);
+	rec->expires_at = n[3] ? DT_NOEND : DatumGetTimestampTz(v[3]);
+	rec->last_seen_at = n[4] ? DT_NOEND : DatumGetTimestampTz(v[4]);
+	rec->revoked = !n[5];
+	if (kind == TOKEN_API_KEY && !n[6])
+		SessionScopes(v[6], rec->scopes, sizeof(rec->scopes));
+
+	/* a session row without its user cannot exist (foreign key); be safe */
+	key = UUIDPGetDatum(&rec->user_id);
+	rec->user_disabled = !FetchRow("users", "users_pkey", 1, &key, &eq, snap,
+								   1, user_cols, uv, un) || !un[0];
+
 	rec->member_known = true;
-	rec->is_member = rec->has_tenant && !isnull;
-	if (rec->is_member)
-		strlcpy(rec->role, TextDatumGetCString(d), sizeof(rec->role));
+	rec->is_member = rec->has_tenant &&
+		SessionMemberRole(&rec->tenant_id, &rec->user_id, snap, rec->role);
+	UnregisterSnapshot(snap);
 
 	CacheSessionPut(kind, id, rec, stamp);
 	return true;

@@ -23,11 +23,11 @@
 
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
@@ -36,47 +36,10 @@
 
 PG_FUNCTION_INFO_V1(authctx_admin_begin);
 
-static SPIPlanPtr tenant_by_slug_plan = NULL;
-static SPIPlanPtr tenant_by_id_plan = NULL;
-static SPIPlanPtr membership_plan = NULL;
-
-static const char *const tenant_by_slug_sql =
-"SELECT t.id, m.role FROM authctx.tenants t"
-"  LEFT JOIN authctx.memberships m"
-"    ON m.tenant_id OPERATOR(pg_catalog.=) t.id AND m.user_id OPERATOR(pg_catalog.=) $1"
-" WHERE t.slug OPERATOR(pg_catalog.=) $2";
-
-static const char *const tenant_by_id_sql =
-"SELECT t.id, m.role FROM authctx.tenants t"
-"  LEFT JOIN authctx.memberships m"
-"    ON m.tenant_id OPERATOR(pg_catalog.=) t.id AND m.user_id OPERATOR(pg_catalog.=) $1"
-" WHERE t.id OPERATOR(pg_catalog.=) $2";
-
-static const char *const membership_sql =
-"SELECT m.tenant_id, m.role FROM authctx.memberships m"
-" WHERE m.user_id OPERATOR(pg_catalog.=) $1 AND m.tenant_id OPERATOR(pg_catalog.=) $2";
-
 /* Nothing to define yet; kept so _PG_init reads uniformly. */
 void
 TenantInit(void)
 {
-}
-
-/* Prepare and keep a plan with arguments (uuid, argtype2). */
-static SPIPlanPtr
-TenantPlan(SPIPlanPtr *slot, const char *sql, Oid argtype2)
-{
-	if (*slot == NULL)
-	{
-		Oid			argtypes[2] = {UUIDOID, argtype2};
-		SPIPlanPtr	plan = SPI_prepare(sql, 2, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare tenant lookup: %s",
-				 SPI_result_code_string(SPI_result));
-		*slot = plan;
-	}
-	return *slot;
 }
 
 /* Is str the canonical text form of a uuid (8-4-4-4-12 hex digits)? */
@@ -102,83 +65,84 @@ TenantLooksLikeUuid(const char *str)
  * Decide the request's tenant and the user's role there.  Returns false
  * when the user may not act in the tenant asked for (not a member, no such
  * tenant, or an API key used outside its own tenant); the caller raises
- * 42501.  Must be called as a role that reads the tables; SPI is
- * connected here only on a cache miss.
+ * 42501.
  *
  * The session's own tenant comes with the record (SessionLookup read the
  * membership with it, from the cache or the tables); a tenant named by the
- * request is looked up in the membership cache first, then in the tables,
- * with the cache stamp read before the snapshot.
+ * request is looked up in the membership cache first, then in the tables
+ * by primary key (fetch.c), with the cache stamp read before the snapshot.
  */
 bool
 TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 				 const char *requested, pg_uuid_t *tenant_id,
 				 bool *has_tenant, char *role)
 {
-	Datum		args[2];
-	SPIPlanPtr	plan = NULL;
-	bool		isnull;
-	Datum		d;
-	int			ret;
-	pg_uuid_t  *named_uuid = NULL;
+	pg_uuid_t	named;
+	bool		by_uuid = false;
 	uint64		stamp = 0;
-	bool		resolved = false;
 
 	*has_tenant = false;
 	role[0] = '\0';
-	args[0] = UUIDPGetDatum((pg_uuid_t *) user_id);
 
 	if (requested != NULL)
 	{
-		if (TenantLooksLikeUuid(requested))
+		by_uuid = TenantLooksLikeUuid(requested);
+		if (by_uuid)
+			named = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(requested)));
+		if (!CacheMemberGet(user_id, by_uuid ? &named : NULL, requested, tenant_id, role))
 		{
-			args[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(requested));
-			named_uuid = DatumGetUUIDP(args[1]);
-		}
-		else
-			args[1] = CStringGetTextDatum(requested);
-		resolved = CacheMemberGet(user_id, named_uuid, requested, tenant_id, role);
-		if (!resolved)
+			Snapshot	snap;
+			Datum		key;
+			Oid			eq;
+			Datum		v[1];
+			bool		n[1];
+			bool		ok;
+			static const char *const id_col[] = {"id"};
+
 			stamp = CacheStamp();	/* before GetLatestSnapshot() */
+			snap = RegisterSnapshot(GetLatestSnapshot());
+			if (by_uuid)
+			{
+				key = UUIDPGetDatum(&named);
+				eq = F_UUID_EQ;
+				ok = FetchRow("tenants", "tenants_pkey", 1, &key, &eq, snap, 1, id_col, v, n);
+			}
+			else
+			{
+				key = CStringGetTextDatum(requested);
+				eq = F_TEXTEQ;
+				ok = FetchRow("tenants", "tenants_slug_key", 1, &key, &eq, snap, 1, id_col, v, n);
+			}
+			if (ok)
+			{
+				*tenant_id = *DatumGetUUIDP(v[0]);
+				ok = SessionMemberRole(tenant_id, user_id, snap, role);
+			}
+			UnregisterSnapshot(snap);
+			if (!ok)
+				return false;	/* no such tenant, or the user is no member */
+			CacheMemberPut(user_id, by_uuid ? &named : NULL, requested, tenant_id, role, stamp);
+		}
 	}
 	else if (rec->has_tenant && rec->member_known)
 	{
 		if (!rec->is_member)
 			return false;		/* no longer a member of its own tenant */
-		memcpy(tenant_id, &rec->tenant_id, sizeof(pg_uuid_t));
+		*tenant_id = rec->tenant_id;
 		strlcpy(role, rec->role, NAMEDATALEN);
-		resolved = true;
 	}
 	else if (rec->has_tenant)
-		args[1] = UUIDPGetDatum((pg_uuid_t *) &rec->tenant_id);
+	{
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+		bool		ok = SessionMemberRole(&rec->tenant_id, user_id, snap, role);
+
+		UnregisterSnapshot(snap);
+		if (!ok)
+			return false;
+		*tenant_id = rec->tenant_id;
+	}
 	else
 		return true;			/* no tenant: the context has none */
-
-	if (!resolved)
-	{
-		SessionSpiConnect();
-		if (requested == NULL)
-			plan = TenantPlan(&membership_plan, membership_sql, UUIDOID);
-		else if (named_uuid != NULL)
-			plan = TenantPlan(&tenant_by_id_plan, tenant_by_id_sql, UUIDOID);
-		else
-			plan = TenantPlan(&tenant_by_slug_plan, tenant_by_slug_sql, TEXTOID);
-		ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
-								   InvalidSnapshot, true, false, 1);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "tenant lookup failed: %s", SPI_result_code_string(ret));
-		if (SPI_processed == 0)
-			return false;		/* no such tenant, or no longer a member */
-
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		memcpy(tenant_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		if (isnull)
-			return false;		/* the tenant exists, the user is no member */
-		strlcpy(role, TextDatumGetCString(d), NAMEDATALEN);
-		if (requested != NULL)
-			CacheMemberPut(user_id, named_uuid, requested, tenant_id, role, stamp);
-	}
 
 	/* an API key acts only in the tenant it was created for */
 	if (rec->kind == TOKEN_API_KEY &&
