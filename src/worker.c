@@ -116,9 +116,6 @@
 
 #include "authctx.h"
 
-/* session.c: granularity of last-seen times, in seconds. */
-extern int	authctx_last_seen_interval;
-
 /* authctx.cleanup_interval (seconds, 0 = off) and authctx.cleanup_database. */
 static int	authctx_cleanup_interval = 600;
 static char *authctx_cleanup_database = NULL;
@@ -199,7 +196,7 @@ WorkerInit(void)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 60;
+	worker.bgw_restart_time = 10;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authctx");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authctx_cleanup_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "authctx cleanup");
@@ -627,8 +624,9 @@ CleanupRunOnce(MemoryContext loopcxt)
 /*
  * Main of the static cleanup worker.  Sleeps on its latch, reloads the
  * configuration on SIGHUP, exits on SIGTERM or postmaster death, and runs
- * cleanup every authctx.cleanup_interval.  A change of cleanup_database
- * needs a new connection: the worker exits and the postmaster restarts it.
+ * cleanup every authctx.cleanup_interval; while that is 0 it does not even
+ * connect.  A change of cleanup_database needs a new connection: the worker
+ * exits and the postmaster starts it again (bgw_restart_time, 10s).
  */
 void
 authctx_cleanup_main(Datum main_arg)
@@ -640,6 +638,20 @@ authctx_cleanup_main(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+
+	/* disabled: do not even connect (the database may not exist) */
+	while (authctx_cleanup_interval <= 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
 
 	dbname = MemoryContextStrdup(TopMemoryContext, authctx_cleanup_database);
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);

@@ -84,10 +84,11 @@
 --     its UPDATEs until a pass changes nothing, so it also catches rows
 --     committed by a refresh it had to wait for.
 --
--- Cleanup.  authctx.cleanup() deletes revoked and expired rows in batches
--- of 5,000 (keyset over the primary key, FOR UPDATE SKIP LOCKED), so it
--- never waits for a row lock and each statement stays short; concurrent
--- logins only insert new rows and never touch the rows it deletes.  Spent
+-- Cleanup.  authctx.cleanup() deletes revoked and expired rows a slice at
+-- a time (64 heap blocks, a few thousand rows, per statement, by ctid,
+-- FOR UPDATE SKIP LOCKED), so it never waits for a row lock, reads each
+-- table once, and each statement stays short; concurrent logins only
+-- insert new rows and never touch the rows it deletes.  Spent
 -- refresh tokens are kept until they expire: they are what detects reuse.
 -- ---------------------------------------------------------------------------
 
@@ -737,54 +738,48 @@ COMMENT ON FUNCTION authctx.revoke_api_key(uuid) IS 'revoke an API key; true whe
 
 -- cleanup -------------------------------------------------------------------
 
--- Delete the rows of one table that match a condition, 5,000 per statement:
--- keyset over the primary key (each batch continues where the last ended,
--- so the whole run reads the table once), rows locked by anyone else
--- skipped.  p_condition is fixed text from cleanup() below, over alias t and
--- parameters $2 (now), $3 (idle timeout), $4 (margin), $5 (throttle window).
-CREATE FUNCTION authctx._delete_in_batches(p_table regclass, p_key name, p_key_type regtype,
-                                           p_condition text, p_now timestamptz,
-                                           p_idle interval, p_margin interval,
-                                           p_window interval)
+-- Delete the rows of one table that match a condition, a slice of the
+-- table per statement: 64 heap blocks (a few thousand rows) read by a TID
+-- range scan, so the whole run reads the table once, in physical order;
+-- the matching rows are locked FOR UPDATE SKIP LOCKED (never waiting for
+-- anyone) and deleted by ctid.  Rows added behind the table's end while we
+-- run are new, hence live.  p_condition is fixed text from cleanup()
+-- below, over alias t and parameters $1 (now), $2 (idle timeout),
+-- $3 (margin), $4 (throttle window).
+CREATE FUNCTION authctx._delete_in_batches(p_table regclass, p_condition text, p_now timestamptz,
+                                           p_idle interval, p_margin interval, p_window interval)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_step    constant integer := 64;
+  v_blocks  bigint := pg_relation_size(p_table) / current_setting('block_size')::integer;
   v_sql     text;
-  v_last    text := NULL;
-  v_batch   bigint;
   v_deleted bigint;
   v_total   bigint := 0;
 BEGIN
   v_sql := format($sql$
-    WITH batch AS (
-      SELECT t.%1$I AS k FROM %2$s t
-       WHERE ($1::text IS NULL OR t.%1$I > $1::%3$s) AND (%4$s)
-       ORDER BY t.%1$I
-       LIMIT 5000
-    ), gone AS (
-      DELETE FROM %2$s d
-       WHERE d.%1$I IN (SELECT t.%1$I FROM %2$s t
-                         WHERE t.%1$I IN (SELECT b.k FROM batch b) AND (%4$s)
-                         FOR UPDATE OF t SKIP LOCKED)
-      RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM batch),
-           (SELECT count(*) FROM gone),
-           (SELECT b.k::text FROM batch b ORDER BY b.k DESC LIMIT 1)
-  $sql$, p_key, p_table, p_key_type, p_condition);
-  LOOP
-    EXECUTE v_sql INTO v_batch, v_deleted, v_last
-      USING v_last, p_now, p_idle, p_margin, p_window;
+    WITH gone AS (
+      DELETE FROM %1$s d
+       WHERE d.ctid = ANY (ARRAY(
+               SELECT t.ctid FROM %1$s t
+                WHERE t.ctid >= $5 AND t.ctid < $6 AND (%2$s)
+                  FOR UPDATE OF t SKIP LOCKED))
+      RETURNING 1)
+    SELECT count(*) FROM gone
+  $sql$, p_table, p_condition);
+  FOR v_block IN 0 .. v_blocks BY v_step LOOP
+    EXECUTE v_sql INTO v_deleted
+      USING p_now, p_idle, p_margin, p_window,
+            format('(%s,0)', v_block)::tid, format('(%s,0)', v_block + v_step)::tid;
     v_total := v_total + v_deleted;
-    EXIT WHEN v_batch < 5000;
   END LOOP;
   RETURN v_total;
 END
 $$;
-COMMENT ON FUNCTION authctx._delete_in_batches(regclass, name, regtype, text, timestamptz, interval, interval, interval) IS
-  'internal: batched, lock-skipping delete used by cleanup()';
+COMMENT ON FUNCTION authctx._delete_in_batches(regclass, text, timestamptz, interval, interval, interval) IS
+  'internal: sliced, lock-skipping delete used by cleanup()';
 
 CREATE FUNCTION authctx.cleanup() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -800,26 +795,26 @@ DECLARE
   v_total  bigint := 0;
 BEGIN
   v_total := v_total + authctx._delete_in_batches(
-    'authctx.sessions', 'id', 'uuid',
-    $c$t.revoked_at < $2 - $4 OR t.expires_at < $2 - $4
-       OR ($3 > interval '0' AND t.last_seen_at + $3 < $2 - $4)$c$,
+    'authctx.sessions',
+    $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3
+       OR ($2 > interval '0' AND t.last_seen_at + $2 < $1 - $3)$c$,
     v_now, v_idle, v_margin, v_window);
   -- spent tokens are kept until they expire: they are what detects reuse
   v_total := v_total + authctx._delete_in_batches(
-    'authctx.refresh_tokens', 'id', 'uuid',
-    $c$t.revoked_at < $2 - $4 OR t.expires_at < $2 - $4$c$,
+    'authctx.refresh_tokens',
+    $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3$c$,
     v_now, v_idle, v_margin, v_window);
   v_total := v_total + authctx._delete_in_batches(
-    'authctx.api_keys', 'id', 'uuid',
-    $c$t.revoked_at < $2 - $4 OR t.expires_at < $2 - $4$c$,
+    'authctx.api_keys',
+    $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3$c$,
     v_now, v_idle, v_margin, v_window);
   v_total := v_total + authctx._delete_in_batches(
-    'authctx.webauthn_challenges', 'challenge', 'bytea',
-    $c$t.expires_at < $2 - $4$c$,
+    'authctx.webauthn_challenges',
+    $c$t.expires_at < $1 - $3$c$,
     v_now, v_idle, v_margin, v_window);
   v_total := v_total + authctx._delete_in_batches(
-    'authctx.login_throttle', 'user_id', 'uuid',
-    $c$t.last_failure_at < $2 - $5 AND (t.locked_until IS NULL OR t.locked_until < $2)$c$,
+    'authctx.login_throttle',
+    $c$t.last_failure_at < $1 - $4 AND (t.locked_until IS NULL OR t.locked_until < $1)$c$,
     v_now, v_idle, v_margin, v_window);
   RETURN v_total;
 END
@@ -835,7 +830,7 @@ REVOKE ALL ON FUNCTION
   authctx._revoke_user_sessions(uuid, uuid, text), authctx._member_tenant(uuid, text, boolean),
   authctx._enabled_user(uuid), authctx._new_pair(uuid, uuid, uuid, uuid, jsonb),
   authctx._issue_session(uuid, uuid, text, jsonb),
-  authctx._delete_in_batches(regclass, name, regtype, text, timestamptz, interval, interval, interval),
+  authctx._delete_in_batches(regclass, text, timestamptz, interval, interval, interval),
   authctx.login(text, text, text), authctx.refresh(text), authctx.logout(text),
   authctx.create_session(uuid, text, interval, jsonb), authctx.revoke_session(uuid),
   authctx.revoke_user_sessions(uuid), authctx.list_sessions(uuid),
