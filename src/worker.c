@@ -131,7 +131,7 @@ static char *authctx_cleanup_database = NULL;
 
 /* Task states, written by the worker. */
 #define TASK_PENDING	0
-#define TASK_ATTACHED	1		/* worker attached and unpinned the segment */
+#define TASK_ATTACHED	1		/* worker attached; it unpins the segment */
 #define TASK_DONE		2		/* committed */
 
 /* The contents of one task's DSM segment. */
@@ -378,10 +378,13 @@ authctx_autonomous_main(Datum main_arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("could not map the authctx task's dynamic shared memory segment")));
-	/* our mapping now keeps the segment alive: drop the caller's pin */
-	dsm_unpin_segment(handle);
+	/*
+	 * Our mapping now keeps the segment alive: drop the caller's pin.  Say so
+	 * first, so that the caller never unpins it a second time.
+	 */
 	task = (AutonomousTask *) dsm_segment_address(seg);
 	pg_atomic_write_u32(&task->state, TASK_ATTACHED);
+	dsm_unpin_segment(handle);
 
 	BackgroundWorkerInitializeConnectionByOid(task->database, InvalidOid, 0);
 
