@@ -168,6 +168,7 @@ AutonomousKindValid(const char *kind)
 	return strcmp(kind, "audit") == 0 ||
 		strcmp(kind, "login_failed") == 0 ||
 		strcmp(kind, "refresh_reuse") == 0 ||
+		strcmp(kind, "webauthn_failed") == 0 ||
 		strcmp(kind, "seen") == 0;
 }
 

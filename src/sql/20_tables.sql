@@ -61,6 +61,7 @@ CREATE TABLE authctx.webauthn_credentials (
   alg           integer NOT NULL,     -- COSE algorithm: -8 EdDSA, -7 ES256
   sign_count    bigint NOT NULL DEFAULT 0,
   name          text,
+  clone_suspected_at timestamptz,   -- set when the counter went backwards; refused from then on
   created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   last_used_at  timestamptz
 );

@@ -99,6 +99,32 @@ BEGIN
               'failures', v_failures,
               'locked_until', v_locked)));
 
+  ELSIF kind = 'webauthn_failed' THEN
+    -- a failed passkey attempt: spend its challenge, mark a suspected clone,
+    -- and audit (as login_failed for a login)
+    IF payload ->> 'challenge' IS NOT NULL THEN
+      DELETE FROM authctx.webauthn_challenges c
+       WHERE c.challenge = decode(payload ->> 'challenge', 'hex');
+    END IF;
+    IF coalesce((payload ->> 'clone')::boolean, false) THEN
+      UPDATE authctx.webauthn_credentials c
+         SET clone_suspected_at = coalesce(c.clone_suspected_at, v_now)
+       WHERE c.credential_id = decode(payload ->> 'credential_id', 'hex');
+      INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+      VALUES (v_now, 'webauthn_clone_suspected', (payload ->> 'user_id')::uuid, v_role,
+              jsonb_build_object('credential_id', payload ->> 'credential_id',
+                                 'stored_count', (payload ->> 'stored_count')::bigint,
+                                 'presented_count', (payload ->> 'presented_count')::bigint));
+    END IF;
+    IF coalesce((payload ->> 'login')::boolean, false) THEN
+      PERFORM authctx._autonomous_apply('login_failed', payload);
+    ELSE
+      INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+      VALUES (v_now, 'webauthn_failed', (payload ->> 'user_id')::uuid, v_role,
+              jsonb_build_object('reason', payload ->> 'reason',
+                                 'credential_id', payload ->> 'credential_id'));
+    END IF;
+
   ELSIF kind = 'refresh_reuse' THEN
     v_family := (payload ->> 'family_id')::uuid;
     IF v_family IS NULL THEN

@@ -12,20 +12,21 @@
 --   signature (C) -> the signature counter grows -> counter and last use
 --   recorded.
 --
--- Spending and rollback.  verify_webauthn returns NULL rather than raising,
--- so its spend commits with the caller's transaction.  login_webauthn must
--- raise 28P01, which rolls the spend back: the challenge then stays usable
--- until it expires, for further attempts that need a valid signature all the
--- same and each write a login_failed record (through the background worker,
--- so that the record survives).  The invariant that holds either way: one
--- challenge backs at most one committed successful verification or login,
--- because a success and its spend commit or roll back together.
---
--- Possible clones.  A counter that does not grow (either side non-zero)
--- refuses the assertion and writes a webauthn_clone_suspected audit record
--- (credential id, stored and presented counters) out of band, so that it
--- survives whatever the caller does next.  The credential itself is not
--- disabled: an administrator who reads the record decides, and removes it.
+-- Spending and rollback.  The contract says the challenge is spent by the
+-- attempt, success or not, and that a counter that does not grow marks the
+-- credential as possibly cloned and refuses it.  Both must hold although
+-- login_webauthn raises 28P01, which rolls the caller's transaction back.
+-- So _webauthn_attempt runs the verification in a subtransaction, rolls it
+-- back on failure (releasing every row lock it took), and hands the lasting
+-- effects to a background worker (authctx._autonomous kind webauthn_failed):
+-- delete the challenge, set clone_suspected_at on the credential (it is
+-- refused from then on; register a new passkey to recover), and write the
+-- audit record: webauthn_clone_suspected, and login_failed for a login or
+-- webauthn_failed for verify_webauthn.  A success commits its spend and the
+-- new counter with the caller's transaction.  A challenge issued inside the
+-- caller's own still-open transaction is invisible to the worker and is not
+-- spent by a failure (applications issue and use challenges in separate
+-- requests).
 --
 -- Passkey failures are audited as login_failed with method "webauthn" but
 -- never count toward the password lockout (there is nothing to guess).
@@ -131,7 +132,8 @@ COMMENT ON FUNCTION authctx.add_webauthn_credential(uuid, bytea, bytea, bigint, 
 CREATE FUNCTION authctx._webauthn_verify(p_credential_id bytea,
     p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
     p_rp_id text, p_origin text,
-    OUT verified_user uuid, OUT credential_user uuid, OUT failure text)
+    OUT verified_user uuid, OUT credential_user uuid, OUT failure text,
+    OUT challenge bytea, OUT stored_count bigint, OUT presented_count bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -167,6 +169,7 @@ BEGIN
   IF v_chal IS NULL THEN
     RETURN;
   END IF;
+  challenge := v_chal;
   DELETE FROM authctx.webauthn_challenges c
    WHERE c.challenge = v_chal
   RETURNING c.expires_at INTO v_expires;
@@ -190,7 +193,7 @@ BEGIN
   END IF;
 
   -- the credential, locked so that concurrent assertions see each other's counter
-  SELECT c.user_id, c.public_key, c.sign_count, u.disabled_at
+  SELECT c.user_id, c.public_key, c.sign_count, c.clone_suspected_at, u.disabled_at
     INTO v_cred
     FROM authctx.webauthn_credentials c
     JOIN authctx.users u ON u.id = c.user_id
@@ -203,6 +206,10 @@ BEGIN
   credential_user := v_cred.user_id;
   IF v_cred.disabled_at IS NOT NULL THEN
     failure := 'disabled';
+    RETURN;
+  END IF;
+  IF v_cred.clone_suspected_at IS NOT NULL THEN
+    failure := 'clone_suspected';
     RETURN;
   END IF;
 
@@ -218,19 +225,12 @@ BEGIN
     RETURN;
   END IF;
 
-  -- a counter that does not grow (either side non-zero): possibly cloned
+  -- a counter that does not grow (either side non-zero): possibly cloned;
+  -- the caller marks the credential out of band (_webauthn_attempt)
   IF (v_cred.sign_count <> 0 OR v_counter <> 0) AND v_counter <= v_cred.sign_count THEN
     failure := 'counter';
-    PERFORM authctx._autonomous('audit', pg_catalog.jsonb_build_object(
-      'event', 'webauthn_clone_suspected',
-      'user_id', v_cred.user_id,
-      'tenant_id', NULL,
-      'session_id', NULL,
-      'db_role', pg_catalog.session_user(),
-      'detail', pg_catalog.jsonb_build_object(
-        'credential_id', pg_catalog.encode(p_credential_id, 'hex'),
-        'stored_count', v_cred.sign_count,
-        'presented_count', v_counter)));
+    stored_count := v_cred.sign_count;
+    presented_count := v_counter;
     RETURN;
   END IF;
 
@@ -245,6 +245,80 @@ $$;
 COMMENT ON FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text) IS
   'internal: verify a WebAuthn assertion; the user, the credential''s owner, and why it failed';
 
+-- One attempt, with effects that outlive it.  The verification runs in a
+-- subtransaction; on any failure that subtransaction is rolled back, which
+-- releases the credential's row lock and undoes the in-transaction spend of
+-- the challenge, and a background worker then, in its own transaction,
+-- spends the challenge, marks a suspected clone and writes the audit
+-- record (login_failed for logins).  So a failed attempt spends its
+-- challenge even when the caller's transaction is rolled back by the error
+-- login_webauthn raises, and the worker never waits for a lock we hold.
+CREATE FUNCTION authctx._webauthn_attempt(p_credential_id bytea,
+    p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
+    p_rp_id text, p_origin text, p_tenant text, p_login boolean,
+    OUT verified_user uuid, OUT tenant_id uuid, OUT failure text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v        record;
+  v_count  bigint;
+BEGIN
+  BEGIN
+    SELECT * INTO v
+      FROM authctx._webauthn_verify(p_credential_id, p_authenticator_data,
+                                    p_client_data_json, p_signature, p_rp_id, p_origin);
+    failure := v.failure;
+    IF failure IS NULL AND p_login THEN
+      IF p_tenant IS NOT NULL THEN
+        tenant_id := authctx._resolve_tenant(p_tenant);
+        IF tenant_id IS NULL OR NOT EXISTS (
+             SELECT 1 FROM authctx.memberships m
+              WHERE m.tenant_id = _webauthn_attempt.tenant_id AND m.user_id = v.verified_user) THEN
+          failure := 'not_member';
+        END IF;
+      ELSE
+        -- the only membership; with several, no tenant until auth_begin names one
+        SELECT pg_catalog.count(*), (pg_catalog.array_agg(m.tenant_id))[1]
+          INTO v_count, tenant_id
+          FROM authctx.memberships m
+         WHERE m.user_id = v.verified_user;
+        IF v_count <> 1 THEN
+          tenant_id := NULL;
+        END IF;
+      END IF;
+    END IF;
+    IF failure IS NOT NULL THEN
+      RAISE EXCEPTION 'webauthn attempt failed' USING ERRCODE = 'AXW00';
+    END IF;
+  EXCEPTION WHEN SQLSTATE 'AXW00' THEN
+    NULL;                       -- rolled back: no spend, no counter, no lock
+  END;
+
+  IF failure IS NULL THEN
+    verified_user := v.verified_user;
+    RETURN;
+  END IF;
+  tenant_id := NULL;
+  IF v.challenge IS NOT NULL OR p_login THEN
+    PERFORM authctx._autonomous('webauthn_failed', pg_catalog.jsonb_build_object(
+      'challenge', pg_catalog.encode(v.challenge, 'hex'),
+      'credential_id', pg_catalog.encode(p_credential_id, 'hex'),
+      'user_id', v.credential_user,
+      'reason', failure,
+      'clone', failure = 'counter',
+      'stored_count', v.stored_count,
+      'presented_count', v.presented_count,
+      'login', p_login,
+      'method', 'webauthn',
+      'count', false,
+      'db_role', pg_catalog.session_user()));
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_attempt(bytea, bytea, bytea, bytea, text, text, text, boolean) IS
+  'internal: one WebAuthn attempt; a failure spends the challenge, marks a suspected clone and is audited in a transaction of its own';
+
 CREATE FUNCTION authctx.verify_webauthn(credential_id bytea,
     authenticator_data bytea, client_data_json bytea, signature bytea,
     rp_id text, origin text) RETURNS uuid
@@ -252,7 +326,7 @@ LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT v.verified_user
-    FROM authctx._webauthn_verify($1, $2, $3, $4, $5, $6) v;
+    FROM authctx._webauthn_attempt($1, $2, $3, $4, $5, $6, NULL, false) v;
 $$;
 COMMENT ON FUNCTION authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text) IS
   'verify a WebAuthn assertion against a challenge issued here; the user''s id, or NULL (the challenge is spent either way)';
@@ -267,49 +341,17 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v         record;
-  v_tenant  uuid;
-  v_count   bigint;
-  v_failure text;
+  v  record;
 BEGIN
   SELECT * INTO v
-    FROM authctx._webauthn_verify($1, $2, $3, $4, $5, $6);
-  v_failure := v.failure;
-
-  IF v_failure IS NULL THEN
-    IF login_webauthn.tenant IS NOT NULL THEN
-      v_tenant := authctx._resolve_tenant(login_webauthn.tenant);
-      IF v_tenant IS NULL OR NOT EXISTS (
-           SELECT 1 FROM authctx.memberships m
-            WHERE m.tenant_id = v_tenant AND m.user_id = v.verified_user) THEN
-        v_failure := 'not_member';
-      END IF;
-    ELSE
-      -- the only membership; with several, no tenant until auth_begin names one
-      SELECT pg_catalog.count(*), (pg_catalog.array_agg(m.tenant_id))[1]
-        INTO v_count, v_tenant
-        FROM authctx.memberships m
-       WHERE m.user_id = v.verified_user;
-      IF v_count <> 1 THEN
-        v_tenant := NULL;
-      END IF;
-    END IF;
-  END IF;
-
-  IF v_failure IS NOT NULL THEN
-    -- the error rolls this transaction back: record the failure out of band,
-    -- as login does; a passkey failure does not count toward the lockout
-    PERFORM authctx._autonomous('login_failed', pg_catalog.jsonb_build_object(
-      'user_id', v.credential_user,
-      'reason', v_failure,
-      'method', 'webauthn',
-      'count', false,
-      'db_role', pg_catalog.session_user()));
+    FROM authctx._webauthn_attempt($1, $2, $3, $4, $5, $6, login_webauthn.tenant, true);
+  IF v.failure IS NOT NULL THEN
+    -- the challenge spend and the login_failed record were written out of
+    -- band; a passkey failure does not count toward the password lockout
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
-
   -- a session, a refresh token and the login audit record
-  RETURN authctx._issue_session(v.verified_user, v_tenant, 'webauthn',
+  RETURN authctx._issue_session(v.verified_user, v.tenant_id, 'webauthn',
                                 pg_catalog.jsonb_build_object('method', 'webauthn'));
 END
 $$;
