@@ -103,6 +103,14 @@ static ContextGuc authctx_gucs[CF_COUNT] = {
 static AuthctxContext authctx_ctx;
 static bool authctx_bypass = false;
 
+/*
+ * Bumped by every assign hook: accessors cache their result datum in
+ * fn_extra (allocated once per call site, in fn_mcxt) and rebuild it only
+ * when the context changed, so a policy evaluated for every row allocates
+ * nothing per row.
+ */
+static uint64 authctx_ctx_generation = 1;
+
 /* True only around our own set_config_option calls. */
 static bool authctx_context_setting = false;
 /* True while DefineCustom*Variable installs the boot values. */
@@ -250,6 +258,7 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 				 errmsg("parameter \"%s\" can only be set by auth_begin()",
 						authctx_gucs[f].name)));
 
+	authctx_ctx_generation++;
 	if (e == NULL)
 		return;
 	switch (f)
@@ -513,12 +522,39 @@ UuidDatum(const pg_uuid_t *u)
 	return UUIDPGetDatum(r);
 }
 
+/* A uuid datum cached per call site until the context changes. */
+typedef struct AccessorCache
+{
+	uint64		generation;
+	pg_uuid_t	value;
+} AccessorCache;
+
+static Datum
+CachedUuidDatum(FunctionCallInfo fcinfo, const pg_uuid_t *u)
+{
+	AccessorCache *c;
+
+	if (fcinfo->flinfo == NULL)
+		return UuidDatum(u);
+	c = (AccessorCache *) fcinfo->flinfo->fn_extra;
+	if (c == NULL || c->generation != authctx_ctx_generation ||
+		memcmp(&c->value, u, sizeof(pg_uuid_t)) != 0)
+	{
+		/* a fresh copy: a datum handed out earlier must stay unchanged */
+		c = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(AccessorCache));
+		c->generation = authctx_ctx_generation;
+		c->value = *u;
+		fcinfo->flinfo->fn_extra = c;
+	}
+	return UUIDPGetDatum(&c->value);
+}
+
 Datum
 authctx_user_id(PG_FUNCTION_ARGS)
 {
 	if (!authctx_ctx.valid)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(UuidDatum(&authctx_ctx.user_id));
+	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &authctx_ctx.user_id));
 }
 
 /*
@@ -530,7 +566,7 @@ Datum
 authctx_tenant_id(PG_FUNCTION_ARGS)
 {
 	if (authctx_ctx.valid && authctx_ctx.has_tenant)
-		PG_RETURN_DATUM(UuidDatum(&authctx_ctx.tenant_id));
+		PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &authctx_ctx.tenant_id));
 	if (authctx_missing_context == MISSING_CONTEXT_ERROR && !authctx_bypass)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -552,7 +588,7 @@ authctx_session_id(PG_FUNCTION_ARGS)
 {
 	if (!authctx_ctx.valid)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(UuidDatum(&authctx_ctx.session_id));
+	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &authctx_ctx.session_id));
 }
 
 Datum

@@ -109,6 +109,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -127,7 +128,7 @@ static char *authctx_cleanup_database = NULL;
 #define REGISTER_TRIES			20
 #define REGISTER_RETRY_MS		50
 
-#define SEEN_MAX				256
+#define SEEN_MAX				4096
 
 /* Task states, written by the worker. */
 #define TASK_PENDING	0
@@ -153,6 +154,21 @@ typedef struct SeenEntry
 
 static SeenEntry seen_pending[SEEN_MAX];
 static int	seen_count = 0;
+
+/* (kind, id) -> index in seen_pending, so that noting is O(1). */
+typedef struct SeenKey
+{
+	char		kind;
+	pg_uuid_t	id;
+} SeenKey;
+
+typedef struct SeenHashEntry
+{
+	SeenKey		key;
+	int			index;
+} SeenHashEntry;
+
+static HTAB *seen_hash = NULL;
 static TimestampTz seen_last_flush = 0;
 static bool seen_exit_registered = false;
 
@@ -443,6 +459,36 @@ AppendUuid(StringInfo buf, const pg_uuid_t *id)
  * Hand the pending notes to a worker we do not wait for.  On failure the
  * notes stay pending for the next attempt.
  */
+/* The note index, created on first use in TopMemoryContext. */
+static HTAB *
+SeenHash(void)
+{
+	if (seen_hash == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(SeenKey);
+		ctl.entrysize = sizeof(SeenHashEntry);
+		ctl.hcxt = TopMemoryContext;
+		seen_hash = hash_create("authctx last-seen notes", SEEN_MAX, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	return seen_hash;
+}
+
+/* Forget every pending note. */
+static void
+SeenReset(void)
+{
+	seen_count = 0;
+	if (seen_hash != NULL)
+	{
+		hash_destroy(seen_hash);
+		seen_hash = NULL;
+	}
+}
+
 static void
 SeenFlush(TimestampTz now)
 {
@@ -487,7 +533,7 @@ SeenFlush(TimestampTz now)
 	}
 	pfree(handle);
 	dsm_detach(seg);
-	seen_count = 0;
+	SeenReset();
 }
 
 /* At backend exit, hand over what is still pending (outside a transaction). */
@@ -517,32 +563,34 @@ void
 WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when)
 {
 	TimestampTz now;
-	int			i;
+	SeenKey		key;
+	SeenHashEntry *he;
 
 	if ((kind != TOKEN_SESSION && kind != TOKEN_API_KEY) || id == NULL)
 		return;
 	if (RecoveryInProgress())
 	{
-		seen_count = 0;
+		SeenReset();
 		return;
 	}
 
-	for (i = 0; i < seen_count; i++)
+	memset(&key, 0, sizeof(key));
+	key.kind = kind;
+	memcpy(key.id.data, id->data, UUID_LEN);
+	he = hash_search(SeenHash(), &key, HASH_FIND, NULL);
+	if (he != NULL)
 	{
-		if (seen_pending[i].kind == kind &&
-			memcmp(seen_pending[i].id.data, id->data, UUID_LEN) == 0)
-		{
-			if (when > seen_pending[i].when)
-				seen_pending[i].when = when;
-			break;
-		}
+		if (when > seen_pending[he->index].when)
+			seen_pending[he->index].when = when;
 	}
-	if (i == seen_count)
+	else
 	{
 		if (seen_count == SEEN_MAX)
 			SeenFlush(GetCurrentTimestamp());
 		if (seen_count < SEEN_MAX)
 		{
+			he = hash_search(SeenHash(), &key, HASH_ENTER, NULL);
+			he->index = seen_count;
 			seen_pending[seen_count].kind = kind;
 			memcpy(seen_pending[seen_count].id.data, id->data, UUID_LEN);
 			seen_pending[seen_count].when = when;
