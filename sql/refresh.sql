@@ -91,7 +91,7 @@ SELECT pg_temp.err($$SELECT authctx.refresh(NULL)$$) AS null_token;
 SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', authctx._token_new('refresh'))) AS unknown;
 -- a token whose secret does not match the stored verifier (simulated by
 -- changing the verifier) is refused and revokes nothing
-UPDATE authctx.refresh_tokens rt SET verifier = '\x00'::bytea || substr(verifier, 2)
+UPDATE authctx.refresh_tokens rt SET verifier = set_byte(verifier, 0, get_byte(verifier, 0) # 255)
   FROM h WHERE rt.id = authctx._token_id((h.r).refresh_token);
 SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (h.r).refresh_token)) AS wrong_secret FROM h;
 UPDATE authctx.refresh_tokens rt SET verifier = authctx._token_verifier((h.r).refresh_token)
