@@ -4,14 +4,17 @@
 -- enable_tenant_isolation(tbl, col) installs, on a table its caller owns:
 --   ENABLE + FORCE row level security;
 --   policy authctx_tenant_isolation, FOR ALL TO PUBLIC,
---     USING and WITH CHECK (col = authctx.tenant_id());
+--     USING and WITH CHECK (col = (SELECT authctx.tenant_id()));
 --   policy authctx_admin_bypass, FOR ALL TO authctx_admin,
 --     USING and WITH CHECK (authctx.admin_bypass());
 --   column default authctx.tenant_id(); an index on col if none leads with it;
 --   the same on each existing partition of a partitioned table.
 -- The bypass is a second permissive policy (policies are ORed) rather than
 -- an OR inside the first: for every role outside authctx_admin the qual stays
--- "col = authctx.tenant_id()", which the planner can answer with the index.
+-- "col = (SELECT authctx.tenant_id())", which the planner can answer with
+-- the index.  The sub-select makes tenant_id() an InitPlan, evaluated once
+-- per query instead of once per row (same predicate; a seq scan under the
+-- policy then costs what the same scan with a constant costs).
 -- What was there before (RLS flags, old default, whether we made the index)
 -- is kept as JSON in the comment of the isolation policy, so
 -- disable_tenant_isolation undoes exactly what enable did.
@@ -88,8 +91,8 @@ BEGIN
   END IF;
   EXECUTE pg_catalog.format(
     'CREATE POLICY authctx_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
-    'USING (%I OPERATOR(pg_catalog.=) authctx.tenant_id()) '
-    'WITH CHECK (%I OPERATOR(pg_catalog.=) authctx.tenant_id())', tbl, tenant_column, tenant_column);
+    'USING (%I OPERATOR(pg_catalog.=) (SELECT authctx.tenant_id())) '
+    'WITH CHECK (%I OPERATOR(pg_catalog.=) (SELECT authctx.tenant_id()))', tbl, tenant_column, tenant_column);
   EXECUTE pg_catalog.format(
     'CREATE POLICY authctx_admin_bypass ON %s AS PERMISSIVE FOR ALL TO authctx_admin '
     'USING (authctx.admin_bypass()) WITH CHECK (authctx.admin_bypass())', tbl);
