@@ -400,17 +400,9 @@ BEGIN
   IF authctx.user_id() OPERATOR(pg_catalog.=) set_password.user_id THEN
     keep := authctx.session_id();
   END IF;
-  UPDATE authctx.sessions AS s
-     SET revoked_at = pg_catalog.clock_timestamp()
-   WHERE s.user_id OPERATOR(pg_catalog.=) set_password.user_id
-     AND s.revoked_at IS NULL
-     AND s.id IS DISTINCT FROM keep;
-  GET DIAGNOSTICS revoked = ROW_COUNT;
-  UPDATE authctx.refresh_tokens AS r
-     SET revoked_at = pg_catalog.clock_timestamp()
-   WHERE r.user_id OPERATOR(pg_catalog.=) set_password.user_id
-     AND r.revoked_at IS NULL
-     AND r.session_id IS DISTINCT FROM keep;
+  -- (authctx._revoke_user_sessions, 50_session.sql, keeps that session's
+  -- login family and repeats until a concurrent refresh cannot slip by)
+  revoked := authctx._revoke_user_sessions(set_password.user_id, keep, 'password_changed');
 
   PERFORM authctx._audit('password_changed', set_password.user_id, NULL, keep,
                          pg_catalog.jsonb_build_object('revoked_sessions', revoked));
