@@ -3,8 +3,8 @@
 -- Four requests per pgbench transaction, in one pipeline; each request is
 -- BEGIN, bench.try_auth(token), COMMIT.  try_auth wraps auth_begin in a
 -- plpgsql exception block so that a rejection (28000) does not end the
--- pgbench client; the wrapper costs the same in all three variants
--- (accept_wrapped, reject_unknown, reject_wrong).
+-- pgbench client; the wrapper costs the same in both variants
+-- (reject_unknown, reject_wrong).
 -- Variables: ntok (tokens drawn uniformly from 1..ntok).
 \set r1 random(1, :ntok)
 \set r2 random(1, :ntok)

@@ -99,9 +99,10 @@ sub fmt {
 
 sub summary {
 	my @v = @_;
+	my $d = $_[0] && $_[0] eq 'digits3' ? do { shift @v; 3 } : 2;
 	return 'n/a' unless @v;
 	my @s = sort { $a <=> $b } @v;
-	return sprintf('%.2f [%.2f-%.2f]', median(@v), $s[0], $s[-1]);
+	return sprintf("%.${d}f [%.${d}f-%.${d}f]", median(@v), $s[0], $s[-1]);
 }
 
 # median cache hit rate of a cell's runs, or n/a
@@ -125,7 +126,8 @@ sub target {
 			: ($m >= $limit->[0] && $m <= $limit->[1]);
 		$verdict = $ok ? 'met' : '**missed**';
 	}
-	push @targets, "| $name | $goal | " . summary(@v) . " | $verdict |";
+	# three decimals, so that a median just under a limit does not print as it
+	push @targets, "| $name | $goal | " . summary('digits3', @v) . " | $verdict |";
 }
 
 my ($L, $S) = (label($largest), label($smallest));
@@ -133,11 +135,13 @@ my $have_b = exists $run{B};
 
 target("auth_begin / floor, TPS, $L sessions, cold keys", '>= 0.92', '>=', 0.92,
 	tps_ratio('A', $largest, 'auth_cold', $largest, 'floor'));
-target("auth_begin / floor, TPS, $L sessions, hot keys", '>= 0.92', '>=', 0.92,
-	tps_ratio('A', $largest, 'auth_hot', $largest, 'floor'));
+target("auth_begin / floor, TPS, $L sessions, hot keys (both on the same 1,000 keys)", '>= 0.92', '>=', 0.92,
+	tps_ratio('A', $largest, 'auth_hot', $largest, 'floor_hot'));
 if ($have_b) {
 	target("auth_begin / floor, TPS, $L, cold keys, cache off", '>= 0.92', '>=', 0.92,
 		tps_ratio('B', $largest, 'auth_cold', $largest, 'floor'));
+	target("auth_begin / floor, TPS, $L, hot keys, cache off", '>= 0.92', '>=', 0.92,
+		tps_ratio('B', $largest, 'auth_hot', $largest, 'floor_hot'));
 }
 for my $p (qw(A B)) {
 	next unless %{ runs($p, $largest, 'auth_cold_noseen') };
@@ -149,27 +153,16 @@ for my $p (qw(A B)) {
 }
 target("auth_begin / hand-written SQL, TPS, $L sessions, cold keys", '>= 1.25', '>=', 1.25,
 	tps_ratio('A', $largest, 'auth_cold', $largest, 'handwritten'));
-target("auth_begin / hand-written SQL, TPS, $L sessions, hot keys", '>= 1.25', '>=', 1.25,
-	tps_ratio('A', $largest, 'auth_hot', $largest, 'handwritten'));
+target("auth_begin / hand-written SQL, TPS, $L sessions, hot keys (both on the same 1,000 keys)", '>= 1.25', '>=', 1.25,
+	tps_ratio('A', $largest, 'auth_hot', $largest, 'handwritten_hot'));
 if ($have_b) {
 	target("auth_begin / hand-written SQL, TPS, $L, cold keys, cache off", '>= 1.25', '>=', 1.25,
 		tps_ratio('B', $largest, 'auth_cold', $largest, 'handwritten'));
+	target("auth_begin / hand-written SQL, TPS, $L, hot keys, cache off", '>= 1.25', '>=', 1.25,
+		tps_ratio('B', $largest, 'auth_hot', $largest, 'handwritten_hot'));
 }
 target("auth_begin request time, $L / $S sessions (cold keys)", '<= 1.2', '<=', 1.2,
 	time_ratio('A', $largest, 'auth_cold', $smallest, 'auth_cold'));
-{
-	# auth_begin's own cost: its request time minus the floor's, same size
-	my @v;
-	my ($al, $fl, $as, $fs) = (runs('A', $largest, 'auth_cold'), runs('A', $largest, 'floor'),
-		runs('A', $smallest, 'auth_cold'), runs('A', $smallest, 'floor'));
-	for my $r (sort keys %{ $rounds{A} || {} }) {
-		my @u = map { us($_->{$r}) } ($al, $fl, $as, $fs);
-		next if grep { !defined } @u;
-		next if $u[2] - $u[3] <= 0;
-		push @v, ($u[0] - $u[1]) / ($u[2] - $u[3]);
-	}
-	target("auth_begin's own cost (request minus floor), $L / $S", '<= 1.2', '<=', 1.2, @v);
-}
 target("auth_begin request time, $L / $S sessions, hot keys", '<= 1.2', '<=', 1.2,
 	time_ratio('A', $largest, 'auth_hot', $smallest, 'auth_hot'));
 if ($have_b) {
@@ -226,8 +219,18 @@ for my $p (qw(S S0)) {
 	my $what = $p eq 'S0' ? ', cache off' : '';
 	target("(server-side, per call) rejection time, unknown id / wrong secret$what", '0.8-1.25', 'in', [0.8, 1.25],
 		srv_ratio($p, $largest, 'reject_unknown', $largest, 'reject_wrong'));
-	target("(server-side, per call) auth_begin time, $L / $S sessions, cold keys$what", '<= 1.2', '<=', 1.2,
-		srv_ratio($p, $largest, 'auth_cold', $smallest, 'auth_cold'));
+	# net of the benchmark's own token fetch, which also grows with the size
+	my @net;
+	my ($al, $fl, $as, $fs) = (runs($p, $largest, 'auth_cold'), runs($p, $largest, 'fetch'),
+		runs($p, $smallest, 'auth_cold'), runs($p, $smallest, 'fetch'));
+	for my $r (sort keys %{ $rounds{$p} }) {
+		my @u = map { $_->{$r} ? $_->{$r}{tps} : undef } ($al, $fl, $as, $fs);
+		next if grep { !defined } @u;
+		next if $u[2] - $u[3] <= 0;
+		push @net, ($u[0] - $u[1]) / ($u[2] - $u[3]);
+	}
+	target("(server-side, per call, minus the token fetch) auth_begin time, $L / $S sessions, cold keys$what",
+		'<= 1.2', '<=', 1.2, @net);
 }
 if ($have_b) {
 	target('rejection time, unknown id / wrong secret, cache off', '0.8-1.25', 'in', [0.8, 1.25],
@@ -270,10 +273,14 @@ sub cost_table {
 			push @cells, fmt(median(@u), 1);
 		}
 		for my $n (@sizes) {
-			push @cells, $v eq 'floor' ? '1' : summary(tps_ratio($p, $n, $v, $n, 'floor'));
+			# hot-key rows against the floor on the same hot keys, when measured
+			my $base = ($v =~ /_hot$/ && %{ runs($p, $n, 'floor_hot') }) ? 'floor_hot' : 'floor';
+			push @cells, $v eq $base ? '1' : summary(tps_ratio($p, $n, $v, $n, $base));
 		}
 		print "| $v | $pipe | " . join(' | ', @cells) . " |\n";
 	}
+	print "\nThe \"/ floor\" columns compare with the floor on the same keys: `*_hot` rows with\n"
+		. "`floor_hot` where it was measured (largest size), with `floor` elsewhere.\n";
 	my @hr;
 	for my $v (grep { /^auth/ } @variants) {
 		push @hr, "$v " . join(', ', map { label($_) . ' ' . hitrate(runs($p, $_, $v)) } @sizes);
@@ -283,9 +290,9 @@ sub cost_table {
 }
 
 cost_table('A', 'Request cost by variant' . ($have_b ? ' (cache at its default size)' : ''),
-	qw(floor handwritten json_claims auth_cold auth_hot auth_cold_noseen));
+	qw(floor handwritten json_claims auth_cold auth_hot floor_hot handwritten_hot auth_cold_noseen));
 cost_table('B', 'Request cost with authctx.cache_size = 0 (separate phase, after a restart)',
-	qw(floor handwritten auth_cold auth_hot auth_cold_noseen));
+	qw(floor handwritten auth_cold auth_hot floor_hot handwritten_hot auth_cold_noseen));
 
 for my $p (qw(S S0)) {
 	next unless $run{$p};
@@ -295,7 +302,7 @@ for my $p (qw(S S0)) {
 		. "includes the token fetch (`fetch`).  Median over rounds [min-max].\n\n";
 	print "| statement | " . join(' | ', map { label($_) } @sizes) . " |\n";
 	print '|---|' . ('---|' x @sizes) . "\n";
-	for my $v (qw(fetch floor handwritten json_claims auth_cold auth_hot auth_cold_noseen reject_unknown reject_wrong)) {
+	for my $v (qw(fetch floor handwritten json_claims auth_cold fetch_hot floor_hot handwritten_hot auth_hot auth_cold_noseen reject_unknown reject_wrong)) {
 		my @cells;
 		for my $n (@sizes) {
 			my @x = grep { defined } map { $_->{tps} } values %{ runs($p, $n, $v) };
@@ -310,7 +317,7 @@ print "\n## At $L sessions: rejection, RLS\n\n";
 print "| variant | pipelined | requests/s | us/req | cache hit rate |"
 	. ($have_b ? " cache off: requests/s | cache off: us/req |" : '') . "\n";
 print "|---|---|---|---|---|" . ($have_b ? '---|---|' : '') . "\n";
-for my $v (qw(accept_wrapped reject_unknown reject_wrong rls_query plain_query rls_seqscan plain_seqscan rls_subselect_seqscan)) {
+for my $v (qw(reject_unknown reject_wrong rls_query plain_query rls_seqscan plain_seqscan rls_subselect_seqscan)) {
 	my $c = runs('A', $largest, $v);
 	next unless %$c;
 	my ($any) = values %$c;
