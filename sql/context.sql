@@ -29,9 +29,9 @@ SELECT try('RESET authctx.tenant_id') AS reset;
 SELECT try('SELECT set_config(''authctx.tenant_id'', ''00000000-0000-0000-0000-000000000000'', true)') AS set_config_local;
 SELECT try('SELECT set_config(''authctx.role'', ''owner'', false)') AS set_config_session;
 SELECT try('SELECT set_config(''authctx.tenant_id'', NULL, true)') AS set_config_null;
-SELECT try('SELECT set_config(''authctx.auth_method'', ''admin'', true)') AS hidden_method;
+SELECT try('SELECT set_config(''authctx.credential'', ''admin;;'', true)') AS hidden_method;
 SELECT try('SELECT set_config(''authctx.admin_bypass'', ''on'', true)') AS hidden_bypass;
-SELECT try('SELECT set_config(''authctx.scopes'', ''x'', true)') AS hidden_scopes;
+SELECT try('SELECT set_config(''authctx.credential'', ''api_key;;x'', true)') AS hidden_scopes;
 RESET ALL;
 SELECT authctx.tenant_id() = :'acme' AS still_acme, authctx.role() AS still_member,
        current_setting('authctx.tenant_id') = :'acme' AS guc_unchanged,

@@ -44,3 +44,25 @@ SELECT count(DISTINCT authctx.tenant_id()) AS worker_tenants,
   FROM public.pl_rows;
 COMMIT;
 RESET ROLE;
+
+-- An API key's method, expiry and scopes (one packed hidden setting) reach
+-- the workers too: with the leader not participating, every row is
+-- evaluated in a worker, which parses the setting it was handed.
+SELECT authctx.create_api_key(:'alice', 'pl-acme', 'pl-key', ARRAY['read', 'reports'],
+                              '2100-01-01 00:00:00+00')::text AS key \gset
+SET ROLE pl_app;
+BEGIN;
+SELECT (auth_begin(:'key')).auth_method;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL parallel_leader_participation = off;
+SELECT count(*) AS rows_seen,
+       count(*) FILTER (WHERE authctx.has_scope('read') AND authctx.has_scope('reports')
+                          AND NOT authctx.has_scope('write')
+                          AND (authctx.current()).auth_method = 'api_key'
+                          AND (authctx.current()).expires_at = '2100-01-01 00:00:00+00'
+                          AND authctx.tenant_id() = :'acme') AS in_workers_ok
+  FROM public.pl_rows;
+EXPLAIN (COSTS OFF) SELECT count(*) FILTER (WHERE authctx.has_scope('read')) FROM public.pl_rows;
+COMMIT;
+RESET ROLE;

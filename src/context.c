@@ -7,8 +7,11 @@
  * ------
  * The context is published as transaction-local GUCs (authctx.user_id,
  * authctx.tenant_id, authctx.role, authctx.session_id, plus hidden
- * authctx.auth_method, authctx.expires_at, authctx.scopes and
- * authctx.admin_bypass).  GUCs give us, for free, exactly the lifetime the
+ * authctx.credential, which packs the authentication method, the expiry and
+ * the API key scopes as "method;expiry;scopes", and hidden
+ * authctx.admin_bypass).  Six settings rather than eight: every
+ * set_config_option costs a lookup, a malloc'd copy and a stack entry undone
+ * at commit, and auth_begin publishes on every request.  GUCs give us, for free, exactly the lifetime the
  * contract asks for: values set with GUC_ACTION_LOCAL are undone at COMMIT,
  * ROLLBACK, ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION and in-procedure
  * COMMIT, and they are copied to parallel workers (they are PGC_USERSET and
@@ -33,7 +36,11 @@
  *
  * The check hook parses each value into an "extra" and the assign hook
  * copies it into authctx_ctx, so the accessors (called once per row in RLS
- * policies) read a struct and never parse text.  Assign hooks run on every
+ * policies) read a struct and never parse text.  When the value comes from
+ * our own ContextPublish, which formatted it from binary a moment earlier,
+ * the check hook takes the binary form it was handed (authctx_staged)
+ * instead of parsing the text back; parsing remains for every other path
+ * (a parallel worker restoring its leader's values).  Assign hooks run on every
  * change, including rollback and parallel restore, so the struct always
  * mirrors the GUCs.
  *
@@ -57,6 +64,9 @@
 
 #include "authctx.h"
 
+/* Length of a uuid's text form, 8-4-4-4-12. */
+#define UUID_TEXT_LEN	36
+
 /* Which part of the context a GUC carries. */
 typedef enum ContextField
 {
@@ -64,9 +74,7 @@ typedef enum ContextField
 	CF_TENANT_ID,
 	CF_ROLE,
 	CF_SESSION_ID,
-	CF_AUTH_METHOD,
-	CF_EXPIRES_AT,
-	CF_SCOPES,
+	CF_CREDENTIAL,				/* "method;expiry;scopes" */
 	CF_ADMIN_BYPASS,
 	CF_COUNT
 } ContextField;
@@ -75,10 +83,20 @@ typedef enum ContextField
 typedef struct ContextExtra
 {
 	bool		present;		/* value is non-empty */
-	pg_uuid_t	uuid;
-	TimestampTz ts;
+	pg_uuid_t	uuid;			/* user, tenant, session */
+	TimestampTz ts;				/* credential: expiry, DT_NOBEGIN if none */
+	char		method[16];		/* credential: session | api_key | admin */
+	int			scopes_off;		/* credential: scopes at text + scopes_off */
 	char		text[FLEXIBLE_ARRAY_MEMBER];
 } ContextExtra;
+
+/* Binary form of the value ContextSet is about to set, for the check hook. */
+typedef struct ContextStaged
+{
+	const pg_uuid_t *uuid;
+	TimestampTz ts;
+	const char *method;
+} ContextStaged;
 
 typedef struct ContextGuc
 {
@@ -93,9 +111,7 @@ static ContextGuc authctx_gucs[CF_COUNT] = {
 	[CF_TENANT_ID] = {"authctx.tenant_id", "Tenant of the current transaction's authentication context.", false},
 	[CF_ROLE] = {"authctx.role", "Membership role of the current transaction's user in its tenant.", false},
 	[CF_SESSION_ID] = {"authctx.session_id", "Session or API key of the current transaction's authentication context.", false},
-	[CF_AUTH_METHOD] = {"authctx.auth_method", "How the current transaction authenticated.", true},
-	[CF_EXPIRES_AT] = {"authctx.expires_at", "When the credential of the current transaction expires.", true},
-	[CF_SCOPES] = {"authctx.scopes", "Scopes of the API key of the current transaction.", true},
+	[CF_CREDENTIAL] = {"authctx.credential", "How the current transaction authenticated, until when, and the API key's scopes.", true},
 	[CF_ADMIN_BYPASS] = {"authctx.admin_bypass", "Reason of an active admin bypass.", true},
 };
 
@@ -113,6 +129,8 @@ static uint64 authctx_ctx_generation = 1;
 
 /* True only around our own set_config_option calls. */
 static bool authctx_context_setting = false;
+/* Set by ContextSet around one set_config_option call; NULL otherwise. */
+static const ContextStaged *authctx_staged = NULL;
 /* True while DefineCustom*Variable installs the boot values. */
 static bool authctx_defining = false;
 
@@ -154,18 +172,55 @@ ContextIsProtectedName(const char *name)
 	return false;
 }
 
-/* Parse one value for field f into a malloc'd extra; false if malformed. */
+/* Parse "method;expiry;scopes" (expiry may be empty) into extra. */
+static bool
+ContextParseCredential(ContextExtra *extra)
+{
+	const char *value = extra->text;
+	const char *semi = strchr(value, ';');
+	const char *semi2;
+	char	   *end;
+
+	if (semi == NULL || semi - value >= (ptrdiff_t) sizeof(extra->method))
+		return false;
+	memcpy(extra->method, value, semi - value);
+	extra->method[semi - value] = '\0';
+	semi2 = strchr(semi + 1, ';');
+	if (semi2 == NULL)
+		return false;
+	if (semi2 == semi + 1)
+		extra->ts = DT_NOBEGIN;
+	else
+	{
+		long long	v = strtoll(semi + 1, &end, 10);
+
+		if (end != semi2)
+			return false;
+		extra->ts = (TimestampTz) v;
+	}
+	extra->scopes_off = (int) (semi2 + 1 - value);
+	return true;
+}
+
+/*
+ * Parse one value for field f into a malloc'd extra; false if malformed.
+ * A value staged by ContextSet is taken in binary form, not parsed.
+ */
 static bool
 ContextParse(ContextField f, const char *value, ContextExtra **out)
 {
 	size_t		len = value ? strlen(value) : 0;
 	ContextExtra *extra = malloc(offsetof(ContextExtra, text) + len + 1);
+	const ContextStaged *staged = authctx_context_setting ? authctx_staged : NULL;
+	bool		ok = true;
 
 	if (extra == NULL)
 		return false;
 	memset(extra, 0, offsetof(ContextExtra, text));
 	memcpy(extra->text, value ? value : "", len + 1);
 	extra->present = len > 0;
+	extra->ts = DT_NOBEGIN;
+	extra->scopes_off = (int) len;	/* the empty string at the end */
 
 	if (extra->present)
 	{
@@ -174,42 +229,46 @@ ContextParse(ContextField f, const char *value, ContextExtra **out)
 			case CF_USER_ID:
 			case CF_TENANT_ID:
 			case CF_SESSION_ID:
+				if (len != UUID_TEXT_LEN)
+					ok = false;		/* values come from our code; never trust */
+				else if (staged != NULL && staged->uuid != NULL)
+					extra->uuid = *staged->uuid;
+				else
 				{
-					Datum		d;
+					Datum		d = DirectFunctionCall1(uuid_in, CStringGetDatum(value));
 
-					/* values come from our own code; still, never trust */
-					if (len != 36)
-					{
-						free(extra);
-						return false;
-					}
-					d = DirectFunctionCall1(uuid_in, CStringGetDatum(value));
 					memcpy(&extra->uuid, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-					break;
 				}
-			case CF_EXPIRES_AT:
+				break;
+			case CF_CREDENTIAL:
+				if (staged != NULL && staged->method != NULL)
 				{
-					char	   *end;
-					long long	v = strtoll(value, &end, 10);
+					const char *semi = strchr(extra->text, ';');
+					const char *semi2 = semi ? strchr(semi + 1, ';') : NULL;
 
-					if (*end != '\0')
+					if (semi2 == NULL)
 					{
-						free(extra);
-						return false;
+						ok = false;
+						break;
 					}
-					extra->ts = (TimestampTz) v;
-					break;
+					strlcpy(extra->method, staged->method, sizeof(extra->method));
+					extra->ts = staged->ts;
+					extra->scopes_off = (int) (semi2 + 1 - extra->text);
 				}
+				else
+					ok = ContextParseCredential(extra);
+				break;
 			case CF_ROLE:
-				if (len >= NAMEDATALEN)
-				{
-					free(extra);
-					return false;
-				}
+				ok = len < NAMEDATALEN;
 				break;
 			default:
 				break;
 		}
+	}
+	if (!ok)
+	{
+		free(extra);
+		return false;
 	}
 	*out = extra;
 	return true;
@@ -277,15 +336,11 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 		case CF_SESSION_ID:
 			authctx_ctx.session_id = e->uuid;
 			break;
-		case CF_AUTH_METHOD:
-			strlcpy(authctx_ctx.auth_method, e->text, sizeof(authctx_ctx.auth_method));
-			break;
-		case CF_EXPIRES_AT:
-			authctx_ctx.expires_at = e->present ? e->ts : DT_NOBEGIN;
-			break;
-		case CF_SCOPES:
+		case CF_CREDENTIAL:
+			strlcpy(authctx_ctx.auth_method, e->method, sizeof(authctx_ctx.auth_method));
+			authctx_ctx.expires_at = e->ts;
 			/* the extra lives as long as the GUC holds this value */
-			authctx_ctx.scopes = e->present ? e->text : NULL;
+			authctx_ctx.scopes = e->text[e->scopes_off] ? e->text + e->scopes_off : NULL;
 			break;
 		case CF_ADMIN_BYPASS:
 			authctx_bypass = e->present;
@@ -305,18 +360,16 @@ CONTEXT_HOOKS(CF_USER_ID, user_id)
 CONTEXT_HOOKS(CF_TENANT_ID, tenant_id)
 CONTEXT_HOOKS(CF_ROLE, role)
 CONTEXT_HOOKS(CF_SESSION_ID, session_id)
-CONTEXT_HOOKS(CF_AUTH_METHOD, auth_method)
-CONTEXT_HOOKS(CF_EXPIRES_AT, expires_at)
-CONTEXT_HOOKS(CF_SCOPES, scopes)
+CONTEXT_HOOKS(CF_CREDENTIAL, credential)
 CONTEXT_HOOKS(CF_ADMIN_BYPASS, admin_bypass)
 
 static const GucStringCheckHook context_check_hooks[CF_COUNT] = {
 	check_user_id, check_tenant_id, check_role, check_session_id,
-	check_auth_method, check_expires_at, check_scopes, check_admin_bypass
+	check_credential, check_admin_bypass
 };
 static const GucStringAssignHook context_assign_hooks[CF_COUNT] = {
 	assign_user_id, assign_tenant_id, assign_role, assign_session_id,
-	assign_auth_method, assign_expires_at, assign_scopes, assign_admin_bypass
+	assign_credential, assign_admin_bypass
 };
 
 /* Name of the protected parameter a utility statement would change, if any. */
@@ -413,21 +466,75 @@ ContextInit(void)
 	ProcessUtility_hook = ContextProcessUtility;
 }
 
-/* Set one context GUC for this transaction from our own code. */
+/*
+ * Set one context GUC for this transaction from our own code; staged, if
+ * not NULL, is the binary form of value (the check hook then skips parsing).
+ */
 static void
-ContextSet(ContextField f, const char *value)
+ContextSet(ContextField f, const char *value, const ContextStaged *staged)
 {
-	(void) set_config_option(authctx_gucs[f].name, value ? value : "",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-							 true, ERROR, false);
+	authctx_staged = staged;
+	PG_TRY();
+	{
+		(void) set_config_option(authctx_gucs[f].name, value ? value : "",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, ERROR, false);
+	}
+	PG_FINALLY();
+	{
+		authctx_staged = NULL;
+	}
+	PG_END_TRY();
 }
 
-static char *
-UuidText(const pg_uuid_t *u)
+/* Format a uuid as text into buf (UUID_TEXT_LEN + 1 bytes), as uuid_out. */
+static const char *
+UuidFormat(const pg_uuid_t *u, char *buf)
 {
+	static const char hex[] = "0123456789abcdef";
+	char	   *p = buf;
+
 	if (u == NULL)
 		return "";
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) u)));
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[u->data[i] >> 4];
+		*p++ = hex[u->data[i] & 0x0F];
+	}
+	*p = '\0';
+	return buf;
+}
+
+/* Set one uuid field from its binary value (or clear it, u NULL). */
+static void
+ContextSetUuid(ContextField f, const pg_uuid_t *u)
+{
+	char		buf[UUID_TEXT_LEN + 1];
+	ContextStaged staged = {.uuid = u};
+
+	ContextSet(f, UuidFormat(u, buf), u ? &staged : NULL);
+}
+
+/* Set the packed credential field "method;expiry;scopes". */
+static void
+ContextSetCredential(const char *method, TimestampTz expires_at, const char *scopes)
+{
+	StringInfoData buf;
+	ContextStaged staged = {.ts = expires_at, .method = method};
+
+	Assert(strchr(method, ';') == NULL && strlen(method) < sizeof(((ContextExtra *) 0)->method));
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, method);
+	appendStringInfoChar(&buf, ';');
+	if (expires_at != DT_NOBEGIN)
+		appendStringInfo(&buf, INT64_FORMAT, (int64) expires_at);
+	appendStringInfoChar(&buf, ';');
+	if (scopes)
+		appendStringInfoString(&buf, scopes);
+	ContextSet(CF_CREDENTIAL, buf.data, &staged);
+	pfree(buf.data);
 }
 
 /*
@@ -440,19 +547,14 @@ ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
 			   const char *auth_method, TimestampTz expires_at,
 			   const char *scopes)
 {
-	char		expbuf[32];
-
-	snprintf(expbuf, sizeof(expbuf), INT64_FORMAT, (int64) expires_at);
 	authctx_context_setting = true;
 	PG_TRY();
 	{
-		ContextSet(CF_USER_ID, UuidText(user_id));
-		ContextSet(CF_TENANT_ID, UuidText(tenant_id));
-		ContextSet(CF_ROLE, role);
-		ContextSet(CF_SESSION_ID, UuidText(session_id));
-		ContextSet(CF_AUTH_METHOD, auth_method);
-		ContextSet(CF_EXPIRES_AT, expbuf);
-		ContextSet(CF_SCOPES, scopes);
+		ContextSetUuid(CF_USER_ID, user_id);
+		ContextSetUuid(CF_TENANT_ID, tenant_id);
+		ContextSet(CF_ROLE, role, NULL);
+		ContextSetUuid(CF_SESSION_ID, session_id);
+		ContextSetCredential(auth_method, expires_at, scopes);
 	}
 	PG_FINALLY();
 	{
@@ -470,7 +572,7 @@ ContextClear(void)
 	{
 		for (int i = 0; i < CF_COUNT; i++)
 			if (authctx_gucs[i].value != NULL && authctx_gucs[i].value[0] != '\0')
-				ContextSet((ContextField) i, "");
+				ContextSet((ContextField) i, "", NULL);
 	}
 	PG_FINALLY();
 	{
@@ -486,8 +588,8 @@ ContextSetAdminBypass(const char *reason)
 	authctx_context_setting = true;
 	PG_TRY();
 	{
-		ContextSet(CF_ADMIN_BYPASS, reason);
-		ContextSet(CF_AUTH_METHOD, "admin");
+		ContextSet(CF_ADMIN_BYPASS, reason, NULL);
+		ContextSetCredential("admin", authctx_ctx.expires_at, authctx_ctx.scopes);
 	}
 	PG_FINALLY();
 	{

@@ -32,6 +32,8 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -50,6 +52,39 @@ RequestReject(void)
 			 errhint("The token is invalid, expired or revoked.")));
 }
 
+/*
+ * Does the current role bypass row level security?  auth_begin warns when it
+ * does, on every call, so the answer is remembered for the last role asked
+ * about and forgotten whenever pg_authid changes (as superuser() does).
+ */
+static Oid	request_bypass_role = InvalidOid;
+static bool request_bypass = false;
+
+static void
+RequestRoleChanged(Datum arg, int cacheid, uint32 hashvalue)
+{
+	request_bypass_role = InvalidOid;
+}
+
+static bool
+RequestRoleBypassesRls(void)
+{
+	static bool registered = false;
+	Oid			role = GetUserId();
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(AUTHOID, RequestRoleChanged, (Datum) 0);
+		registered = true;
+	}
+	if (role != request_bypass_role)
+	{
+		request_bypass = superuser_arg(role) || has_bypassrls_privilege(role);
+		request_bypass_role = role;
+	}
+	return request_bypass;
+}
+
 void
 RequestInit(void)
 {
@@ -64,6 +99,7 @@ typedef struct RequestResult
 	char		role[NAMEDATALEN];
 	bool		tenant_denied;
 	bool		ok;
+	TimestampTz now;			/* the wall clock when validated */
 } RequestResult;
 
 /*
@@ -91,6 +127,7 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 	CryptoZero(verifier, sizeof(verifier));
 
 	now = GetCurrentTimestamp();	/* the wall clock, not now() */
+	res->now = now;
 	res->ok = found && match && res->rec.has_verifier &&
 		!res->rec.revoked && !res->rec.user_disabled &&
 		res->rec.expires_at > now;
@@ -105,19 +142,30 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 		res->tenant_denied = true;
 }
 
-/* Build the authctx.context row returned by auth_begin. */
+/*
+ * Build the authctx.context row returned by auth_begin.  The row type's
+ * descriptor is looked up once per call site and kept in fn_extra.
+ */
 static Datum
 RequestResultDatum(FunctionCallInfo fcinfo)
 {
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	const AuthctxContext *ctx = ContextCurrent();
 	Datum		values[6];
 	bool		nulls[6] = {false};
 	pg_uuid_t  *u;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
+	if (tupdesc == NULL)
+	{
+		MemoryContext old;
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = tupdesc;
+	}
 
 	u = palloc(sizeof(pg_uuid_t));
 	*u = ctx->user_id;
@@ -186,7 +234,7 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("user is not a member of the requested tenant")));
 
-	if (superuser() || has_bypassrls_privilege(GetUserId()))
+	if (RequestRoleBypassesRls())
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("role \"%s\" bypasses row level security: tenant isolation policies will not apply",
@@ -210,9 +258,9 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 	 */
 	CacheSessionSeen(&res.rec);
 	if (res.rec.last_seen_at == DT_NOEND ||
-		GetCurrentTimestamp() - res.rec.last_seen_at >=
+		res.now - res.rec.last_seen_at >=
 		(int64) authctx_last_seen_interval * USECS_PER_SEC)
-		WorkerNoteSeen(res.rec.kind, &res.rec.id, GetCurrentTimestamp());
+		WorkerNoteSeen(res.rec.kind, &res.rec.id, res.now);
 
 	PG_RETURN_DATUM(RequestResultDatum(fcinfo));
 }
