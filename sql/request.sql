@@ -213,6 +213,21 @@ SELECT try('CREATE MATERIALIZED VIEW public.rq_mv AS SELECT public.rq_probe(i) F
 
 -- a role that bypasses RLS gets a WARNING
 SELECT (auth_begin(:'alice_tok')).role AS superuser_call;
+-- auth_begin remembers the answer per role until pg_authid changes: a role
+-- granted or denied BYPASSRLS later in the same backend is judged anew
+CREATE ROLE rq_bypass_app IN ROLE authctx_app;
+SET ROLE rq_bypass_app;
+SELECT (auth_begin(:'alice_tok')).role AS no_warning;
+RESET ROLE;
+ALTER ROLE rq_bypass_app BYPASSRLS;
+SET ROLE rq_bypass_app;
+SELECT (auth_begin(:'alice_tok')).role AS warns_after_bypassrls;
+RESET ROLE;
+ALTER ROLE rq_bypass_app NOBYPASSRLS;
+SET ROLE rq_bypass_app;
+SELECT (auth_begin(:'alice_tok')).role AS no_warning_again;
+RESET ROLE;
+DROP ROLE rq_bypass_app;
 
 -- the token never appears in any message
 SELECT count(*) AS leaks FROM (VALUES

@@ -119,12 +119,14 @@ typedef struct SessionRecord
 	bool		member_known;	/* is_member and role below were looked up */
 	bool		is_member;		/* the user is a member of tenant_id */
 	char		role[NAMEDATALEN];	/* the user's role in tenant_id */
+	bool		from_cache;		/* answered by the shared-memory cache */
 } SessionRecord;
 
 extern int	authctx_session_lifetime;
 extern int	authctx_session_idle_timeout;
 extern int	authctx_last_seen_interval;
-extern bool SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec);
+extern bool SessionLookup(char kind, const pg_uuid_t *id, bool tables_only,
+						  SessionRecord *rec);
 extern bool SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
 							  Snapshot snap, char *role);
 

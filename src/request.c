@@ -14,8 +14,11 @@
  * No business logic lives here.  Every authentication failure raises
  * SQLSTATE 28000 with one generic message and no detail, so the reason
  * (unknown, expired, revoked, disabled...) is never revealed and the token
- * never appears.  An unknown id still costs a verifier computation and a
- * comparison, so "no such id" and "wrong secret" take the same time.
+ * never appears.  "No such id" and "wrong secret" cost the same work: an
+ * unknown id still costs a verifier computation, a comparison, and the
+ * user and membership reads of a found one (session.c); a wrong secret for
+ * an id the cache knows is checked again against the tables, which is what
+ * an unknown id, never cached, always costs.
  *
  * The request path writes nothing: last-seen times go to worker.c, which
  * writes them off the request path.  So auth_begin works in BEGIN READ ONLY
@@ -117,13 +120,28 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 	TimestampTz now;
 
 	memset(res, 0, sizeof(*res));
-	found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, &res->rec);
+	TokenVerifier(tok, verifier);
 
 	/* same work whether or not the id exists */
-	TokenVerifier(tok, verifier);
+	found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, false, &res->rec);
 	match = CryptoEqual(verifier,
 						found && res->rec.has_verifier ? res->rec.verifier : zero_verifier,
 						AUTHCTX_TOKEN_HASH_LEN);
+
+	/*
+	 * A wrong secret for a cached id is checked again against the tables.
+	 * Not for correctness (the cache never answers "valid" when the tables
+	 * would not): so that a wrong secret costs what an unknown id costs,
+	 * which always misses the cache and reads the tables, and the time of a
+	 * rejection does not tell whether the id exists.
+	 */
+	if (found && !match && res->rec.from_cache)
+	{
+		found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, true, &res->rec);
+		match = CryptoEqual(verifier,
+							found && res->rec.has_verifier ? res->rec.verifier : zero_verifier,
+							AUTHCTX_TOKEN_HASH_LEN);
+	}
 	CryptoZero(verifier, sizeof(verifier));
 
 	now = GetCurrentTimestamp();	/* the wall clock, not now() */

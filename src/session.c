@@ -154,12 +154,19 @@ SessionScopes(Datum arr, char *out, size_t outlen)
 }
 
 /*
- * Find a session (kind 's') or API key (kind 'k') by id.  Returns false
- * when there is no such row.
+ * Find a session (kind 's') or API key (kind 'k') by id, in the cache
+ * unless tables_only.  Returns false when there is no such row.
+ *
+ * An id that is not found costs the same reads as one that is: the users
+ * and memberships probes run against a key that cannot exist, so "no such
+ * id" and "wrong secret" take the same time (request.c completes this for
+ * cache hits).
  */
 bool
-SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
+SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *rec)
 {
+	static const pg_uuid_t nobody = {{0}};
+
 	Datum		key = UUIDPGetDatum((pg_uuid_t *) id);
 	Oid			eq = F_UUID_EQ;
 	Datum		v[7];
@@ -171,8 +178,11 @@ SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
 	bool		found;
 
 	memset(rec, 0, sizeof(*rec));
-	if (CacheSessionGet(kind, id, rec))
+	if (!tables_only && CacheSessionGet(kind, id, rec))
+	{
+		rec->from_cache = true;
 		return true;
+	}
 	stamp = CacheStamp();		/* before GetLatestSnapshot() */
 
 	snap = RegisterSnapshot(GetLatestSnapshot());
@@ -184,6 +194,12 @@ SessionLookup(char kind, const pg_uuid_t *id, SessionRecord *rec)
 						 lengthof(session_cols), session_cols, v, n);
 	if (!found)
 	{
+		char		role[NAMEDATALEN];
+
+		/* the reads a found record costs, against keys that cannot exist */
+		key = UUIDPGetDatum(&nobody);
+		(void) FetchRow("users", "users_pkey", 1, &key, &eq, snap, 1, user_cols, uv, un);
+		(void) SessionMemberRole(&nobody, &nobody, snap, role);
 		UnregisterSnapshot(snap);
 		CacheSessionPut(kind, id, NULL, stamp);
 		return false;
