@@ -2,7 +2,8 @@
 -- misses, and every change that must be honoured by the very next
 -- auth_begin -- revocation, disable, role change, membership removal,
 -- password change, TRUNCATE, reinstallation -- while an aborted change
--- leaves the cache as it was.  Each database is its own world.
+-- leaves the cache as it was, and revoking one session leaves the user's
+-- other sessions cached.  Each database is its own world.
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS authctx;
 
@@ -74,10 +75,15 @@ SELECT authctx.create_tenant('pc-globex') AS globex \gset
 SELECT authctx.create_user('pc-alice@example.com') AS alice \gset
 SELECT authctx.create_user('pc-bob@example.com') AS bob \gset
 SELECT authctx.create_user('pc-carol@example.com') AS carol \gset
+SELECT authctx.create_user('pc-dan@example.com') AS dan \gset
+SELECT authctx.create_user('pc-erin@example.com') AS erin \gset
+SELECT authctx.create_user('pc-filler@example.com') AS filler \gset
 SELECT authctx.add_member('pc-acme', :'alice', 'owner');
 SELECT authctx.add_member('pc-globex', :'alice');
 SELECT authctx.add_member('pc-acme', :'bob');
 SELECT authctx.add_member('pc-acme', :'carol');
+SELECT authctx.add_member('pc-acme', :'dan');
+SELECT authctx.add_member('pc-acme', :'erin');
 SELECT pc_session(:'alice', :'acme') AS s_alice \gset
 SELECT pc_session(:'alice', :'acme') AS s_alice2 \gset
 SELECT pc_session(:'bob', :'acme') AS s_bob \gset
@@ -87,6 +93,14 @@ SELECT pc_session(:'carol', NULL) AS s_carol_notenant \gset
 SELECT pc_key(:'alice', :'acme', '{read,deploy}') AS k_alice \gset
 SELECT pc_session(:'carol', :'acme', '2 hours') AS s_idle \gset
 SELECT pc_session(:'carol', :'acme', '50 minutes') AS s_used \gset
+SELECT pc_session(:'dan', :'acme') AS s_dan1 \gset
+SELECT pc_session(:'dan', :'acme') AS s_dan2 \gset
+SELECT pc_session(:'dan', :'acme') AS s_dan3 \gset
+SELECT pc_key(:'dan', :'acme', '{read}') AS k_dan1 \gset
+SELECT pc_key(:'dan', :'acme', '{read}') AS k_dan2 \gset
+SELECT pc_session(:'erin', :'acme') AS s_erin1 \gset
+SELECT pc_session(:'erin', :'acme') AS s_erin2 \gset
+SELECT count(pc_session(:'filler', NULL)) AS filler_sessions FROM generate_series(1, 600);
 SELECT pc_delta() IS NOT NULL AS reset;
 
 SET ROLE pc_app;
@@ -119,7 +133,8 @@ SELECT pc_auth(:'s_bob', 'pc-nowhere') AS no_such_tenant, pc_delta();
 SELECT pc_auth('axs_garbage') AS garbage, pc_delta();
 
 -- 2. Revocation: honoured by the very next auth_begin.  The user's other
--- sessions just miss once (the cache slot is per user).
+-- sessions stay cached (a session row pends the slot of its own token, not
+-- its user's).
 SELECT pc_auth(:'s_alice2') AS before_revoke, pc_auth(:'s_alice2') AS cached, pc_delta();
 RESET ROLE;
 UPDATE authctx.sessions SET revoked_at = clock_timestamp() WHERE id = pc_id(:'s_alice2');
@@ -127,6 +142,46 @@ SET ROLE pc_app;
 SELECT pc_auth(:'s_alice2') AS after_revoke, pc_delta();
 SELECT pc_auth(:'s_alice') AS other_session, pc_delta();
 SELECT pc_auth(:'s_alice') AS other_session, pc_delta();
+
+-- 2b. Per-session invalidation, with two (then three) cached sessions of
+-- one user.  Aborted revocations, of one session or of all of them, leave
+-- both cached.
+SELECT pc_auth(:'s_dan1') AS a, pc_auth(:'s_dan2') AS b,
+       pc_auth(:'s_dan1') AS a_cached, pc_auth(:'s_dan2') AS b_cached, pc_delta();
+RESET ROLE;
+BEGIN;
+SELECT authctx.revoke_session(pc_id(:'s_dan1'));
+ROLLBACK;
+BEGIN;
+SELECT authctx.revoke_user_sessions(:'dan');
+ROLLBACK;
+BEGIN;
+SAVEPOINT sp;
+UPDATE authctx.sessions SET revoked_at = clock_timestamp() WHERE user_id = :'dan';
+ROLLBACK TO sp;
+COMMIT;
+SET ROLE pc_app;
+SELECT pc_auth(:'s_dan1') AS a_after_aborts, pc_auth(:'s_dan2') AS b_after_aborts, pc_delta();
+-- Revoking A is honoured at once; B is still valid, and still a hit.
+RESET ROLE;
+SELECT authctx.revoke_session(pc_id(:'s_dan1'));
+SET ROLE pc_app;
+SELECT pc_auth(:'s_dan1') AS a_revoked, pc_delta();
+SELECT pc_auth(:'s_dan2') AS b_still_cached, pc_delta();
+-- Revoking all of the user's sessions: every one of them fails at once.
+SELECT pc_auth(:'s_dan3') AS c, pc_auth(:'s_dan3') AS c_cached, pc_delta();
+RESET ROLE;
+SELECT authctx.revoke_user_sessions(:'dan') AS revoked;
+SET ROLE pc_app;
+SELECT pc_auth(:'s_dan1') AS a, pc_auth(:'s_dan2') AS b, pc_auth(:'s_dan3') AS c, pc_delta();
+-- API keys the same: revoking one key leaves the other cached.
+SELECT pc_auth(:'k_dan1') AS k1, pc_auth(:'k_dan2') AS k2,
+       pc_auth(:'k_dan1') AS k1_cached, pc_auth(:'k_dan2') AS k2_cached, pc_delta();
+RESET ROLE;
+SELECT authctx.revoke_api_key(pc_id(:'k_dan1'));
+SET ROLE pc_app;
+SELECT pc_auth(:'k_dan1') AS k1_revoked, pc_delta();
+SELECT pc_auth(:'k_dan2') AS k2_still_cached, pc_delta();
 
 -- 3. An aborted revocation leaves the cache valid: still hits.
 SELECT pc_auth(:'s_bob') AS bob, pc_auth(:'s_bob') AS bob_cached, pc_delta();
@@ -257,6 +312,25 @@ INSERT INTO authctx.memberships (tenant_id, user_id, role)
   SELECT :'globex', id, 'member' FROM u;
 SET ROLE pc_app;
 SELECT pc_auth(:'s_bob') AS after_mass_change, pc_auth(:'s_bob') AS cached, pc_delta();
+
+-- 11b. Bulk revocations do not reach the epoch early.  Once a transaction
+-- has pended half the list (512 slots), a session row pends its user's slot
+-- instead of its token's: here 600 sessions of another user fill the list
+-- first, so erin's revocation pends only erin's user slot.  That is enough
+-- for the revoked session; erin's other session misses once; other users
+-- stay cached (no epoch).
+SELECT pc_auth(:'s_erin1') AS e1, pc_auth(:'s_erin2') AS e2,
+       pc_auth(:'s_erin1') AS e1_cached, pc_auth(:'s_erin2') AS e2_cached,
+       pc_auth(:'s_bob') AS bob, pc_delta();
+RESET ROLE;
+BEGIN;
+SELECT authctx.revoke_user_sessions(:'filler') AS filler_revoked;
+UPDATE authctx.sessions SET revoked_at = clock_timestamp() WHERE id = pc_id(:'s_erin1');
+COMMIT;
+SET ROLE pc_app;
+SELECT pc_auth(:'s_erin1') AS e1_revoked, pc_delta();
+SELECT pc_auth(:'s_erin2') AS e2_user_slot, pc_auth(:'s_erin2') AS e2_cached, pc_delta();
+SELECT pc_auth(:'s_bob') AS bob_cached, pc_delta();
 
 -- 12. Each database is its own world.  A token cached here never
 -- authenticates in another database, and reinstalling the extension there

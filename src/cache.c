@@ -36,19 +36,35 @@
  * Coherence: the generation protocol
  * ----------------------------------
  * Shared memory holds a global 64-bit clock and an array of slots, each a
- * pair (gen, busy).  A user id maps to slot hash(database, user); a
+ * pair (gen, busy).  A user id maps to slot hash(database, user); a token
+ * (a session or an API key) to slot hash(database, kind, token id); a
  * database also has an "epoch" slot (everything in it) and a "tenant" slot
- * (tenant ids and slugs), hashed the same way.  Different users may share
- * a slot: that only costs spurious misses, never a wrong answer.
+ * (tenant ids and slugs), hashed the same way.  All of them share one
+ * array: different users or tokens may share a slot, and a token may share
+ * one with a user; that only costs spurious misses, never a wrong answer.
  *
- * Writers.  AFTER ROW triggers (src/sql/65_cache.sql) on sessions,
- * api_keys, users and memberships, for every change that can affect
- * validation (revocation, expiry, verifier, disable, membership insert,
- * delete and role change), and on tenants for slug and id changes, call
- * authctx_cache_invalidate(), which appends the affected slots to a
- * backend-local pending list, tagged with the subtransaction nesting
- * level.  TRUNCATE (statement trigger) and CREATE EXTENSION (through
- * _cache_flush) pend the database's epoch slot.  Then:
+ * What an entry depends on.  A session or API key entry depends on three
+ * slots: its token's, its user's (the user id stored in the entry) and the
+ * epoch.  Everything it holds comes either from its own row in sessions or
+ * api_keys (user, tenant, verifier, expiry, scopes, revocation), guarded by
+ * the token slot, or from the user's row and memberships (disabled, role),
+ * guarded by the user slot.  A membership entry depends on its user's slot,
+ * the epoch and the tenant slot.
+ *
+ * Writers.  AFTER ROW triggers (src/sql/65_cache.sql), for every change
+ * that can affect validation, call authctx_cache_invalidate(), which
+ * appends the affected slots to a backend-local pending list, tagged with
+ * the subtransaction nesting level:
+ *	- sessions and api_keys (revocation, expiry, verifier, user, tenant,
+ *	  scopes, id; deletion): the token slot of the old row's id and, for an
+ *	  UPDATE, of the new row's id.  A change to one session's row can only
+ *	  alter the entry keyed by that session's id, so revoking one session
+ *	  leaves the user's other cached sessions valid;
+ *	- users (disable, deletion) and memberships (insert, delete, role
+ *	  change): the user slot of the old and new row's user;
+ *	- tenants (slug and id changes, deletion): the database's tenant slot.
+ * TRUNCATE (statement trigger) and CREATE EXTENSION (through _cache_flush)
+ * pend the database's epoch slot.  Then:
  *	- subtransaction abort drops what that subtransaction pended; its
  *	  commit hands it to the parent;
  *	- XACT_EVENT_PRE_COMMIT (before the commit becomes visible) increments
@@ -62,8 +78,19 @@
  *	- PREPARE TRANSACTION of a transaction with pending slots is refused:
  *	  COMMIT PREPARED runs in another backend, where no callback would
  *	  bump.
- * A transaction that pends more than CACHE_PENDING_MAX distinct slots
- * pends its database's epoch instead.  Deleting a revoked row, or one
+ * Bulk changes.  Revoking all of a user's sessions (set_password,
+ * revoke_user_sessions, logout of a login family, cleanup's deletions)
+ * pends one token slot per row.  Once a transaction's list holds
+ * CACHE_PENDING_MAX / 2 slots, a session or API key row pends its user's
+ * slot (its user_id column, old and new row) instead of its token's.  The
+ * user slot invalidates the entry just as well: an entry is filled from a
+ * committed version of the row, which is the old row of the first change
+ * to it in the transaction, and the entry depends on that row's user.  The
+ * rows of one user then share one deduplicated list item, so a bulk
+ * revocation does not run into the epoch (at the price of the user's other
+ * cached sessions and memberships missing once).  As a last resort, a
+ * transaction that pends more than CACHE_PENDING_MAX distinct slots pends
+ * its database's epoch instead.  Deleting a revoked row, or one
  * expired for more than a few minutes, pends nothing: such a row is never
  * a valid entry (expiry is checked by the wall clock on every hit), so
  * cleanup() does not flush the cache.  DROP EXTENSION leaves entries
@@ -73,11 +100,14 @@
  * Readers.  A fill reads stamp = clock BEFORE taking the snapshot of its
  * table lookup, and stores it in the entry.  A hit copies the entry under
  * the shared partition lock and uses it only if, for every slot it depends
- * on (user, epoch, and tenant for memberships), busy == 0 and then
- * gen <= stamp.
+ * on (token, user and epoch for sessions and API keys; user, epoch and
+ * tenant for memberships), busy == 0 and then gen <= stamp.
  *
  * Why this is enough.  Take a change C that committed, and a later
- * auth_begin R.
+ * auth_begin R that finds an entry C makes stale.  By "Writers" and "Bulk
+ * changes", C pended at least one slot that entry depends on; the argument
+ * below is about that one slot, and holds whichever kind it is (token,
+ * user, tenant or epoch): per-token slots need no argument of their own.
  *	(a) If R starts after the client learned of C's commit, C's COMMIT
  *		callback is complete: gen >= v on C's slots, busy back to what it
  *		was.  An entry with stamp >= v read the clock after the ++clock, so
@@ -101,10 +131,11 @@
  * who disables them (ALTER TABLE ... DISABLE TRIGGER ALL) must restart or
  * call authctx._cache_flush().
  *
- * A hit costs one shared partition LWLock, a hash of the 24-byte key, a
- * copy of the entry and two or three atomic reads: no SPI, no catalog
- * access, and no write but the usage bit.  Expiry and the idle timeout are
- * still judged by request.c on every call, by the wall clock.
+ * A hit costs one shared partition LWLock, a hash of the 24-byte key and
+ * of each slot it depends on, a copy of the entry and two atomic reads per
+ * slot (busy, gen): no SPI, no catalog access, and no write but the usage
+ * bit.  Expiry and the idle timeout are still judged by request.c on every
+ * call, by the wall clock.
  *
  * The last-seen time lives in the entry (an atomic, compare-and-swapped
  * once per authctx.last_seen_interval after a successful validation);
@@ -492,6 +523,21 @@ CacheUserSlot(const pg_uuid_t *user_id)
 	return hash_bytes(buf, sizeof(buf)) & (cache_shared->nslots - 1);
 }
 
+/*
+ * The slot of a session (kind TOKEN_SESSION) or API key (TOKEN_API_KEY) in
+ * this database, by its token id.
+ */
+static uint32
+CacheTokenSlot(char kind, const pg_uuid_t *id)
+{
+	unsigned char buf[sizeof(Oid) + 1 + UUID_LEN];
+
+	memcpy(buf, &MyDatabaseId, sizeof(Oid));
+	buf[sizeof(Oid)] = (unsigned char) kind;
+	memcpy(buf + sizeof(Oid) + 1, id->data, UUID_LEN);
+	return hash_bytes(buf, sizeof(buf)) & (cache_shared->nslots - 1);
+}
+
 /* This database's epoch or tenant slot. */
 static uint32
 CacheDbSlot(uint32 salt)
@@ -711,11 +757,12 @@ CacheSessionGet(char kind, const pg_uuid_t *id, SessionRecord *rec)
 	e = hash_search_with_hash_value(cache_htab[CT_SESSION], &key, hash, HASH_FIND, NULL);
 	if (e != NULL)
 	{
-		uint32		slots[2];
+		uint32		slots[3];
 
-		slots[0] = CacheUserSlot(&e->user_id);
-		slots[1] = CacheDbSlot(CACHE_SALT_EPOCH);
-		hit = CacheStampValid(e->head.stamp, slots, 2);
+		slots[0] = CacheTokenSlot(kind, id);
+		slots[1] = CacheUserSlot(&e->user_id);
+		slots[2] = CacheDbSlot(CACHE_SALT_EPOCH);
+		hit = CacheStampValid(e->head.stamp, slots, 3);
 	}
 	if (hit)
 	{
@@ -1091,9 +1138,9 @@ CacheNoteSlot(uint32 slot)
 	cache_npending++;
 }
 
-/* Pend the user slot of a tuple's user id column, if not null. */
-static void
-CacheNoteTupleUser(HeapTuple tuple, TupleDesc desc, const char *column)
+/* A tuple's uuid column; NULL if the value is null. */
+static pg_uuid_t *
+CacheTupleUuid(HeapTuple tuple, TupleDesc desc, const char *column)
 {
 	int			attnum = SPI_fnumber(desc, column);
 	bool		isnull;
@@ -1104,13 +1151,50 @@ CacheNoteTupleUser(HeapTuple tuple, TupleDesc desc, const char *column)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" does not exist", column)));
 	d = heap_getattr(tuple, attnum, desc, &isnull);
-	if (!isnull)
-		CacheNoteSlot(CacheUserSlot(DatumGetUUIDP(d)));
+	return isnull ? NULL : DatumGetUUIDP(d);
+}
+
+/* Pend the user slot of a tuple's user id column, if not null. */
+static void
+CacheNoteTupleUser(HeapTuple tuple, TupleDesc desc, const char *column)
+{
+	pg_uuid_t  *user_id = CacheTupleUuid(tuple, desc, column);
+
+	if (user_id != NULL)
+		CacheNoteSlot(CacheUserSlot(user_id));
 }
 
 /*
- * Trigger: authctx._cache_invalidate(what [, column]).
+ * Pend the token slot of a sessions or api_keys tuple (column id), or, once
+ * the pending list is half full, its user's slot (column user_id): see
+ * "Bulk changes" above.  Both columns are NOT NULL; should one be null
+ * anyway, the other is used, and with neither the epoch.
+ */
+static void
+CacheNoteTupleToken(HeapTuple tuple, TupleDesc desc, char kind)
+{
+	pg_uuid_t  *id = CacheTupleUuid(tuple, desc, "id");
+	pg_uuid_t  *user_id;
+
+	if (id != NULL && cache_npending < CACHE_PENDING_MAX / 2)
+	{
+		CacheNoteSlot(CacheTokenSlot(kind, id));
+		return;
+	}
+	user_id = CacheTupleUuid(tuple, desc, "user_id");
+	if (user_id != NULL)
+		CacheNoteSlot(CacheUserSlot(user_id));
+	else if (id != NULL)
+		CacheNoteSlot(CacheTokenSlot(kind, id));
+	else
+		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
+}
+
+/*
+ * Trigger: authctx._cache_invalidate(what [, column | kind]).
  *	'user', column: the users named by column in the old and new row;
+ *	'token', kind: the session ('s') or API key ('k') of the old and new
+ *	row, by column id (or by user_id in a bulk change);
  *	'tenant': this database's tenant names; 'all': the whole database.
  */
 Datum
@@ -1143,6 +1227,19 @@ authctx_cache_invalidate(PG_FUNCTION_ARGS)
 		CacheNoteTupleUser(trigdata->tg_trigtuple, desc, trigger->tgargs[1]);
 		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 			CacheNoteTupleUser(trigdata->tg_newtuple, desc, trigger->tgargs[1]);
+	}
+	else if (strcmp(trigger->tgargs[0], "token") == 0 && trigger->tgnargs == 2 &&
+			 TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
+			 strlen(trigger->tgargs[1]) == 1 &&
+			 (trigger->tgargs[1][0] == TOKEN_SESSION ||
+			  trigger->tgargs[1][0] == TOKEN_API_KEY))
+	{
+		TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+		char		kind = trigger->tgargs[1][0];
+
+		CacheNoteTupleToken(trigdata->tg_trigtuple, desc, kind);
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			CacheNoteTupleToken(trigdata->tg_newtuple, desc, kind);
 	}
 	else
 		ereport(ERROR,

@@ -3,9 +3,22 @@
 --
 -- The cache exists only with shared_preload_libraries = 'authctx' and
 -- authctx.cache_size > 0; otherwise these triggers do nothing.  Every change
--- that can alter what auth_begin decides pends the user's cache slot, and
--- the slot is bumped when (and only if) the transaction commits.  The
--- columns watched are those SessionLookup() and TenantForRequest() read;
+-- that can alter what auth_begin decides pends a cache slot, and the slot is
+-- bumped when (and only if) the transaction commits:
+--   sessions, api_keys      ('token', kind): the slot of the row's own token
+--                           id (old and new row), so that revoking one
+--                           session leaves the user's other cached sessions
+--                           alone; kind is TOKEN_SESSION 's' or TOKEN_API_KEY
+--                           'k' (src/authctx.h), as in the cache key.  Once
+--                           a transaction has pended CACHE_PENDING_MAX / 2
+--                           slots, the row's user slot (column user_id)
+--                           instead, so that a bulk revocation stays short
+--                           of flushing the whole database;
+--   users, memberships      ('user', column): the slot of the user named by
+--                           column, old and new row;
+--   tenants                 ('tenant'): the database's tenant slot;
+--   TRUNCATE of any of them ('all'): the database's epoch slot.
+-- The columns watched are those SessionLookup() and TenantForRequest() read;
 -- last_seen_at / last_used_at are not (worker.c writes them in the
 -- background, and the cache keeps its own copy).
 --
@@ -17,7 +30,7 @@ CREATE FUNCTION authctx._cache_invalidate() RETURNS trigger
   AS 'MODULE_PATHNAME', 'authctx_cache_invalidate'
   LANGUAGE C;
 COMMENT ON FUNCTION authctx._cache_invalidate() IS
-  'internal trigger: invalidate the session cache for the users a change touches, at commit';
+  'internal trigger: invalidate the session cache for the sessions, keys, users or tenants a change touches, at commit';
 
 CREATE FUNCTION authctx._cache_flush() RETURNS void
   AS 'MODULE_PATHNAME', 'authctx_cache_flush'
@@ -44,7 +57,7 @@ CREATE TRIGGER cache_invalidate_update
   WHEN ((OLD.id, OLD.user_id, OLD.tenant_id, OLD.verifier, OLD.expires_at, OLD.revoked_at)
         IS DISTINCT FROM
         (NEW.id, NEW.user_id, NEW.tenant_id, NEW.verifier, NEW.expires_at, NEW.revoked_at))
-  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+  EXECUTE FUNCTION authctx._cache_invalidate('token', 's');
 -- A revoked row was never cached as valid, nor is an expired one served
 -- (expiry is checked on every hit); the margin covers a wall clock that steps
 -- back a little.
@@ -53,7 +66,7 @@ CREATE TRIGGER cache_invalidate_delete
   WHEN (OLD.revoked_at IS NULL
         AND OLD.expires_at OPERATOR(pg_catalog.>)
             (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '5 minutes'))
-  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+  EXECUTE FUNCTION authctx._cache_invalidate('token', 's');
 CREATE TRIGGER cache_invalidate_truncate
   AFTER TRUNCATE ON authctx.sessions FOR EACH STATEMENT
   EXECUTE FUNCTION authctx._cache_invalidate('all');
@@ -66,14 +79,14 @@ CREATE TRIGGER cache_invalidate_update
         IS DISTINCT FROM
         (NEW.id, NEW.user_id, NEW.tenant_id, NEW.verifier, NEW.expires_at, NEW.revoked_at,
          NEW.scopes))
-  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+  EXECUTE FUNCTION authctx._cache_invalidate('token', 'k');
 CREATE TRIGGER cache_invalidate_delete
   AFTER DELETE ON authctx.api_keys FOR EACH ROW
   WHEN (OLD.revoked_at IS NULL
         AND (OLD.expires_at IS NULL
              OR OLD.expires_at OPERATOR(pg_catalog.>)
                 (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '5 minutes')))
-  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+  EXECUTE FUNCTION authctx._cache_invalidate('token', 'k');
 CREATE TRIGGER cache_invalidate_truncate
   AFTER TRUNCATE ON authctx.api_keys FOR EACH STATEMENT
   EXECUTE FUNCTION authctx._cache_invalidate('all');
