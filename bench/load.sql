@@ -212,6 +212,27 @@ INSERT INTO bench.revoke_log VALUES ('load', 1, clock_timestamp());
 
 -- A rejection must not end the pgbench client: wrap auth_begin.  (The
 -- wrapper's subtransaction costs the same for every variant that uses it.)
+-- Fill the shared session cache with every live session, decoy and pool
+-- session of this database (run as bench_app_noseen, so no last-seen note
+-- is written).  Returns the number of tokens presented.
+CREATE FUNCTION bench.warm_cache() RETURNS bigint
+LANGUAGE plpgsql AS $f$
+DECLARE
+  n bigint := 0;
+  tok text;
+BEGIN
+  FOR tok IN SELECT t FROM bench.tokens UNION ALL SELECT t FROM bench.pool LOOP
+    PERFORM auth_begin(tok);
+    n := n + 1;
+  END LOOP;
+  FOR tok IN SELECT t FROM bench.wrong LOOP
+    PERFORM bench.try_auth(tok);
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$f$;
+
 CREATE FUNCTION bench.try_auth(tok text) RETURNS boolean
 LANGUAGE plpgsql AS $f$
 BEGIN
