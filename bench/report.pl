@@ -132,20 +132,32 @@ sub target {
 
 my ($L, $S) = (label($largest), label($smallest));
 my $have_b = exists $run{B};
+my $have_d = exists $run{D};
+# what phase A's cache was (BENCH_CACHE_A: "fit" or "default")
+my $a_what = ($ENV{BENCH_CACHE_A} || '') eq 'fit' ? 'cache holding every session'
+	: 'cache at its default size';
 
 target("auth_begin / floor, TPS, $L sessions, cold keys", '>= 0.92', '>=', 0.92,
 	tps_ratio('A', $largest, 'auth_cold', $largest, 'floor'));
 target("auth_begin / floor, TPS, $L sessions, hot keys (both on the same 1,000 keys)", '>= 0.92', '>=', 0.92,
 	tps_ratio('A', $largest, 'auth_hot', $largest, 'floor_hot'));
+if (%{ runs('A', $largest, 'floor4_hot') }) {
+	push @targets, "| (diagnostic) auth_begin / four-value floor (user, tenant, role, session only), TPS, $L, hot keys | | "
+		. summary(tps_ratio('A', $largest, 'auth_hot', $largest, 'floor4_hot')) . ' | |';
+}
+if ($have_d) {
+	target("auth_begin / floor, TPS, $L, cold keys, cache at its default size (mostly misses)", '>= 0.92', '>=', 0.92,
+		tps_ratio('D', $largest, 'auth_cold', $largest, 'floor'));
+}
 if ($have_b) {
 	target("auth_begin / floor, TPS, $L, cold keys, cache off", '>= 0.92', '>=', 0.92,
 		tps_ratio('B', $largest, 'auth_cold', $largest, 'floor'));
 	target("auth_begin / floor, TPS, $L, hot keys, cache off", '>= 0.92', '>=', 0.92,
 		tps_ratio('B', $largest, 'auth_hot', $largest, 'floor_hot'));
 }
-for my $p (qw(A B)) {
+for my $p (qw(A D B)) {
 	next unless %{ runs($p, $largest, 'auth_cold_noseen') };
-	my $what = $p eq 'B' ? ', cache off' : '';
+	my $what = $p eq 'B' ? ', cache off' : $p eq 'D' ? ', cache at its default size' : '';
 	push @targets, "| (diagnostic) auth_begin / floor, TPS, $L, cold keys, last-seen tracking off$what | | "
 		. summary(tps_ratio($p, $largest, 'auth_cold_noseen', $largest, 'floor')) . ' | |';
 	push @targets, "| (diagnostic) auth_begin / hand-written SQL, TPS, $L, cold keys, last-seen tracking off$what | | "
@@ -155,6 +167,10 @@ target("auth_begin / hand-written SQL, TPS, $L sessions, cold keys", '>= 1.25', 
 	tps_ratio('A', $largest, 'auth_cold', $largest, 'handwritten'));
 target("auth_begin / hand-written SQL, TPS, $L sessions, hot keys (both on the same 1,000 keys)", '>= 1.25', '>=', 1.25,
 	tps_ratio('A', $largest, 'auth_hot', $largest, 'handwritten_hot'));
+if ($have_d) {
+	target("auth_begin / hand-written SQL, TPS, $L, cold keys, cache at its default size (mostly misses)", '>= 1.25', '>=', 1.25,
+		tps_ratio('D', $largest, 'auth_cold', $largest, 'handwritten'));
+}
 if ($have_b) {
 	target("auth_begin / hand-written SQL, TPS, $L, cold keys, cache off", '>= 1.25', '>=', 1.25,
 		tps_ratio('B', $largest, 'auth_cold', $largest, 'handwritten'));
@@ -289,14 +305,16 @@ sub cost_table {
 		if grep { !/n\/a/ } map { hitrate(runs($p, $_, 'auth_cold')) } @sizes;
 }
 
-cost_table('A', 'Request cost by variant' . ($have_b ? ' (cache at its default size)' : ''),
-	qw(floor handwritten json_claims auth_cold auth_hot floor_hot handwritten_hot auth_cold_noseen));
+cost_table('A', "Request cost by variant ($a_what)",
+	qw(floor handwritten json_claims auth_cold auth_hot floor_hot floor4_hot handwritten_hot auth_cold_noseen));
+cost_table('D', 'Request cost with authctx.cache_size at its default (separate phase, after a restart)',
+	qw(floor handwritten auth_cold auth_cold_noseen));
 cost_table('B', 'Request cost with authctx.cache_size = 0 (separate phase, after a restart)',
 	qw(floor handwritten auth_cold auth_hot floor_hot handwritten_hot auth_cold_noseen));
 
 for my $p (qw(S S0)) {
 	next unless $run{$p};
-	printf "\n## Server-side microseconds per call%s\n\n", $p eq 'S0' ? ', authctx.cache_size = 0' : ($have_b ? ', cache at its default size' : '');
+	printf "\n## Server-side microseconds per call%s\n\n", $p eq 'S0' ? ', authctx.cache_size = 0' : ($have_b ? ", $a_what" : '');
 	print "The variant's statement run in a plpgsql loop inside one transaction\n"
 		. "(bench.percall): no client, no round trip, no BEGIN/COMMIT.  Each call\n"
 		. "includes the token fetch (`fetch`).  Median over rounds [min-max].\n\n";
@@ -335,7 +353,7 @@ for my $v (qw(reject_unknown reject_wrong rls_query plain_query rls_seqscan plai
 for my $p (qw(R R0)) {
 	next unless $run{$p};
 	printf "\n## Revocation (at %s sessions%s)\n\n", $L,
-		$p eq 'R0' ? ', authctx.cache_size = 0' : ($have_b ? ', cache at its default size' : '');
+		$p eq 'R0' ? ', authctx.cache_size = 0' : ($have_b ? ", $a_what" : '');
 	print "| revoker | requests/s | / none | revocations/s achieved | stale accepts | in-flight accepts | cache hit rate |\n";
 	print "|---|---|---|---|---|---|---|\n";
 	my @noop = map { /^revoke_noop(\d+)$/ ? $1 : () } keys %{ $run{$p}{$largest} };

@@ -158,14 +158,18 @@ SessionScopes(Datum arr, char *out, size_t outlen)
  * unless tables_only.  Returns false when there is no such row.
  *
  * An id that is not found costs the same reads as one that is: the users
- * and memberships probes run against a key that cannot exist, so "no such
- * id" and "wrong secret" take the same time (request.c completes this for
- * cache hits).
+ * and memberships probes still run, for the user and tenant of the last
+ * record this backend found (rows that exist, so the probe reads a heap
+ * tuple as a real one does), or for a key that cannot exist before any was
+ * found.  So "no such id" and "wrong secret" take the same time
+ * (request.c completes this for cache hits).  The result is discarded.
  */
+static pg_uuid_t session_last_user;
+static pg_uuid_t session_last_tenant;
+
 bool
 SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *rec)
 {
-	static const pg_uuid_t nobody = {{0}};
 
 	Datum		key = UUIDPGetDatum((pg_uuid_t *) id);
 	Oid			eq = F_UUID_EQ;
@@ -196,10 +200,10 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	{
 		char		role[NAMEDATALEN];
 
-		/* the reads a found record costs, against keys that cannot exist */
-		key = UUIDPGetDatum(&nobody);
+		/* the reads a found record costs; the answers are not used */
+		key = UUIDPGetDatum(&session_last_user);
 		(void) FetchRow("users", "users_pkey", 1, &key, &eq, snap, 1, user_cols, uv, un);
-		(void) SessionMemberRole(&nobody, &nobody, snap, role);
+		(void) SessionMemberRole(&session_last_tenant, &session_last_user, snap, role);
 		UnregisterSnapshot(snap);
 		CacheSessionPut(kind, id, NULL, stamp);
 		return false;
@@ -231,6 +235,9 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	rec->is_member = rec->has_tenant &&
 		SessionMemberRole(&rec->tenant_id, &rec->user_id, snap, rec->role);
 	UnregisterSnapshot(snap);
+	session_last_user = rec->user_id;
+	if (rec->has_tenant)
+		session_last_tenant = rec->tenant_id;
 
 	CacheSessionPut(kind, id, rec, stamp);
 	return true;
