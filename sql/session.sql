@@ -219,3 +219,19 @@ SELECT pg_temp.err($$SELECT authctx._autonomous('audit', '{}')$$) AS app_autonom
 SELECT pg_temp.err($$SELECT authctx.login('sess-carol@example.com', 'carol password 1')$$) AS app_login;
 RESET ROLE;
 DROP ROLE sess_app_user;
+
+-- Last-seen and revocation writes are HOT updates (fillfactor 80, and
+-- neither column is indexed): on freshly filled pages, updating every tenth
+-- session touches no index (at least nine in ten: a page that earlier tests
+-- already filled up may take one).  With the default fillfactor of 100 the
+-- pages would be full and almost none of these updates could be HOT.
+CREATE TABLE pg_temp.hot_ids AS
+SELECT authctx._token_id(authctx.create_session(:'alice_id')) AS id
+  FROM generate_series(1, 400);
+BEGIN;
+UPDATE authctx.sessions SET last_seen_at = clock_timestamp()
+ WHERE id IN (SELECT id FROM pg_temp.hot_ids) AND get_byte(uuid_send(id), 15) % 10 = 0;
+SELECT pg_stat_get_xact_tuples_updated('authctx.sessions'::regclass) > 10 AS updated_some,
+       pg_stat_get_xact_tuples_hot_updated('authctx.sessions'::regclass) * 10
+         >= pg_stat_get_xact_tuples_updated('authctx.sessions'::regclass) * 9 AS nine_in_ten_hot;
+ROLLBACK;

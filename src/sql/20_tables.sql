@@ -85,6 +85,10 @@ CREATE TABLE authctx.login_throttle (
 COMMENT ON TABLE authctx.login_throttle IS 'consecutive failed logins and lockout (exponential back-off)';
 
 -- sessions ------------------------------------------------------------------
+-- fillfactor 80 on sessions and API keys: last_seen_at / last_used_at (the
+-- background worker, about once a minute per active session) and revoked_at
+-- are updated in place, and none of them is indexed, so with free room on
+-- the page these are HOT updates that touch no index.
 CREATE TABLE authctx.sessions (
   id            uuid PRIMARY KEY,     -- the session token's public id
   user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
@@ -96,7 +100,7 @@ CREATE TABLE authctx.sessions (
   expires_at    timestamptz NOT NULL, -- absolute lifetime
   revoked_at    timestamptz,
   metadata      jsonb NOT NULL DEFAULT '{}'
-);
+) WITH (fillfactor = 80);
 CREATE INDEX sessions_user_idx ON authctx.sessions (user_id);
 CREATE INDEX sessions_family_idx ON authctx.sessions (family_id);
 CREATE INDEX sessions_expires_idx ON authctx.sessions (expires_at);
@@ -131,7 +135,7 @@ CREATE TABLE authctx.api_keys (
   expires_at    timestamptz,
   last_used_at  timestamptz,
   revoked_at    timestamptz
-);
+) WITH (fillfactor = 80);
 CREATE INDEX api_keys_user_idx ON authctx.api_keys (user_id);
 COMMENT ON TABLE authctx.api_keys IS 'API keys with scopes, bound to one tenant';
 
