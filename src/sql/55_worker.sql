@@ -48,6 +48,9 @@ DECLARE
   v_locked    timestamptz;
   v_family    uuid;
   v_sessions  integer;
+  v_kind      text;
+  v_ids       uuid[];
+  v_ats       timestamptz[];
 BEGIN
   IF kind = 'audit' THEN
     IF coalesce(payload ->> 'event', '') = '' THEN
@@ -143,43 +146,52 @@ BEGIN
               'sessions_revoked', v_sessions));
 
   ELSIF kind = 'seen' THEN
-    -- Lock in id order first, so that two overlapping batches cannot
-    -- deadlock; then move the times forward only.
-    PERFORM 1
-       FROM authctx.sessions s
-      WHERE s.id = ANY (
-              SELECT (e ->> 'id')::uuid
+    -- Last-seen (sessions) and last-used (API keys) times, moved forward
+    -- only.  The payload is parsed once per kind.  The write never waits for
+    -- a row lock: a row that anyone else holds (a revocation, cleanup,
+    -- another batch) is skipped and keeps its time, which is a hint at most
+    -- an interval behind, so this transaction can take part in no deadlock.
+    -- Each row is locked through its primary key (the locking subquery in
+    -- LATERAL keeps the plan a nested loop of index probes; a join would
+    -- let the planner hash the whole table) and then updated by its ctid.
+    FOREACH v_kind IN ARRAY ARRAY['s', 'k'] LOOP
+      SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}'),
+             coalesce(array_agg(n.at ORDER BY n.id), '{}')
+        INTO v_ids, v_ats
+        FROM (SELECT (e ->> 'id')::uuid AS id,
+                     max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
                 FROM jsonb_array_elements(payload -> 'entries') e
-               WHERE e ->> 'k' = 's')
-      ORDER BY s.id
-      FOR NO KEY UPDATE;
-    UPDATE authctx.sessions s
-       SET last_seen_at = n.at
-      FROM (SELECT (e ->> 'id')::uuid AS id,
-                   max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
-              FROM jsonb_array_elements(payload -> 'entries') e
-             WHERE e ->> 'k' = 's'
-             GROUP BY 1) n
-     WHERE s.id = n.id
-       AND s.last_seen_at < n.at;
-
-    PERFORM 1
-       FROM authctx.api_keys k
-      WHERE k.id = ANY (
-              SELECT (e ->> 'id')::uuid
-                FROM jsonb_array_elements(payload -> 'entries') e
-               WHERE e ->> 'k' = 'k')
-      ORDER BY k.id
-      FOR NO KEY UPDATE;
-    UPDATE authctx.api_keys k
-       SET last_used_at = n.at
-      FROM (SELECT (e ->> 'id')::uuid AS id,
-                   max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
-              FROM jsonb_array_elements(payload -> 'entries') e
-             WHERE e ->> 'k' = 'k'
-             GROUP BY 1) n
-     WHERE k.id = n.id
-       AND (k.last_used_at IS NULL OR k.last_used_at < n.at);
+               WHERE e ->> 'k' = v_kind
+               GROUP BY 1) n;
+      CONTINUE WHEN cardinality(v_ids) = 0;
+      IF v_kind = 's' THEN
+        WITH l AS (
+          SELECT x.tid, m.at
+            FROM unnest(v_ids, v_ats) m(id, at)
+            CROSS JOIN LATERAL (
+              SELECT s.ctid AS tid
+                FROM authctx.sessions s
+               WHERE s.id = m.id AND s.last_seen_at < m.at
+                 FOR NO KEY UPDATE SKIP LOCKED) x)
+        UPDATE authctx.sessions s
+           SET last_seen_at = l.at
+          FROM l
+         WHERE s.ctid = l.tid;
+      ELSE
+        WITH l AS (
+          SELECT x.tid, m.at
+            FROM unnest(v_ids, v_ats) m(id, at)
+            CROSS JOIN LATERAL (
+              SELECT k.ctid AS tid
+                FROM authctx.api_keys k
+               WHERE k.id = m.id AND (k.last_used_at IS NULL OR k.last_used_at < m.at)
+                 FOR NO KEY UPDATE SKIP LOCKED) x)
+        UPDATE authctx.api_keys k
+           SET last_used_at = l.at
+          FROM l
+         WHERE k.ctid = l.tid;
+      END IF;
+    END LOOP;
 
   ELSE
     RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
