@@ -69,7 +69,9 @@
  *    every authctx.last_seen_interval hand it to a dynamic worker that we do
  *    not wait for.  The batch travels in a pinned DSM segment that the
  *    worker unpins.  The SQL only moves times forward, so late or repeated
- *    batches are harmless.  On a standby nothing is recorded.  Entries left
+ *    batches are harmless, and it never waits for a row lock (a row held
+ *    by a revocation, cleanup or another batch keeps its old time), so a
+ *    batch cannot deadlock with anything.  On a standby nothing is recorded.  Entries left
  *    in a backend are flushed when it exits; a backend that stays connected
  *    but idle keeps its last entries until its next request, so last-seen
  *    times are approximate by design (granularity last_seen_interval).
