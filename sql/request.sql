@@ -127,6 +127,18 @@ SELECT authctx._token_new('session')::text AS unknown_tok \gset
 SELECT authctx._token_new('refresh')::text AS some_refresh \gset
 SET ROLE rq_app;
 SELECT try(format('SELECT auth_begin(%L)', :'unknown_tok')) AS unknown_id;
+-- an unknown id reads the row after it, for equal timing; with no row
+-- after it (here: deleted, then rolled back) it is refused just the same,
+-- and either way the context stays empty
+RESET ROLE;
+BEGIN;
+DELETE FROM authctx.sessions WHERE id > authctx._token_id(:'unknown_tok'::authctx.token);
+SELECT count(*) AS sessions_after_it FROM authctx.sessions
+ WHERE id > authctx._token_id(:'unknown_tok'::authctx.token);
+SELECT try(format('SELECT auth_begin(%L)', :'unknown_tok')) AS unknown_id_last,
+       authctx.user_id() IS NULL AS no_context;
+ROLLBACK;
+SELECT count(*) > 0 AS sessions_exist FROM authctx.sessions;
 -- a well-formed token whose id exists but whose secret is wrong
 RESET ROLE;
 SELECT authctx._token_new('session')::text AS wrong_tok \gset

@@ -34,6 +34,9 @@ extern void CryptoZero(void *buf, size_t len);
 extern bool FetchRow(const char *relname, const char *idxname, int nkeys,
 					 const Datum *keys, const Oid *eqprocs, Snapshot snap,
 					 int ncols, const char *const *cols, Datum *values, bool *nulls);
+extern bool FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
+							Oid geproc, Snapshot snap, int ncols,
+							const char *const *cols, Datum *values, bool *nulls);
 
 /* ---- token.c ---- */
 #define AUTHCTX_TOKEN_ID_LEN		16	/* public id (uuid bytes) */

@@ -44,15 +44,15 @@ FetchRelid(const char *name)
 }
 
 /*
- * Find the row of table relname whose unique index idxname matches keys
- * (one per index column, compared with the given equality functions), and
- * copy the columns named in cols into values/nulls.  Returns false when no
- * row is visible under snap.
+ * The first row of table relname, in the order of index idxname, whose
+ * index columns compare with keys by strategy (equality or >=) through
+ * procs; its columns named in cols go to values/nulls.
  */
-bool
-FetchRow(const char *relname, const char *idxname, int nkeys,
-		 const Datum *keys, const Oid *eqprocs, Snapshot snap,
-		 int ncols, const char *const *cols, Datum *values, bool *nulls)
+static bool
+FetchRowBy(const char *relname, const char *idxname, int nkeys,
+		   const Datum *keys, const Oid *procs, StrategyNumber strategy,
+		   Snapshot snap, int ncols, const char *const *cols,
+		   Datum *values, bool *nulls)
 {
 	Relation	rel;
 	Relation	idx;
@@ -66,9 +66,9 @@ FetchRow(const char *relname, const char *idxname, int nkeys,
 	idx = index_open(FetchRelid(idxname), AccessShareLock);
 
 	for (int i = 0; i < nkeys; i++)
-		ScanKeyEntryInitialize(&sk[i], 0, i + 1, BTEqualStrategyNumber,
+		ScanKeyEntryInitialize(&sk[i], 0, i + 1, strategy,
 							   InvalidOid, idx->rd_indcollation[i],
-							   eqprocs[i], keys[i]);
+							   procs[i], keys[i]);
 
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, idx, snap, nkeys, 0);
@@ -96,4 +96,32 @@ FetchRow(const char *relname, const char *idxname, int nkeys,
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+/*
+ * Find the row of table relname whose unique index idxname matches keys
+ * (one per index column, compared with the given equality functions), and
+ * copy the columns named in cols into values/nulls.  Returns false when no
+ * row is visible under snap.
+ */
+bool
+FetchRow(const char *relname, const char *idxname, int nkeys,
+		 const Datum *keys, const Oid *eqprocs, Snapshot snap,
+		 int ncols, const char *const *cols, Datum *values, bool *nulls)
+{
+	return FetchRowBy(relname, idxname, nkeys, keys, eqprocs,
+					  BTEqualStrategyNumber, snap, ncols, cols, values, nulls);
+}
+
+/*
+ * The first row whose single-column unique index idxname is >= key (geproc
+ * is the >= function): the row that follows a key that is not there.
+ */
+bool
+FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
+				Oid geproc, Snapshot snap, int ncols, const char *const *cols,
+				Datum *values, bool *nulls)
+{
+	return FetchRowBy(relname, idxname, 1, &key, &geproc,
+					  BTGreaterEqualStrategyNumber, snap, ncols, cols, values, nulls);
 }

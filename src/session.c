@@ -157,16 +157,12 @@ SessionScopes(Datum arr, char *out, size_t outlen)
  * Find a session (kind 's') or API key (kind 'k') by id, in the cache
  * unless tables_only.  Returns false when there is no such row.
  *
- * An id that is not found costs the same reads as one that is: the users
- * and memberships probes still run, for the user and tenant of the last
- * record this backend found (rows that exist, so the probe reads a heap
- * tuple as a real one does), or for a key that cannot exist before any was
- * found.  So "no such id" and "wrong secret" take the same time
- * (request.c completes this for cache hits).  The result is discarded.
+ * An id that is not found costs the same reads as one that is: the row
+ * that follows it in the primary key (a real row, read like a found one),
+ * its user and its membership are read, and the answers thrown away.  So
+ * "no such id" and "wrong secret" take the same time (request.c completes
+ * this for cache hits).
  */
-static pg_uuid_t session_last_user;
-static pg_uuid_t session_last_tenant;
-
 bool
 SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *rec)
 {
@@ -201,9 +197,23 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 		char		role[NAMEDATALEN];
 
 		/* the reads a found record costs; the answers are not used */
-		key = UUIDPGetDatum(&session_last_user);
+		static const pg_uuid_t nobody = {{0}};
+		pg_uuid_t	other_user = nobody;
+		pg_uuid_t	other_tenant = nobody;
+
+		if (kind == TOKEN_API_KEY ?
+			FetchRowAtLeast("api_keys", "api_keys_pkey", key, F_UUID_GE, snap,
+							lengthof(key_cols), key_cols, v, n) :
+			FetchRowAtLeast("sessions", "sessions_pkey", key, F_UUID_GE, snap,
+							lengthof(session_cols), session_cols, v, n))
+		{
+			other_user = *DatumGetUUIDP(v[0]);
+			if (!n[1])
+				other_tenant = *DatumGetUUIDP(v[1]);
+		}
+		key = UUIDPGetDatum(&other_user);
 		(void) FetchRow("users", "users_pkey", 1, &key, &eq, snap, 1, user_cols, uv, un);
-		(void) SessionMemberRole(&session_last_tenant, &session_last_user, snap, role);
+		(void) SessionMemberRole(&other_tenant, &other_user, snap, role);
 		UnregisterSnapshot(snap);
 		CacheSessionPut(kind, id, NULL, stamp);
 		return false;
@@ -235,9 +245,6 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	rec->is_member = rec->has_tenant &&
 		SessionMemberRole(&rec->tenant_id, &rec->user_id, snap, rec->role);
 	UnregisterSnapshot(snap);
-	session_last_user = rec->user_id;
-	if (rec->has_tenant)
-		session_last_tenant = rec->tenant_id;
 
 	CacheSessionPut(kind, id, rec, stamp);
 	return true;
