@@ -102,11 +102,12 @@ SessionInit(void)
  * ---------------------------------------------------------------------
  */
 
+/* the row's own id comes last: see SessionLookup */
 static const char *const session_cols[] = {
-	"user_id", "tenant_id", "verifier", "expires_at", "last_seen_at", "revoked_at"
+	"user_id", "tenant_id", "verifier", "expires_at", "last_seen_at", "revoked_at", "id"
 };
 static const char *const key_cols[] = {
-	"user_id", "tenant_id", "verifier", "expires_at", "last_used_at", "revoked_at", "scopes"
+	"user_id", "tenant_id", "verifier", "expires_at", "last_used_at", "revoked_at", "scopes", "id"
 };
 static const char *const user_cols[] = {"disabled_at"};
 static const char *const member_cols[] = {"role"};
@@ -157,25 +158,28 @@ SessionScopes(Datum arr, char *out, size_t outlen)
  * Find a session (kind 's') or API key (kind 'k') by id, in the cache
  * unless tables_only.  Returns false when there is no such row.
  *
- * An id that is not found costs the same reads as one that is: the row
- * that follows it in the primary key (a real row, read like a found one),
- * its user and its membership are read, and the answers thrown away.  So
- * "no such id" and "wrong secret" take the same time (request.c completes
- * this for cache hits).
+ * An id that is not found costs the same reads as one that is.  The
+ * primary key is probed for the first row at or after the id: that is the
+ * row when the id exists; otherwise it is the row that follows, whose user
+ * and membership are then read all the same and the answers thrown away.
+ * One probe, one heap row, one user, one membership either way, so "no such
+ * id" and "wrong secret" take the same time (request.c completes this for
+ * cache hits).
  */
 bool
 SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *rec)
 {
-
+	static const pg_uuid_t nobody = {{0}};
 	Datum		key = UUIDPGetDatum((pg_uuid_t *) id);
 	Oid			eq = F_UUID_EQ;
-	Datum		v[7];
-	bool		n[7];
+	Datum		v[8];
+	bool		n[8];
 	Datum		uv[1];
 	bool		un[1];
 	uint64		stamp;
 	Snapshot	snap;
 	bool		found;
+	int			idcol;
 
 	memset(rec, 0, sizeof(*rec));
 	if (!tables_only && CacheSessionGet(kind, id, rec))
@@ -187,25 +191,26 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	if (kind == TOKEN_API_KEY)
-		found = FetchRow("api_keys", "api_keys_pkey", 1, &key, &eq, snap,
-						 lengthof(key_cols), key_cols, v, n);
-	else
-		found = FetchRow("sessions", "sessions_pkey", 1, &key, &eq, snap,
-						 lengthof(session_cols), session_cols, v, n);
-	if (!found)
 	{
-		char		role[NAMEDATALEN];
-
-		/* the reads a found record costs; the answers are not used */
-		static const pg_uuid_t nobody = {{0}};
+		idcol = lengthof(key_cols) - 1;
+		found = FetchRowAtLeast("api_keys", "api_keys_pkey", key, F_UUID_GE, snap,
+								lengthof(key_cols), key_cols, v, n);
+	}
+	else
+	{
+		idcol = lengthof(session_cols) - 1;
+		found = FetchRowAtLeast("sessions", "sessions_pkey", key, F_UUID_GE, snap,
+								lengthof(session_cols), session_cols, v, n);
+	}
+	if (!found || n[idcol] ||
+		memcmp(DatumGetUUIDP(v[idcol]), id, sizeof(pg_uuid_t)) != 0)
+	{
+		/* no such id: the reads a found one costs, answers not used */
 		pg_uuid_t	other_user = nobody;
 		pg_uuid_t	other_tenant = nobody;
+		char		role[NAMEDATALEN];
 
-		if (kind == TOKEN_API_KEY ?
-			FetchRowAtLeast("api_keys", "api_keys_pkey", key, F_UUID_GE, snap,
-							lengthof(key_cols), key_cols, v, n) :
-			FetchRowAtLeast("sessions", "sessions_pkey", key, F_UUID_GE, snap,
-							lengthof(session_cols), session_cols, v, n))
+		if (found)
 		{
 			other_user = *DatumGetUUIDP(v[0]);
 			if (!n[1])
