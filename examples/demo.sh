@@ -18,7 +18,9 @@ bindir=$(pg_config --bindir)
 work=$(mktemp -d /tmp/authctx-demo.XXXXXX)
 chown postgres "$work"
 port=$(( 20000 + RANDOM % 20000 ))
-as_pg() { runuser -u postgres -- "$@"; }
+# run as postgres from a directory it can enter (the checkout may be in a
+# directory only root can read, and psql warns about its working directory)
+as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
 cleanup() {
   as_pg "$bindir/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
