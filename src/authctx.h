@@ -71,6 +71,10 @@ extern bool TokenLooksLike(const char *str, size_t len);
 extern int	TokenTextLength(void);
 
 /* ---- context.c ---- */
+/* Length of a uuid's text form, 8-4-4-4-12. */
+#define AUTHCTX_UUID_TEXT_LEN	36
+extern const char *ContextUuidText(const pg_uuid_t *u, char *buf);
+
 typedef struct AuthctxContext
 {
 	bool		valid;			/* a context is published */

@@ -64,9 +64,6 @@
 
 #include "authctx.h"
 
-/* Length of a uuid's text form, 8-4-4-4-12. */
-#define UUID_TEXT_LEN	36
-
 /* Which part of the context a GUC carries. */
 typedef enum ContextField
 {
@@ -229,7 +226,7 @@ ContextParse(ContextField f, const char *value, ContextExtra **out)
 			case CF_USER_ID:
 			case CF_TENANT_ID:
 			case CF_SESSION_ID:
-				if (len != UUID_TEXT_LEN)
+				if (len != AUTHCTX_UUID_TEXT_LEN)
 					ok = false;		/* values come from our code; never trust */
 				else if (staged != NULL && staged->uuid != NULL)
 					extra->uuid = *staged->uuid;
@@ -487,9 +484,12 @@ ContextSet(ContextField f, const char *value, const ContextStaged *staged)
 	PG_END_TRY();
 }
 
-/* Format a uuid as text into buf (UUID_TEXT_LEN + 1 bytes), as uuid_out. */
-static const char *
-UuidFormat(const pg_uuid_t *u, char *buf)
+/*
+ * Format a uuid as text into buf (AUTHCTX_AUTHCTX_UUID_TEXT_LEN + 1 bytes), as
+ * uuid_out does, without its palloc and StringInfo; "" for NULL.
+ */
+const char *
+ContextUuidText(const pg_uuid_t *u, char *buf)
 {
 	static const char hex[] = "0123456789abcdef";
 	char	   *p = buf;
@@ -511,10 +511,10 @@ UuidFormat(const pg_uuid_t *u, char *buf)
 static void
 ContextSetUuid(ContextField f, const pg_uuid_t *u)
 {
-	char		buf[UUID_TEXT_LEN + 1];
+	char		buf[AUTHCTX_UUID_TEXT_LEN + 1];
 	ContextStaged staged = {.uuid = u};
 
-	ContextSet(f, UuidFormat(u, buf), u ? &staged : NULL);
+	ContextSet(f, ContextUuidText(u, buf), u ? &staged : NULL);
 }
 
 /* Set the packed credential field "method;expiry;scopes". */

@@ -105,6 +105,18 @@ typedef struct RequestResult
 	TimestampTz now;			/* the wall clock when validated */
 } RequestResult;
 
+/* Does the verifier match the record's (a constant-time compare, always)? */
+static bool
+RequestVerifierMatches(const unsigned char *verifier, bool found,
+					   const SessionRecord *rec)
+{
+	static const unsigned char zero_verifier[AUTHCTX_TOKEN_HASH_LEN] = {0};
+
+	return CryptoEqual(verifier,
+					   found && rec->has_verifier ? rec->verifier : zero_verifier,
+					   AUTHCTX_TOKEN_HASH_LEN);
+}
+
 /*
  * Look up and check the token, then resolve the tenant.  The cache answers
  * first; a miss reads the tables by primary key (no SPI, no privilege
@@ -113,7 +125,6 @@ typedef struct RequestResult
 static void
 RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *res)
 {
-	static const unsigned char zero_verifier[AUTHCTX_TOKEN_HASH_LEN] = {0};
 	unsigned char verifier[AUTHCTX_TOKEN_HASH_LEN];
 	bool		found;
 	bool		match;
@@ -124,9 +135,7 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 
 	/* same work whether or not the id exists */
 	found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, false, &res->rec);
-	match = CryptoEqual(verifier,
-						found && res->rec.has_verifier ? res->rec.verifier : zero_verifier,
-						AUTHCTX_TOKEN_HASH_LEN);
+	match = RequestVerifierMatches(verifier, found, &res->rec);
 
 	/*
 	 * A wrong secret for a cached id is checked again against the tables.
@@ -138,9 +147,7 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 	if (found && !match && res->rec.from_cache)
 	{
 		found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, true, &res->rec);
-		match = CryptoEqual(verifier,
-							found && res->rec.has_verifier ? res->rec.verifier : zero_verifier,
-							AUTHCTX_TOKEN_HASH_LEN);
+		match = RequestVerifierMatches(verifier, found, &res->rec);
 	}
 	CryptoZero(verifier, sizeof(verifier));
 

@@ -442,21 +442,6 @@ authctx_autonomous_main(Datum main_arg)
 
 /* ---- last-seen batching ---- */
 
-/* Append a uuid in its canonical text form. */
-static void
-AppendUuid(StringInfo buf, const pg_uuid_t *id)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (int i = 0; i < UUID_LEN; i++)
-	{
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			appendStringInfoChar(buf, '-');
-		appendStringInfoChar(buf, hex[id->data[i] >> 4]);
-		appendStringInfoChar(buf, hex[id->data[i] & 0x0f]);
-	}
-}
-
 /*
  * Hand the pending notes to a worker we do not wait for.  On failure the
  * notes stay pending for the next attempt.
@@ -518,7 +503,11 @@ SeenFlush(TimestampTz now)
 			appendStringInfoChar(&buf, ',');
 		appendStringInfo(&buf, "{\"k\":\"%c\",\"id\":\"",
 						 seen_pending[i].kind == TOKEN_API_KEY ? 'k' : 's');
-		AppendUuid(&buf, &seen_pending[i].id);
+		{
+			char		idtext[AUTHCTX_UUID_TEXT_LEN + 1];
+
+			appendStringInfoString(&buf, ContextUuidText(&seen_pending[i].id, idtext));
+		}
 		appendStringInfo(&buf, "\",\"t\":" INT64_FORMAT "}", unix_us);
 	}
 	appendStringInfoString(&buf, "]}");
