@@ -98,6 +98,8 @@ SELECT k.last_used_at AT TIME ZONE 'UTC' AS key_used FROM authctx.api_keys k WHE
 
 -- 5. auth_begin records last-used off the request path: it writes nothing
 -- itself (read-only transaction), a worker it does not wait for does
+-- (without preload at once; with it, the last-seen worker within a tenth of
+-- authctx.last_seen_interval: 6 s)
 CREATE ROLE auto_app LOGIN IN ROLE authctx_app;
 UPDATE authctx.api_keys SET last_used_at = NULL WHERE id = :'kid';
 SELECT k.t::text AS keytext FROM k \gset
@@ -108,7 +110,7 @@ COMMIT;
 RESET ROLE;
 DO $$
 BEGIN
-  FOR i IN 1 .. 200 LOOP
+  FOR i IN 1 .. 600 LOOP
     EXIT WHEN EXISTS (SELECT 1 FROM authctx.api_keys k, pg_temp.k t
                        WHERE k.id = authctx._token_id(t.t) AND k.last_used_at IS NOT NULL);
     PERFORM pg_sleep(0.05);

@@ -142,7 +142,7 @@ extern uint64 CacheStamp(void);
 extern bool CacheSessionGet(char kind, const pg_uuid_t *id, SessionRecord *rec);
 extern void CacheSessionPut(char kind, const pg_uuid_t *id,
 							const SessionRecord *rec, uint64 stamp);
-extern void CacheSessionSeen(const SessionRecord *rec);
+extern bool CacheSessionSeen(const SessionRecord *rec, TimestampTz now);
 extern bool CacheMemberGet(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,
 						   const char *slug, pg_uuid_t *tenant_id, char *role);
 extern void CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,

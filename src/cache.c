@@ -138,8 +138,9 @@
  * call, by the wall clock.
  *
  * The last-seen time lives in the entry (an atomic, compare-and-swapped
- * once per authctx.last_seen_interval after a successful validation);
- * worker.c writes it to the table off the request path.  The trigger on
+ * once per authctx.last_seen_interval after a successful validation; the
+ * backend whose swap wins notes it for worker.c, which writes it to the
+ * table off the request path).  The trigger on
  * sessions ignores last_seen_at, so those writes invalidate nothing.
  *
  * Locking rules
@@ -869,24 +870,22 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 }
 
 /*
- * After a successful validation: move the entry's last-seen time to now, at
- * most once per authctx.last_seen_interval (the same rule by which
- * request.c hands the time to worker.c).  No table is written.
+ * After a successful validation that is due a last-seen note (at most once
+ * per authctx.last_seen_interval): move the entry's last-seen time to now.
+ * False when another backend moved it first, and so noted it already; true
+ * otherwise (moved here, or the session is not cached).  No table is
+ * written.
  */
-void
-CacheSessionSeen(const SessionRecord *rec)
+bool
+CacheSessionSeen(const SessionRecord *rec, TimestampTz now)
 {
 	CacheSessionKey key;
 	CacheSessionEntry *e;
 	uint32		hash;
-	TimestampTz now;
+	bool		moved = true;
 
 	if (cache_shared == NULL || RecoveryInProgress())
-		return;
-	now = GetCurrentTimestamp();
-	if (rec->last_seen_at != DT_NOEND &&
-		now - rec->last_seen_at < (int64) authctx_last_seen_interval * USECS_PER_SEC)
-		return;
+		return true;
 
 	CacheSessionKeyInit(&key, rec->kind, &rec->id);
 	hash = get_hash_value(cache_htab[CT_SESSION], &key);
@@ -896,9 +895,22 @@ CacheSessionSeen(const SessionRecord *rec)
 	{
 		uint64		expected = (uint64) rec->last_seen_at;
 
-		pg_atomic_compare_exchange_u64(&e->last_seen_at, &expected, (uint64) now);
+		/*
+		 * A time newer than the one we read was put there by another
+		 * backend's note.  An older one is a refill from the table since
+		 * our read: replace it too.
+		 */
+		while (!pg_atomic_compare_exchange_u64(&e->last_seen_at, &expected, (uint64) now))
+		{
+			if ((TimestampTz) expected > rec->last_seen_at)
+			{
+				moved = false;
+				break;
+			}
+		}
 	}
 	LWLockRelease(CacheLock(CT_SESSION, hash));
+	return moved;
 }
 
 /* ---------------------------------------------------------------------

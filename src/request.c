@@ -278,13 +278,14 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL);
 
 	/*
-	 * Last-seen is recorded off the request path: in the cache entry, and,
-	 * at most once an interval, for the worker to write to the table.
+	 * Last-seen is recorded off the request path, at most once an interval:
+	 * in the cache entry, and, unless another backend got there first, as a
+	 * note for the worker to write to the table.
 	 */
-	CacheSessionSeen(&res.rec);
-	if (res.rec.last_seen_at == DT_NOEND ||
-		res.now - res.rec.last_seen_at >=
-		(int64) authctx_last_seen_interval * USECS_PER_SEC)
+	if ((res.rec.last_seen_at == DT_NOEND ||
+		 res.now - res.rec.last_seen_at >=
+		 (int64) authctx_last_seen_interval * USECS_PER_SEC) &&
+		CacheSessionSeen(&res.rec, res.now))
 		WorkerNoteSeen(res.rec.kind, &res.rec.id, res.now);
 
 	PG_RETURN_DATUM(RequestResultDatum(fcinfo));

@@ -64,17 +64,29 @@
  * 2. Last-seen times (WorkerNoteSeen).  auth_begin must not write: it runs
  *    in READ ONLY transactions and on standbys, and a write per request
  *    would serialise every request of a session on one row.  auth_begin
- *    tells us which session or API key it accepted; we keep a small
- *    backend-local list (deduplicated by id, newest time kept) and at most
- *    every authctx.last_seen_interval hand it to a dynamic worker that we do
- *    not wait for.  The batch travels in a pinned DSM segment that the
- *    worker unpins.  The SQL only moves times forward, so late or repeated
- *    batches are harmless, and it never waits for a row lock (a row held
- *    by a revocation, cleanup or another batch keeps its old time), so a
- *    batch cannot deadlock with anything.  On a standby nothing is recorded.  Entries left
- *    in a backend are flushed when it exits; a backend that stays connected
- *    but idle keeps its last entries until its next request, so last-seen
- *    times are approximate by design (granularity last_seen_interval).
+ *    tells us, at most once per authctx.last_seen_interval and session,
+ *    which session or API key it accepted (cache.c moves the cached time
+ *    under a compare-and-swap, so only one backend notes each move).
+ *    - Preloaded: the note goes into a ring in shared memory (SEEN_QUEUE
+ *      notes of 32 bytes, 2 MB, one LWLock).  A static worker, connected to
+ *      no database, empties it every tenth of last_seen_interval (at least
+ *      once a second) or as soon as SEEN_BATCH notes wait, sorting each
+ *      batch by database and handing each database's share to a dynamic
+ *      "seen" worker connected there, one at a time.  No backend holds
+ *      notes back, idle or not, and every database is served.
+ *    - Not preloaded, or the ring is full: a small backend-local list
+ *      (deduplicated by id, newest time kept), handed at most every
+ *      last_seen_interval to a dynamic worker that we do not wait for, and
+ *      at backend exit; an idle backend keeps its notes until its next
+ *      request.
+ *    Batches travel in pinned DSM segments that the worker unpins.  The SQL
+ *    only moves times forward, so late or repeated batches are harmless,
+ *    and it never waits for a row lock (a row held by a revocation, cleanup
+ *    or another batch keeps its old time), so a batch cannot deadlock with
+ *    anything.  A batch that fails (its database dropped the extension) is
+ *    logged and dropped; notes still queued at server shutdown are lost.
+ *    Last-seen times are hints, approximate by design.  On a standby
+ *    nothing is recorded.
  *
  * 3. Cleanup (preloaded only).  A static background worker connects to
  *    authctx.cleanup_database and runs authctx.cleanup() every
@@ -82,11 +94,12 @@
  *    where the extension is not installed.  cleanup() deletes in batches
  *    with SKIP LOCKED, so it never waits for or stalls a request.
  *
- * Shared state: none beyond the DSM segments, each owned by exactly one
- * caller/worker pair; the only cross-process synchronisation is the done
- * flag, written by the worker after commit and read by the caller after the
- * worker has exited (process exit orders the write before the read; a
- * barrier documents it).
+ * Shared state: the last-seen ring (SeenShared: every field under its
+ * LWLock), and the DSM segments, each owned by exactly one caller/worker
+ * pair, whose only cross-process synchronisation is the done flag, written
+ * by the worker after commit and read by the caller after the worker has
+ * exited (process exit orders the write before the read; a barrier
+ * documents it).
  *
  *-------------------------------------------------------------------------
  */
@@ -96,9 +109,11 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -108,6 +123,8 @@
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -130,7 +147,10 @@ static char *authctx_cleanup_database = NULL;
 #define REGISTER_TRIES			20
 #define REGISTER_RETRY_MS		50
 
-#define SEEN_MAX				4096
+/* last-seen notes: a batch, and the shared queue (preloaded) */
+#define SEEN_BATCH				4096
+#define SEEN_QUEUE				65536
+#define SEEN_TRANCHE			"authctx_seen"
 
 /* Task states, written by the worker. */
 #define TASK_PENDING	0
@@ -146,15 +166,17 @@ typedef struct AutonomousTask
 	char		payload[FLEXIBLE_ARRAY_MEMBER]; /* NUL-terminated JSON */
 } AutonomousTask;
 
-/* One pending last-seen note. */
-typedef struct SeenEntry
+/* One pending last-seen note: 32 bytes. */
+typedef struct SeenNote
 {
+	Oid			dbid;			/* database of the session */
 	char		kind;			/* TOKEN_SESSION or TOKEN_API_KEY */
 	pg_uuid_t	id;
 	TimestampTz when;
-} SeenEntry;
+} SeenNote;
 
-static SeenEntry seen_pending[SEEN_MAX];
+/* Without the shared queue: this backend's notes, deduplicated by id. */
+static SeenNote seen_pending[SEEN_BATCH];
 static int	seen_count = 0;
 
 /* (kind, id) -> index in seen_pending, so that noting is O(1). */
@@ -176,8 +198,18 @@ static bool seen_exit_registered = false;
 
 PGDLLEXPORT void authctx_autonomous_main(Datum main_arg);
 PGDLLEXPORT void authctx_cleanup_main(Datum main_arg);
+PGDLLEXPORT void authctx_seen_main(Datum main_arg);
 
 PG_FUNCTION_INFO_V1(authctx_autonomous);
+PG_FUNCTION_INFO_V1(authctx_seen_stats);
+
+#ifdef AUTHCTX_HAS_SHMEM_REQUEST_HOOK
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void SeenShmemRequest(void);
+static void SeenShmemStartup(void);
 
 /* Kinds that _autonomous_apply understands; anything else is refused early. */
 static bool
@@ -223,6 +255,29 @@ WorkerInit(void)
 	worker.bgw_main_arg = (Datum) 0;
 	worker.bgw_notify_pid = 0;
 	RegisterBackgroundWorker(&worker);
+
+	/*
+	 * The last-seen worker: connected to no database (like the logical
+	 * replication launcher), but visible in pg_stat_activity.
+	 */
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authctx");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authctx_seen_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "authctx last-seen");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "authctx last-seen");
+	RegisterBackgroundWorker(&worker);
+
+#ifdef AUTHCTX_HAS_SHMEM_REQUEST_HOOK
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = SeenShmemRequest;
+#else
+	SeenShmemRequest();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = SeenShmemStartup;
 }
 
 /*
@@ -231,7 +286,7 @@ WorkerInit(void)
  * happens to the caller meanwhile.
  */
 static dsm_segment *
-TaskCreate(const char *kind, const char *payload)
+TaskCreate(Oid database, const char *kind, const char *payload)
 {
 	Size		len = strlen(payload);
 	dsm_segment *seg;
@@ -242,7 +297,7 @@ TaskCreate(const char *kind, const char *payload)
 	if (seg == NULL)
 		return NULL;
 	task = (AutonomousTask *) dsm_segment_address(seg);
-	task->database = MyDatabaseId;
+	task->database = database;
 	pg_atomic_init_u32(&task->state, TASK_PENDING);
 	strlcpy(task->kind, kind, sizeof(task->kind));
 	memcpy(task->payload, payload, len + 1);
@@ -288,30 +343,16 @@ TaskLaunch(dsm_segment *seg, bool wait, BackgroundWorkerHandle **handle)
 }
 
 /*
- * Run _autonomous_apply(kind, payload) in a transaction of its own, in a
- * background worker, and wait for it.  True when the worker committed.
- * Never raises for a worker that could not run; the caller decides how
- * loudly to say so.
+ * Launch the worker for a task segment and wait for it to exit; true when
+ * it committed.  Detaches from the segment in every case.
  */
-bool
-WorkerRunAutonomous(const char *kind, const char *payload_json)
+static bool
+TaskRun(dsm_segment *seg)
 {
-	dsm_segment *seg;
-	AutonomousTask *task;
+	AutonomousTask *task = (AutonomousTask *) dsm_segment_address(seg);
 	BackgroundWorkerHandle *handle;
 	BgwHandleStatus status;
 	uint32		state;
-
-	if (kind == NULL || payload_json == NULL || !AutonomousKindValid(kind))
-		return false;
-	/* a standby cannot write, and no worker could either */
-	if (RecoveryInProgress() || !IsUnderPostmaster)
-		return false;
-
-	seg = TaskCreate(kind, payload_json);
-	if (seg == NULL)
-		return false;
-	task = (AutonomousTask *) dsm_segment_address(seg);
 
 	if (!TaskLaunch(seg, true, &handle))
 	{
@@ -335,6 +376,29 @@ WorkerRunAutonomous(const char *kind, const char *payload_json)
 	pfree(handle);
 
 	return status == BGWH_STOPPED && state == TASK_DONE;
+}
+
+/*
+ * Run _autonomous_apply(kind, payload) in a transaction of its own, in a
+ * background worker, and wait for it.  True when the worker committed.
+ * Never raises for a worker that could not run; the caller decides how
+ * loudly to say so.
+ */
+bool
+WorkerRunAutonomous(const char *kind, const char *payload_json)
+{
+	dsm_segment *seg;
+
+	if (kind == NULL || payload_json == NULL || !AutonomousKindValid(kind))
+		return false;
+	/* a standby cannot write, and no worker could either */
+	if (RecoveryInProgress() || !IsUnderPostmaster)
+		return false;
+
+	seg = TaskCreate(MyDatabaseId, kind, payload_json);
+	if (seg == NULL)
+		return false;
+	return TaskRun(seg);
 }
 
 /*
@@ -440,12 +504,293 @@ authctx_autonomous_main(Datum main_arg)
 	proc_exit(0);
 }
 
-/* ---- last-seen batching ---- */
+/* ---- last-seen notes ---- */
+
+/* The payload of a "seen" task for notes[0 .. n), all of one database. */
+static char *
+SeenPayload(const SeenNote *notes, int n)
+{
+	StringInfoData buf;
+
+	/*
+	 * {"entries":[{"k":"s","id":"<uuid>","t":<microseconds since the Unix
+	 * epoch>},...]}: plain numbers, independent of DateStyle and TimeZone.
+	 */
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"entries\":[");
+	for (int i = 0; i < n; i++)
+	{
+		char		idtext[AUTHCTX_UUID_TEXT_LEN + 1];
+		int64		unix_us = notes[i].when +
+			((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfo(&buf, "{\"k\":\"%c\",\"id\":\"%s\",\"t\":" INT64_FORMAT "}",
+						 notes[i].kind == TOKEN_API_KEY ? 'k' : 's',
+						 ContextUuidText(&notes[i].id, idtext), unix_us);
+	}
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
 
 /*
- * Hand the pending notes to a worker we do not wait for.  On failure the
- * notes stay pending for the next attempt.
+ * Hand notes[0 .. n) of one database to a "seen" worker.  Without `wait`,
+ * true once the worker is registered; with it, true once it has committed.
  */
+static bool
+SeenSend(Oid database, const SeenNote *notes, int n, bool wait)
+{
+	char	   *payload = SeenPayload(notes, n);
+	dsm_segment *seg;
+	BackgroundWorkerHandle *handle;
+	bool		ok;
+
+	seg = TaskCreate(database, "seen", payload);
+	pfree(payload);
+	if (seg == NULL)
+		return false;
+	if (wait)
+		return TaskRun(seg);
+	ok = TaskLaunch(seg, false, &handle);
+	if (ok)
+		pfree(handle);
+	else
+		dsm_unpin_segment(dsm_segment_handle(seg));
+	dsm_detach(seg);
+	return ok;
+}
+
+/* -- preloaded: one queue in shared memory, one static worker -- */
+
+/*
+ * The queue is a ring of SEEN_QUEUE notes guarded by one LWLock: a backend
+ * appends under it (a 32-byte copy), the worker takes up to SEEN_BATCH at
+ * a time.  `latch` is the worker's, NULL while it is not running; a backend
+ * whose note makes the queue hold a multiple of SEEN_BATCH sets it.
+ */
+typedef struct SeenShared
+{
+	LWLock	   *lock;
+	Latch	   *latch;			/* the worker's, or NULL */
+	uint64		head;			/* next note to take */
+	uint64		tail;			/* next free place */
+	uint64		queued;			/* notes ever appended */
+	uint64		overflowed;		/* notes refused because the ring was full */
+	uint64		batches;		/* batches committed */
+	uint64		written;		/* notes in committed batches */
+	uint64		failed;			/* notes in batches that did not commit */
+	SeenNote	notes[SEEN_QUEUE];
+} SeenShared;
+
+static SeenShared *seen_shared = NULL;
+
+static void
+SeenShmemRequest(void)
+{
+#ifdef AUTHCTX_HAS_SHMEM_REQUEST_HOOK
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SeenShared)));
+	RequestNamedLWLockTranche(SEEN_TRANCHE, 1);
+}
+
+static void
+SeenShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	seen_shared = ShmemInitStruct("authctx last-seen queue", sizeof(SeenShared), &found);
+	if (!found)
+	{
+		memset(seen_shared, 0, offsetof(SeenShared, notes));
+		seen_shared->lock = &(GetNamedLWLockTranche(SEEN_TRANCHE))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Append a note to the shared queue; false when there is none or it is full. */
+static bool
+SeenQueuePush(char kind, const pg_uuid_t *id, TimestampTz when)
+{
+	SeenNote   *note;
+	uint64		held;
+	Latch	   *latch;
+
+	if (seen_shared == NULL)
+		return false;
+
+	LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
+	if (seen_shared->tail - seen_shared->head >= SEEN_QUEUE)
+	{
+		seen_shared->overflowed++;
+		LWLockRelease(seen_shared->lock);
+		return false;
+	}
+	note = &seen_shared->notes[seen_shared->tail % SEEN_QUEUE];
+	note->dbid = MyDatabaseId;
+	note->kind = kind;
+	memcpy(note->id.data, id->data, UUID_LEN);
+	note->when = when;
+	seen_shared->tail++;
+	seen_shared->queued++;
+	held = seen_shared->tail - seen_shared->head;
+	latch = seen_shared->latch;
+	LWLockRelease(seen_shared->lock);
+
+	if (latch != NULL && held % SEEN_BATCH == 0)
+		SetLatch(latch);
+	return true;
+}
+
+/* Order notes by database. */
+static int
+SeenNoteCmp(const void *a, const void *b)
+{
+	Oid			da = ((const SeenNote *) a)->dbid;
+	Oid			db = ((const SeenNote *) b)->dbid;
+
+	return (da > db) - (da < db);
+}
+
+/*
+ * Empty the queue: take up to SEEN_BATCH notes at a time, and write each
+ * database's share of them with a "seen" worker connected to it, one at a
+ * time.  A batch that does not commit (the database was dropped, or no
+ * worker slot was free for a second) is logged and dropped: the notes are
+ * hints, and the cache entry keeps the newer time until the next note.
+ */
+static void
+SeenDrain(void)
+{
+	static SeenNote batch[SEEN_BATCH];
+
+	for (;;)
+	{
+		int			n = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
+		while (n < SEEN_BATCH && seen_shared->head < seen_shared->tail)
+			batch[n++] = seen_shared->notes[seen_shared->head++ % SEEN_QUEUE];
+		LWLockRelease(seen_shared->lock);
+		if (n == 0)
+			return;
+
+		qsort(batch, n, sizeof(SeenNote), SeenNoteCmp);
+		for (int i = 0; i < n;)
+		{
+			int			j = i;
+			bool		ok;
+
+			while (j < n && batch[j].dbid == batch[i].dbid)
+				j++;
+			ok = SeenSend(batch[i].dbid, batch + i, j - i, true);
+			if (!ok)
+				ereport(LOG,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("authctx could not write %d last-seen times in database %u", j - i,
+								batch[i].dbid),
+						 errhint("Check max_worker_processes, and the server log for the worker's error.")));
+			LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
+			if (ok)
+			{
+				seen_shared->batches++;
+				seen_shared->written += j - i;
+			}
+			else
+				seen_shared->failed += j - i;
+			LWLockRelease(seen_shared->lock);
+			i = j;
+		}
+	}
+}
+
+/* The worker is gone: backends stop setting its latch. */
+static void
+SeenWorkerExit(int code, Datum arg)
+{
+	LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
+	seen_shared->latch = NULL;
+	LWLockRelease(seen_shared->lock);
+}
+
+/*
+ * Main of the static last-seen worker (preloaded only).  Connected to no
+ * database: it empties the shared queue every tenth of
+ * authctx.last_seen_interval (at least a second), or as soon as a backend's
+ * note makes it hold a multiple of SEEN_BATCH, through one short-lived
+ * "seen" worker per database and batch.
+ */
+void
+authctx_seen_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (seen_shared == NULL)
+		proc_exit(0);
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	before_shmem_exit(SeenWorkerExit, (Datum) 0);
+	LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
+	seen_shared->latch = MyLatch;
+	LWLockRelease(seen_shared->lock);
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max((long) authctx_last_seen_interval * 100L, 1000L),
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		SeenDrain();
+	}
+}
+
+/*
+ * SQL: authctx._seen_stats(): the shared queue's counters, cluster-wide;
+ * all zero when authctx is not preloaded.
+ */
+Datum
+authctx_seen_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	uint64		c[6] = {0};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (seen_shared != NULL)
+	{
+		LWLockAcquire(seen_shared->lock, LW_SHARED);
+		c[0] = seen_shared->queued;
+		c[1] = seen_shared->tail - seen_shared->head;
+		c[2] = seen_shared->batches;
+		c[3] = seen_shared->written;
+		c[4] = seen_shared->failed;
+		c[5] = seen_shared->overflowed;
+		LWLockRelease(seen_shared->lock);
+	}
+	for (int i = 0; i < 6; i++)
+		values[i] = Int64GetDatum((int64) c[i]);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
+
+/* -- not preloaded (or the queue is full): a backend-local list -- */
+
 /* The note index, created on first use in TopMemoryContext. */
 static HTAB *
 SeenHash(void)
@@ -458,7 +803,7 @@ SeenHash(void)
 		ctl.keysize = sizeof(SeenKey);
 		ctl.entrysize = sizeof(SeenHashEntry);
 		ctl.hcxt = TopMemoryContext;
-		seen_hash = hash_create("authctx last-seen notes", SEEN_MAX, &ctl,
+		seen_hash = hash_create("authctx last-seen notes", SEEN_BATCH, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	return seen_hash;
@@ -476,55 +821,19 @@ SeenReset(void)
 	}
 }
 
+/*
+ * Hand the local notes to a worker we do not wait for.  On failure the
+ * notes stay pending for the next attempt.
+ */
 static void
 SeenFlush(TimestampTz now)
 {
-	StringInfoData buf;
-	dsm_segment *seg;
-	BackgroundWorkerHandle *handle;
-
 	seen_last_flush = now;
 	if (seen_count == 0 || RecoveryInProgress() || !IsUnderPostmaster ||
 		!OidIsValid(MyDatabaseId))
 		return;
-
-	/*
-	 * {"entries":[{"k":"s","id":"<uuid>","t":<microseconds since the Unix
-	 * epoch>},...]}: plain numbers, independent of DateStyle and TimeZone.
-	 */
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"entries\":[");
-	for (int i = 0; i < seen_count; i++)
-	{
-		int64		unix_us = seen_pending[i].when +
-			((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
-
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		appendStringInfo(&buf, "{\"k\":\"%c\",\"id\":\"",
-						 seen_pending[i].kind == TOKEN_API_KEY ? 'k' : 's');
-		{
-			char		idtext[AUTHCTX_UUID_TEXT_LEN + 1];
-
-			appendStringInfoString(&buf, ContextUuidText(&seen_pending[i].id, idtext));
-		}
-		appendStringInfo(&buf, "\",\"t\":" INT64_FORMAT "}", unix_us);
-	}
-	appendStringInfoString(&buf, "]}");
-
-	seg = TaskCreate("seen", buf.data);
-	pfree(buf.data);
-	if (seg == NULL)
-		return;
-	if (!TaskLaunch(seg, false, &handle))
-	{
-		dsm_unpin_segment(dsm_segment_handle(seg));
-		dsm_detach(seg);
-		return;
-	}
-	pfree(handle);
-	dsm_detach(seg);
-	SeenReset();
+	if (SeenSend(MyDatabaseId, seen_pending, seen_count, false))
+		SeenReset();
 }
 
 /* At backend exit, hand over what is still pending (outside a transaction). */
@@ -545,25 +854,13 @@ SeenAtExit(int code, Datum arg)
 	PG_END_TRY();
 }
 
-/*
- * Note that a session ('s') or API key ('k') was used at `when`.  Called by
- * auth_begin; never writes in the caller's transaction, works in read-only
- * transactions, does nothing on a standby.
- */
-void
-WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when)
+/* Keep a note in the backend-local list. */
+static void
+SeenLocalNote(char kind, const pg_uuid_t *id, TimestampTz when)
 {
 	TimestampTz now;
 	SeenKey		key;
 	SeenHashEntry *he;
-
-	if ((kind != TOKEN_SESSION && kind != TOKEN_API_KEY) || id == NULL)
-		return;
-	if (RecoveryInProgress())
-	{
-		SeenReset();
-		return;
-	}
 
 	memset(&key, 0, sizeof(key));
 	key.kind = kind;
@@ -576,15 +873,18 @@ WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when)
 	}
 	else
 	{
-		if (seen_count == SEEN_MAX)
+		if (seen_count == SEEN_BATCH)
 			SeenFlush(GetCurrentTimestamp());
-		if (seen_count < SEEN_MAX)
+		if (seen_count < SEEN_BATCH)
 		{
+			SeenNote   *note = &seen_pending[seen_count];
+
 			he = hash_search(SeenHash(), &key, HASH_ENTER, NULL);
 			he->index = seen_count;
-			seen_pending[seen_count].kind = kind;
-			memcpy(seen_pending[seen_count].id.data, id->data, UUID_LEN);
-			seen_pending[seen_count].when = when;
+			note->dbid = MyDatabaseId;
+			note->kind = kind;
+			memcpy(note->id.data, id->data, UUID_LEN);
+			note->when = when;
 			seen_count++;
 		}
 		/* else: still full because no worker could start; drop this note */
@@ -597,10 +897,29 @@ WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when)
 	}
 
 	now = GetCurrentTimestamp();
-	if (seen_count == SEEN_MAX ||
+	if (seen_count == SEEN_BATCH ||
 		TimestampDifferenceExceeds(seen_last_flush, now,
 								   authctx_last_seen_interval * 1000))
 		SeenFlush(now);
+}
+
+/*
+ * Note that a session ('s') or API key ('k') was used at `when`.  Called by
+ * auth_begin; never writes in the caller's transaction, works in read-only
+ * transactions, does nothing on a standby.
+ */
+void
+WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when)
+{
+	if ((kind != TOKEN_SESSION && kind != TOKEN_API_KEY) || id == NULL)
+		return;
+	if (RecoveryInProgress())
+	{
+		SeenReset();
+		return;
+	}
+	if (!SeenQueuePush(kind, id, when))
+		SeenLocalNote(kind, id, when);
 }
 
 /* ---- cleanup worker ---- */

@@ -201,3 +201,13 @@ $$;
 COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
   'internal: what the autonomous worker runs in its own transaction (audit, login_failed, refresh_reuse, seen)';
 REVOKE ALL ON FUNCTION authctx._autonomous_apply(text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION authctx._seen_stats(
+    OUT queued bigint, OUT pending bigint, OUT batches bigint,
+    OUT written bigint, OUT failed bigint, OUT overflowed bigint)
+  RETURNS record
+  AS 'MODULE_PATHNAME', 'authctx_seen_stats'
+  LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION authctx._seen_stats() IS
+  'internal: cluster-wide counters of the shared last-seen queue (all zero without shared_preload_libraries)';
+REVOKE ALL ON FUNCTION authctx._seen_stats() FROM PUBLIC;

@@ -1,8 +1,9 @@
 # The worker module: the cleanup background worker (preloaded only) runs
 # authctx.cleanup() every authctx.cleanup_interval in
 # authctx.cleanup_database, follows SIGHUP, skips quietly a database without
-# the extension; last-seen notes left in a backend are flushed when it
-# exits; on a standby nothing autonomous is written and failures still
+# the extension; last-seen notes go through shared memory to the static
+# last-seen worker, for every database (preloaded), or wait in the backend
+# and are flushed when it exits (not preloaded); on a standby nothing autonomous is written and failures still
 # raise their usual errors.
 use strict;
 use warnings;
@@ -19,6 +20,7 @@ authctx.password_memlimit = 8MB
 authctx.password_opslimit = 2
 authctx.cleanup_interval = 1s
 authctx.cleanup_database = 'postgres'
+authctx.last_seen_interval = 10s
 });
 $node->start;
 $node->safe_psql('postgres', q{
@@ -73,28 +75,82 @@ ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'authctx cleanup' AND datname = 'postgres'}),
 	'worker back in postgres');
 
-# 4. last-seen notes: the first is flushed at once; a second, within
-# last_seen_interval, waits in the backend and is flushed when it exits
-my ($s1, $s2) = split /\n/, $node->safe_psql('postgres', q{
-  SELECT authctx.create_session(id) FROM authctx.users WHERE email = 'wk@example.com';
-  SELECT authctx.create_session(id) FROM authctx.users WHERE email = 'wk@example.com';});
-$node->safe_psql('postgres', q{
-  UPDATE authctx.sessions SET last_seen_at = clock_timestamp() - interval '2 minutes'
-   WHERE user_id = (SELECT id FROM authctx.users WHERE email = 'wk@example.com')});
+# 4. last-seen notes, preloaded: they go to a queue in shared memory that
+# the static last-seen worker (connected to no database) empties every
+# tenth of last_seen_interval (here 1 s), through a worker per database;
+# a backend that stays connected and idle holds nothing back.
+$node->safe_psql('postgres', q{CREATE ROLE wk_app LOGIN IN ROLE authctx_app});
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'authctx last-seen' AND datname IS NULL}),
+	'last-seen worker running, connected to no database');
+
+# A session of wk@example.com in database $db, last seen 2 minutes ago.
+sub seen_session
+{
+	my ($node, $db) = @_;
+	my $tok = $node->safe_psql($db, q{
+	  SELECT authctx.create_session(id) FROM authctx.users WHERE email = 'wk@example.com'});
+	$node->safe_psql($db, qq{
+	  UPDATE authctx.sessions SET last_seen_at = clock_timestamp() - interval '2 minutes'
+	   WHERE id = authctx._token_id('$tok'::authctx.token)});
+	return $tok;
+}
 my $seen_sql = sub {
 	my ($tok) = @_;
 	return qq{SELECT last_seen_at > clock_timestamp() - interval '1 minute' FROM authctx.sessions
 	           WHERE id = authctx._token_id('$tok'::authctx.token)};
 };
-$node->safe_psql('postgres', q{CREATE ROLE wk_app LOGIN IN ROLE authctx_app});
+my $stats_sql = q{SELECT written, failed, pending FROM authctx._seen_stats()};
+
+my $s1 = seen_session($node, 'postgres');
 my $bg = $node->background_psql('postgres', extra_params => [ '-U', 'wk_app' ]);
 $bg->query_safe(qq{BEGIN READ ONLY; SELECT auth_begin('$s1'); COMMIT;});
-ok($node->poll_query_until('postgres', $seen_sql->($s1), 't'), 'first note flushed at once');
-$bg->query_safe(qq{BEGIN READ ONLY; SELECT auth_begin('$s2'); COMMIT;});
-sleep 2;
-is($node->safe_psql('postgres', $seen_sql->($s2)), 'f', 'second note still pending in the backend');
+ok($node->poll_query_until('postgres', $seen_sql->($s1), 't'),
+	'note written by the worker while the backend stays idle');
+is($node->safe_psql('postgres', $stats_sql), '1|0|0', 'queue counters: one written, none failed or pending');
+
+# every database: notes from two databases are written, each in its own
+$node->safe_psql('postgres', q{CREATE DATABASE other});
+$node->safe_psql('other', q{
+  CREATE EXTENSION authctx;
+  SELECT authctx.create_user('wk@example.com');});
+my ($s2, $o1) = (seen_session($node, 'postgres'), seen_session($node, 'other'));
+my $bg2 = $node->background_psql('other', extra_params => [ '-U', 'wk_app' ]);
+$bg->query_safe(qq{SELECT auth_begin('$s2');});
+$bg2->query_safe(qq{SELECT auth_begin('$o1');});
+ok($node->poll_query_until('other', $seen_sql->($o1), 't'), 'note written in the second database');
+ok($node->poll_query_until('postgres', $seen_sql->($s2), 't'), 'and in the first');
+is($node->safe_psql('other', $seen_sql->($s2)), '', 'a session of one database is no row in the other');
+$bg2->quit;
+
+# a database that lost the extension before its notes were written: that
+# batch fails (logged, counted), the others are written, the worker lives on
+$node->safe_psql('postgres', q{CREATE DATABASE gone});
+$node->safe_psql('gone', q{
+  CREATE EXTENSION authctx;
+  SELECT authctx.create_user('wk@example.com');});
+my ($g1, $s3) = (seen_session($node, 'gone'), seen_session($node, 'postgres'));
+# stop the worker: it comes back after bgw_restart_time (10 s), and the
+# notes wait in shared memory meanwhile
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                               WHERE backend_type = 'authctx last-seen'});
+my $bg3 = $node->background_psql('gone', extra_params => [ '-U', 'wk_app' ]);
+$bg3->query_safe(qq{SELECT auth_begin('$g1');});
+$bg3->quit;
+$bg->query_safe(qq{SELECT auth_begin('$s3');});
+is($node->safe_psql('postgres', q{SELECT pending FROM authctx._seen_stats()}), '2',
+	'two notes wait in shared memory while the worker is away');
+$node->safe_psql('gone', q{DROP EXTENSION authctx CASCADE});
+ok($node->poll_query_until('postgres', $seen_sql->($s3), 't'), 'restarted worker wrote the note it found');
+ok($node->poll_query_until('postgres', q{SELECT failed = 1 AND pending = 0 FROM authctx._seen_stats()}),
+	'the batch for the database without the extension failed');
+like(slurp_file($node->logfile, $log_offset), qr/authctx could not write 1 last-seen times in database \d+/,
+	'and was logged');
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'authctx last-seen'}),
+	'last-seen worker still running');
 $bg->quit;
-ok($node->poll_query_until('postgres', $seen_sql->($s2), 't'), 'pending note flushed at backend exit');
 
 # 5. on a standby: no autonomous write (false, WARNING), errors unchanged
 $node->backup('wk_backup');
@@ -116,4 +172,29 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM authctx.audit_log WHERE e
 $standby->stop;
 
 $node->stop;
+# 6. not preloaded: notes wait in the backend; the first is handed to a
+# worker at once, a second within last_seen_interval waits, and is handed
+# over when the backend exits
+my $local = PostgreSQL::Test::Cluster->new('worker_local');
+$local->init;
+$local->append_conf('postgresql.conf', qq{
+max_worker_processes = 16
+});
+$local->start;
+$local->safe_psql('postgres', q{
+  CREATE EXTENSION authctx;
+  CREATE ROLE wk_app LOGIN IN ROLE authctx_app;
+  SELECT authctx.create_user('wk@example.com');});
+my @ls = (seen_session($local, 'postgres'), seen_session($local, 'postgres'));
+my $lbg = $local->background_psql('postgres', extra_params => [ '-U', 'wk_app' ]);
+$lbg->query_safe(qq{BEGIN READ ONLY; SELECT auth_begin('$ls[0]'); COMMIT;});
+ok($local->poll_query_until('postgres', $seen_sql->($ls[0]), 't'), 'not preloaded: first note handed over at once');
+$lbg->query_safe(qq{BEGIN READ ONLY; SELECT auth_begin('$ls[1]'); COMMIT;});
+sleep 2;
+is($local->safe_psql('postgres', $seen_sql->($ls[1])), 'f', 'second note still pending in the backend');
+is($local->safe_psql('postgres', $stats_sql), '0|0|0', 'no shared queue without preload');
+$lbg->quit;
+ok($local->poll_query_until('postgres', $seen_sql->($ls[1]), 't'), 'pending note handed over at backend exit');
+$local->stop;
+
 done_testing();
