@@ -68,11 +68,12 @@
  *    which session or API key it accepted (cache.c moves the cached time
  *    under a compare-and-swap, so only one backend notes each move).
  *    - Preloaded: the note goes into a ring in shared memory (SEEN_QUEUE
- *      notes of 32 bytes, 2 MB, one LWLock).  A static worker, connected to
- *      no database, empties it every tenth of last_seen_interval (at least
- *      once a second) or as soon as SEEN_BATCH notes wait, sorting each
- *      batch by database and handing each database's share to a dynamic
- *      "seen" worker connected there, one at a time.  No backend holds
+ *      notes of 32 bytes, 4 MB, one LWLock).  A static worker, connected to
+ *      no database, writes each full batch (SEEN_SHARED_BATCH) as soon as
+ *      it is there, and empties the ring every tenth of last_seen_interval
+ *      (at least once a second), sorting each batch by database and
+ *      handing each database's share to a dynamic "seen" worker connected
+ *      there, one at a time.  No backend holds
  *      notes back, idle or not, and every database is served.
  *    - Not preloaded, or the ring is full: a small backend-local list
  *      (deduplicated by id, newest time kept), handed at most every
@@ -139,6 +140,7 @@
 /* authctx.cleanup_interval (seconds, 0 = off) and authctx.cleanup_database. */
 static int	authctx_cleanup_interval = 600;
 static char *authctx_cleanup_database = NULL;
+static int	authctx_debug_seen_queue_limit = 0;
 
 #define AUTONOMOUS_KIND_LEN		32
 #define AUTONOMOUS_LOCK_TIMEOUT	"10s"
@@ -148,8 +150,9 @@ static char *authctx_cleanup_database = NULL;
 #define REGISTER_RETRY_MS		50
 
 /* last-seen notes: a batch, and the shared queue (preloaded) */
-#define SEEN_BATCH				4096
-#define SEEN_QUEUE				65536
+#define SEEN_BATCH				4096	/* backend-local list */
+#define SEEN_SHARED_BATCH		8192	/* a batch of the shared queue */
+#define SEEN_QUEUE				131072	/* places in the shared queue */
 #define SEEN_TRANCHE			"authctx_seen"
 
 /* Task states, written by the worker. */
@@ -240,6 +243,13 @@ WorkerInit(void)
 							   &authctx_cleanup_database,
 							   "postgres",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("authctx.debug_seen_queue_limit",
+							"Testing only: places of the shared last-seen queue this backend may fill; 0 means all.",
+							NULL,
+							&authctx_debug_seen_queue_limit,
+							0, 0, SEEN_QUEUE,
+							PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -565,9 +575,10 @@ SeenSend(Oid database, const SeenNote *notes, int n, bool wait)
 
 /*
  * The queue is a ring of SEEN_QUEUE notes guarded by one LWLock: a backend
- * appends under it (a 32-byte copy), the worker takes up to SEEN_BATCH at
- * a time.  `latch` is the worker's, NULL while it is not running; a backend
- * whose note makes the queue hold a multiple of SEEN_BATCH sets it.
+ * appends under it (a 32-byte copy), the worker takes up to
+ * SEEN_SHARED_BATCH at a time.  `latch` is the worker's, NULL while it is
+ * not running; a backend whose note makes the queue hold a multiple of
+ * SEEN_SHARED_BATCH sets it.
  */
 typedef struct SeenShared
 {
@@ -626,7 +637,8 @@ SeenQueuePush(char kind, const pg_uuid_t *id, TimestampTz when)
 		return false;
 
 	LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
-	if (seen_shared->tail - seen_shared->head >= SEEN_QUEUE)
+	if (seen_shared->tail - seen_shared->head >=
+		(authctx_debug_seen_queue_limit > 0 ? authctx_debug_seen_queue_limit : SEEN_QUEUE))
 	{
 		seen_shared->overflowed++;
 		LWLockRelease(seen_shared->lock);
@@ -643,7 +655,7 @@ SeenQueuePush(char kind, const pg_uuid_t *id, TimestampTz when)
 	latch = seen_shared->latch;
 	LWLockRelease(seen_shared->lock);
 
-	if (latch != NULL && held % SEEN_BATCH == 0)
+	if (latch != NULL && held % SEEN_SHARED_BATCH == 0)
 		SetLatch(latch);
 	return true;
 }
@@ -659,16 +671,25 @@ SeenNoteCmp(const void *a, const void *b)
 }
 
 /*
- * Empty the queue: take up to SEEN_BATCH notes at a time, and write each
- * database's share of them with a "seen" worker connected to it, one at a
- * time.  A batch that does not commit (the database was dropped, or no
- * worker slot was free for a second) is logged and dropped: the notes are
- * hints, and the cache entry keeps the newer time until the next note.
+ * Write what waits in the queue, SEEN_SHARED_BATCH notes at a time: only
+ * full batches, or, with `all`, everything.  Each database's share of a
+ * batch is written by a "seen" worker connected to it, one at a time.
+ * Starting a worker costs tens of milliseconds, so batches are kept large:
+ * a partial batch waits for the next tick.  A batch that does not commit
+ * (the database was dropped, or no worker slot was free for a second) is
+ * logged and dropped: the notes are hints, and the cache entry keeps the
+ * newer time until the next note.
  */
 static void
-SeenDrain(void)
+SeenDrain(bool all)
 {
-	static SeenNote batch[SEEN_BATCH];
+	static SeenNote batch[SEEN_SHARED_BATCH];
+	uint64		stop;
+
+	/* with `all`, what is there now, not what arrives while we write */
+	LWLockAcquire(seen_shared->lock, LW_SHARED);
+	stop = seen_shared->tail;
+	LWLockRelease(seen_shared->lock);
 
 	for (;;)
 	{
@@ -676,8 +697,12 @@ SeenDrain(void)
 
 		CHECK_FOR_INTERRUPTS();
 		LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
-		while (n < SEEN_BATCH && seen_shared->head < seen_shared->tail)
-			batch[n++] = seen_shared->notes[seen_shared->head++ % SEEN_QUEUE];
+		if (seen_shared->tail - seen_shared->head >= SEEN_SHARED_BATCH ||
+			(all && seen_shared->head < stop))
+		{
+			while (n < SEEN_SHARED_BATCH && seen_shared->head < seen_shared->tail)
+				batch[n++] = seen_shared->notes[seen_shared->head++ % SEEN_QUEUE];
+		}
 		LWLockRelease(seen_shared->lock);
 		if (n == 0)
 			return;
@@ -722,14 +747,17 @@ SeenWorkerExit(int code, Datum arg)
 
 /*
  * Main of the static last-seen worker (preloaded only).  Connected to no
- * database: it empties the shared queue every tenth of
- * authctx.last_seen_interval (at least a second), or as soon as a backend's
- * note makes it hold a multiple of SEEN_BATCH, through one short-lived
- * "seen" worker per database and batch.
+ * database: it writes every full batch as soon as a backend's note makes
+ * the queue hold a multiple of SEEN_SHARED_BATCH, and empties the queue
+ * every tenth of authctx.last_seen_interval (at least a second), through
+ * one short-lived "seen" worker per database and batch.
  */
 void
 authctx_seen_main(Datum main_arg)
 {
+	MemoryContext loopcxt;
+	TimestampTz last_tick;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -741,12 +769,23 @@ authctx_seen_main(Datum main_arg)
 	LWLockAcquire(seen_shared->lock, LW_EXCLUSIVE);
 	seen_shared->latch = MyLatch;
 	LWLockRelease(seen_shared->lock);
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "authctx last-seen",
+									ALLOCSET_DEFAULT_SIZES);
+
+	last_tick = GetCurrentTimestamp();
 
 	for (;;)
 	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max((long) authctx_last_seen_interval * 100L, 1000L),
-						 PG_WAIT_EXTENSION);
+		/* the tick: a tenth of the interval, at least a second */
+		long		tick = Max((long) authctx_last_seen_interval * 100L, 1000L);
+		long		timeout;
+		bool		all;
+
+		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+												  TimestampTzPlusMilliseconds(last_tick, tick));
+		if (timeout > 0)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -754,7 +793,13 @@ authctx_seen_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		SeenDrain();
+		all = TimestampDifferenceExceeds(last_tick, GetCurrentTimestamp(), (int) tick);
+		if (all)
+			last_tick = GetCurrentTimestamp();
+		MemoryContextSwitchTo(loopcxt);
+		SeenDrain(all);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(loopcxt);
 	}
 }
 

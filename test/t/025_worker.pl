@@ -141,6 +141,16 @@ $bg3->quit;
 $bg->query_safe(qq{SELECT auth_begin('$s3');});
 is($node->safe_psql('postgres', q{SELECT pending FROM authctx._seen_stats()}), '2',
 	'two notes wait in shared memory while the worker is away');
+# a full queue (here: a testing limit of 2 places for wk_app): the note
+# falls back to the backend's own list, handed to a worker at once
+my $s4 = seen_session($node, 'postgres');
+$node->safe_psql('postgres', q{ALTER ROLE wk_app SET authctx.debug_seen_queue_limit = 2});
+$node->safe_psql('postgres', qq{BEGIN READ ONLY; SELECT auth_begin('$s4'); COMMIT;},
+	extra_params => [ '-U', 'wk_app' ]);
+$node->safe_psql('postgres', q{ALTER ROLE wk_app RESET authctx.debug_seen_queue_limit});
+ok($node->poll_query_until('postgres', $seen_sql->($s4), 't'), 'queue full: note written through the backend');
+is($node->safe_psql('postgres', $seen_sql->($s3) . q{; SELECT overflowed FROM authctx._seen_stats()}),
+	"f\n1", 'while the queued notes still wait for the worker; one refused by the queue');
 $node->safe_psql('gone', q{DROP EXTENSION authctx CASCADE});
 ok($node->poll_query_until('postgres', $seen_sql->($s3), 't'), 'restarted worker wrote the note it found');
 ok($node->poll_query_until('postgres', q{SELECT failed = 1 AND pending = 0 FROM authctx._seen_stats()}),
