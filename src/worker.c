@@ -225,12 +225,36 @@ AutonomousKindValid(const char *kind)
 		strcmp(kind, "seen") == 0;
 }
 
-/* Define the worker settings; register the cleanup worker when preloaded. */
-void
-WorkerInit(void)
+/*
+ * Register a static worker, restarted 10 s after it exits.  Both ask for a
+ * database connection: the cleanup worker to a database, the last-seen
+ * worker to none, which still shows it in pg_stat_activity.
+ */
+static void
+RegisterStaticWorker(const char *function, const char *name)
 {
 	BackgroundWorker worker;
 
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authctx");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Define the worker settings; when preloaded, register the cleanup and
+ * last-seen workers and ask for the last-seen queue's shared memory.
+ */
+void
+WorkerInit(void)
+{
 	DefineCustomIntVariable("authctx.cleanup_interval",
 							"Time between runs of authctx.cleanup() by the background worker.",
 							"0 disables the worker's runs.  The worker exists only when authctx is in shared_preload_libraries.",
@@ -254,31 +278,9 @@ WorkerInit(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authctx");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authctx_cleanup_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "authctx cleanup");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "authctx cleanup");
-	worker.bgw_main_arg = (Datum) 0;
-	worker.bgw_notify_pid = 0;
-	RegisterBackgroundWorker(&worker);
-
-	/*
-	 * The last-seen worker: connected to no database (like the logical
-	 * replication launcher), but visible in pg_stat_activity.
-	 */
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "authctx");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "authctx_seen_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "authctx last-seen");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "authctx last-seen");
-	RegisterBackgroundWorker(&worker);
+	RegisterStaticWorker("authctx_cleanup_main", "authctx cleanup");
+	/* connected to no database (like the logical replication launcher) */
+	RegisterStaticWorker("authctx_seen_main", "authctx last-seen");
 
 #ifdef AUTHCTX_HAS_SHMEM_REQUEST_HOOK
 	prev_shmem_request_hook = shmem_request_hook;
