@@ -27,9 +27,12 @@ OBJS = \
 # One SQL source (split by module under src/sql, concatenated in name order)
 # builds the versioned install script.  Released scripts are never edited:
 # changes ship as authctx--A--B.sql upgrade scripts.
+# Earlier versions' install scripts stay shipped (frozen, like contrib's),
+# so that `CREATE EXTENSION authctx VERSION '0.1.0'` and the upgrade test
+# work.
 SQL_SOURCES = $(sort $(wildcard src/sql/*.sql))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
 # pg_regress: every sql/*.sql, on a throwaway instance (test/run drives both
 # preload modes; `make installcheck` alone runs the non-preloaded mode).
@@ -38,7 +41,7 @@ REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/nopreload.conf
 ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/preload.conf
 
-PG_CPPFLAGS += -I$(srcdir)/src
+PG_CPPFLAGS += -I$(srcdir)/src -DAUTHCTX_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK  += -lsodium -lcrypto
 EXTRA_CLEAN  = $(DATA_built) tmp_check tmp_check_iso results output_iso log regression.diffs regression.out
 
@@ -66,6 +69,8 @@ include $(PGXS)
 
 # every module includes the shared header
 $(OBJS): src/authctx.h src/compat.h
+# the library's version comes from the control file
+src/authctx.o: $(EXTENSION).control
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	cat $(SQL_SOURCES) > $@

@@ -163,6 +163,9 @@ extern void IdentityInit(void);
 extern void AuditInit(void);
 extern void WebauthnInit(void);
 
+/* ---- authctx.c ---- */
+extern void AuthctxCheckVersion(void);
+
 /* Settings shared between modules. */
 extern char *authctx_token_pepper;	/* token.c */
 extern bool authctx_preloaded;		/* authctx.c */

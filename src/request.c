@@ -236,6 +236,7 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot call auth_begin within a security-restricted operation")));
+	AuthctxCheckVersion();
 
 	if (PG_ARGISNULL(0))
 		RequestReject();

@@ -166,6 +166,8 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 	StringInfoData payload;
 	StringInfoData detail;
 
+	AuthctxCheckVersion();
+
 	if (!OidIsValid(admin_role) || !has_privs_of_role(GetUserId(), admin_role))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
