@@ -481,7 +481,7 @@ BEGIN
        AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.uuid'::pg_catalog.regtype
        AND authctx._isolation_qual(a.attname) OPERATOR(pg_catalog.=) pg_catalog.pg_get_expr(pol.polqual, pol.polrelid);
     IF col IS NULL THEN
-      RAISE WARNING 'policy authctx_tenant_isolation on table % is not one authctx created: its state was not migrated', pol.tbl
+      RAISE WARNING 'policy authctx_tenant_isolation on table "%" is not one authctx created: its state was not migrated', pol.tbl
         USING HINT = 'Check the table''s policies, then call authctx.enable_tenant_isolation on it to record its present state.';
       CONTINUE;
     END IF;
@@ -520,7 +520,9 @@ BEGIN
       def := NULL;
     END IF;
     IF NOT known THEN
-      RAISE NOTICE 'the default of column "%" of table % before isolation is not restorable: disable_tenant_isolation will drop it', col, pol.tbl;
+      RAISE WARNING 'the default of column "%" of table "%" before isolation is not restorable', col, pol.tbl
+        USING HINT = 'authctx 0.1.0 recorded it where the table''s owner can rewrite it, in a form not restored automatically; '
+                     'disable_tenant_isolation will drop the default.';
     END IF;
     INSERT INTO authctx.isolated_tables
            (relid, tenant_column, rls_enabled, rls_forced, default_known, previous_default, created_index)
