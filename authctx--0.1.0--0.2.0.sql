@@ -39,6 +39,24 @@ $$;
 COMMENT ON FUNCTION authctx._isolation_qual(name) IS
   'the isolation policy''s expression on column col as pg_get_expr prints it under the pinned search_path: how an intact policy is recognised';
 
+CREATE FUNCTION authctx._isolation_index(tbl regclass, col name, idx name)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT i.indexrelid::regclass
+    FROM pg_catalog.pg_index i
+    JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+    JOIN pg_catalog.pg_attribute a
+      ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+   WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+     AND (idx IS NULL OR ic.relname OPERATOR(pg_catalog.=) idx)
+   ORDER BY i.indexrelid
+   LIMIT 1
+$$;
+COMMENT ON FUNCTION authctx._isolation_index(regclass, name, name) IS
+  'an index of tbl whose first column is col (the one named idx, when idx is not NULL), or NULL';
+
 CREATE FUNCTION authctx._isolation_state()
 RETURNS SETOF authctx.isolated_tables
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -75,11 +93,7 @@ BEGIN
   IF colnum IS NULL THEN
     RAISE EXCEPTION 'table "%" has no uuid column "%"', tbl, col USING ERRCODE = '42703';
   END IF;
-  IF idx IS NOT NULL AND NOT EXISTS (
-       SELECT 1 FROM pg_catalog.pg_index i
-         JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
-        WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND ic.relname OPERATOR(pg_catalog.=) idx
-          AND i.indkey[0] OPERATOR(pg_catalog.=) colnum) THEN
+  IF idx IS NOT NULL AND authctx._isolation_index(tbl, col, idx) IS NULL THEN
     RAISE EXCEPTION 'table "%" has no index "%" leading with column "%"', tbl, idx, col
       USING ERRCODE = '42704';
   END IF;
@@ -182,10 +196,7 @@ BEGIN
   END IF;
 
   -- The index first: the state is saved before RLS and the default change.
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                  JOIN pg_catalog.pg_attribute a
-                    ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-                 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_column) THEN
+  IF authctx._isolation_index(tbl, tenant_column, NULL) IS NULL THEN
     idxname := pg_catalog.left(rel.relname || '_' || tenant_column, 50) || '_authctx_idx';
     EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (%I)', idxname, tbl, tenant_column);
   END IF;
@@ -269,12 +280,13 @@ BEGIN
   IF NOT saved.rls_enabled THEN
     EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
   END IF;
-  -- the index enable made, if it is still this table's
-  SELECT i.indexrelid::regclass INTO idx
-    FROM pg_catalog.pg_index i
-    JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
-   WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND ic.relname OPERATOR(pg_catalog.=) saved.created_index;
-  IF idx IS NOT NULL THEN
+  -- the index enable made, if it is still this table's, on the column, and
+  -- backs no constraint
+  IF saved.created_index IS NOT NULL THEN
+    idx := authctx._isolation_index(tbl, saved.tenant_column, saved.created_index);
+  END IF;
+  IF idx IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                                      WHERE k.conindid OPERATOR(pg_catalog.=) idx) THEN
     EXECUTE pg_catalog.format('DROP INDEX %s', idx);
   END IF;
 
@@ -338,10 +350,7 @@ AS $$
               FROM pg_catalog.pg_policy o
              WHERE o.polrelid OPERATOR(pg_catalog.=) c.relid AND o.polpermissive
                AND o.polname NOT IN ('authctx_tenant_isolation', 'authctx_admin_bypass')) AS other_policies,
-           EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                     JOIN pg_catalog.pg_attribute a
-                       ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-                    WHERE i.indrelid OPERATOR(pg_catalog.=) c.relid AND a.attname OPERATOR(pg_catalog.=) c.col) AS has_index
+           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index
       FROM candidates c
       LEFT JOIN pg_catalog.pg_policy tp
         ON tp.polrelid OPERATOR(pg_catalog.=) c.relid AND tp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
@@ -431,13 +440,15 @@ COMMENT ON FUNCTION authctx.security_report() IS
   'what could stand in for auth_begin or auth_end: roles (besides superusers and the extension''s owner) that may create objects in schema public or in a schema named after a member of authctx_app, and functions of those names outside the extension; no rows when there is none';
 
 REVOKE ALL ON TABLE authctx.isolated_tables FROM PUBLIC;
-REVOKE ALL ON FUNCTION authctx._isolation_qual(name), authctx._isolation_state(),
+REVOKE ALL ON FUNCTION authctx._isolation_qual(name), authctx._isolation_index(regclass, name, name),
+  authctx._isolation_state(),
   authctx._isolation_save_unchecked(regclass, name, name), authctx._isolation_forget_unchecked(regclass),
   authctx._isolation_save(regclass, name, name), authctx._isolation_forget(regclass),
   authctx.security_report() FROM PUBLIC;
 -- the helpers the isolation functions call as their caller; the _unchecked
 -- ones get no grant at all (see the header of the tenant section)
-GRANT EXECUTE ON FUNCTION authctx._isolation_qual(name), authctx._isolation_state(),
+GRANT EXECUTE ON FUNCTION authctx._isolation_qual(name), authctx._isolation_index(regclass, name, name),
+  authctx._isolation_state(),
   authctx._isolation_save(regclass, name, name), authctx._isolation_forget(regclass),
   authctx.security_report() TO authctx_manager;
 
@@ -455,7 +466,6 @@ DECLARE
   pol     record;
   state   jsonb;
   col     name;
-  colnum  smallint;
   rls_e   boolean;
   rls_f   boolean;
   def     text;
@@ -473,8 +483,7 @@ BEGIN
      ORDER BY p.polrelid
   LOOP
     col := NULL;
-    colnum := NULL;
-    SELECT a.attname, a.attnum INTO col, colnum
+    SELECT a.attname INTO col
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid OPERATOR(pg_catalog.=) pol.polrelid
        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
@@ -500,12 +509,9 @@ BEGIN
                   THEN (state->'rls_forced')::boolean ELSE true END;
     idx := NULL;
     IF pg_catalog.jsonb_typeof(state->'index') OPERATOR(pg_catalog.=) 'string' THEN
-      SELECT ic.relname INTO idx
-        FROM pg_catalog.pg_index i
-        JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
-       WHERE i.indrelid OPERATOR(pg_catalog.=) pol.polrelid
-         AND ic.relname OPERATOR(pg_catalog.=) (state->>'index')::pg_catalog.name
-         AND i.indkey[0] OPERATOR(pg_catalog.=) colnum;
+      IF authctx._isolation_index(pol.polrelid, col, (state->>'index')::pg_catalog.name) IS NOT NULL THEN
+        idx := state->>'index';
+      END IF;
     END IF;
     IF pg_catalog.jsonb_typeof(state->'default') OPERATOR(pg_catalog.=) 'null' THEN
       known := true;

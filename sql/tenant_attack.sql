@@ -9,17 +9,9 @@ CREATE EXTENSION IF NOT EXISTS authctx;
 RESET client_min_messages;
 \pset null '(null)'
 
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-  st text; msg text;
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-  RETURN st || ': ' || msg;
-END
-$$;
+SET client_min_messages = warning;
+\i test/support/try.sql
+RESET client_min_messages;
 
 -- the owner of a table (a manager, as enable_tenant_isolation requires),
 -- another manager, and the DBA (the superuser running this file)
@@ -95,26 +87,26 @@ SET ROLE regress_ta_owner;
 SELECT authctx.enable_tenant_isolation('ta.notes');
 SELECT relid, tenant_column, rls_enabled, rls_forced, default_known, previous_default, created_index
   FROM authctx._isolation_state() WHERE relid::text LIKE 'ta.%';
-SELECT pg_temp.try($$INSERT INTO authctx.isolated_tables (relid, tenant_column, rls_enabled, rls_forced, default_known)
+SELECT try($$INSERT INTO authctx.isolated_tables (relid, tenant_column, rls_enabled, rls_forced, default_known)
                      VALUES ('ta.dba_table', 'tenant_id', false, false, true)$$) AS insert_row;
-SELECT pg_temp.try($$UPDATE authctx.isolated_tables SET previous_default = 'ta.evil()'$$) AS update_row;
-SELECT pg_temp.try($$SELECT authctx._isolation_save_unchecked('ta.dba_table', 'tenant_id', NULL)$$) AS unchecked_save;
-SELECT pg_temp.try($$SELECT authctx._isolation_forget_unchecked('ta.notes')$$) AS unchecked_forget;
+SELECT try($$UPDATE authctx.isolated_tables SET previous_default = 'ta.evil()'$$) AS update_row;
+SELECT try($$SELECT authctx._isolation_save_unchecked('ta.dba_table', 'tenant_id', NULL)$$) AS unchecked_save;
+SELECT try($$SELECT authctx._isolation_forget_unchecked('ta.notes')$$) AS unchecked_forget;
 -- the gates: only for the owner of the table, and only real indexes of it
-SELECT pg_temp.try($$SELECT authctx._isolation_save('ta.dba_table', 'tenant_id', NULL)$$) AS save_not_owner;
-SELECT pg_temp.try($$SELECT authctx._isolation_forget('ta.dba_table')$$) AS forget_not_owner;
-SELECT pg_temp.try($$SELECT authctx._isolation_save('ta.notes', 'tenant_id', 'dba_idx')$$) AS foreign_index;
-SELECT pg_temp.try($$SELECT authctx._isolation_save(NULL, 'tenant_id', NULL)$$) AS null_table;
+SELECT try($$SELECT authctx._isolation_save('ta.dba_table', 'tenant_id', NULL)$$) AS save_not_owner;
+SELECT try($$SELECT authctx._isolation_forget('ta.dba_table')$$) AS forget_not_owner;
+SELECT try($$SELECT authctx._isolation_save('ta.notes', 'tenant_id', 'dba_idx')$$) AS foreign_index;
+SELECT try($$SELECT authctx._isolation_save(NULL, 'tenant_id', NULL)$$) AS null_table;
 RESET ROLE;
 SET ROLE regress_ta_other;
-SELECT pg_temp.try($$SELECT authctx._isolation_forget('ta.notes')$$) AS forget_other_owner;
-SELECT pg_temp.try($$SELECT authctx.disable_tenant_isolation('ta.notes')$$) AS disable_other_owner;
-SELECT pg_temp.try($$SELECT authctx.enable_tenant_isolation('ta.dba_table')$$) AS enable_other_owner;
+SELECT try($$SELECT authctx._isolation_forget('ta.notes')$$) AS forget_other_owner;
+SELECT try($$SELECT authctx.disable_tenant_isolation('ta.notes')$$) AS disable_other_owner;
+SELECT try($$SELECT authctx.enable_tenant_isolation('ta.dba_table')$$) AS enable_other_owner;
 RESET ROLE;
 SELECT relid, created_index FROM authctx._isolation_state() WHERE relid::text LIKE 'ta.%';
 -- bad arguments
-SELECT pg_temp.try('SELECT authctx.disable_tenant_isolation(NULL)') AS disable_null;
-SELECT pg_temp.try('SELECT authctx.enable_tenant_isolation(4000000000::oid::regclass)') AS no_such_table;
+SELECT try('SELECT authctx.disable_tenant_isolation(NULL)') AS disable_null;
+SELECT try('SELECT authctx.enable_tenant_isolation(4000000000::oid::regclass)') AS no_such_table;
 SELECT authctx.disable_tenant_isolation('ta.notes');
 
 -- ---------------------------------------------------------------- 4. a default that cannot be restored
@@ -146,7 +138,7 @@ SELECT count(*) AS stale_rows FROM authctx.isolated_tables WHERE relid::oid = :g
 -- and enable records the table afresh
 SET ROLE regress_ta_owner;
 DROP POLICY authctx_tenant_isolation ON ta.notes;
-SELECT pg_temp.try($$SELECT authctx.disable_tenant_isolation('ta.notes')$$) AS disable_without_policy;
+SELECT try($$SELECT authctx.disable_tenant_isolation('ta.notes')$$) AS disable_without_policy;
 ALTER TABLE ta.notes ALTER COLUMN tenant_id SET DEFAULT '00000000-0000-0000-0000-00000000000b';
 ALTER TABLE ta.notes NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE ta.notes DISABLE ROW LEVEL SECURITY;
@@ -213,14 +205,9 @@ CREATE DATABASE regress_authctx_lint;
 SET client_min_messages = warning;
 CREATE EXTENSION authctx;
 RESET client_min_messages;
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+SET client_min_messages = warning;
+\i test/support/try.sql
+RESET client_min_messages;
 SELECT * FROM authctx.security_report();
 CREATE ROLE regress_lint_app NOLOGIN IN ROLE authctx_app;
 CREATE ROLE regress_lint_creator NOLOGIN;
@@ -257,7 +244,7 @@ SET ROLE regress_lint_manager;
 SELECT count(*) AS findings FROM authctx.security_report();
 RESET ROLE;
 SET ROLE regress_lint_app;
-SELECT pg_temp.try('SELECT * FROM authctx.security_report()') AS app_reads_report;
+SELECT try('SELECT * FROM authctx.security_report()') AS app_reads_report;
 RESET ROLE;
 
 -- ---------------------------------------------------------------- back home

@@ -75,6 +75,24 @@ $$;
 COMMENT ON FUNCTION authctx._isolation_qual(name) IS
   'the isolation policy''s expression on column col as pg_get_expr prints it under the pinned search_path: how an intact policy is recognised';
 
+CREATE FUNCTION authctx._isolation_index(tbl regclass, col name, idx name)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT i.indexrelid::regclass
+    FROM pg_catalog.pg_index i
+    JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+    JOIN pg_catalog.pg_attribute a
+      ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+   WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+     AND (idx IS NULL OR ic.relname OPERATOR(pg_catalog.=) idx)
+   ORDER BY i.indexrelid
+   LIMIT 1
+$$;
+COMMENT ON FUNCTION authctx._isolation_index(regclass, name, name) IS
+  'an index of tbl whose first column is col (the one named idx, when idx is not NULL), or NULL';
+
 CREATE FUNCTION authctx._isolation_state()
 RETURNS SETOF authctx.isolated_tables
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -111,11 +129,7 @@ BEGIN
   IF colnum IS NULL THEN
     RAISE EXCEPTION 'table "%" has no uuid column "%"', tbl, col USING ERRCODE = '42703';
   END IF;
-  IF idx IS NOT NULL AND NOT EXISTS (
-       SELECT 1 FROM pg_catalog.pg_index i
-         JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
-        WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND ic.relname OPERATOR(pg_catalog.=) idx
-          AND i.indkey[0] OPERATOR(pg_catalog.=) colnum) THEN
+  IF idx IS NOT NULL AND authctx._isolation_index(tbl, col, idx) IS NULL THEN
     RAISE EXCEPTION 'table "%" has no index "%" leading with column "%"', tbl, idx, col
       USING ERRCODE = '42704';
   END IF;
@@ -218,10 +232,7 @@ BEGIN
   END IF;
 
   -- The index first: the state is saved before RLS and the default change.
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                  JOIN pg_catalog.pg_attribute a
-                    ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-                 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_column) THEN
+  IF authctx._isolation_index(tbl, tenant_column, NULL) IS NULL THEN
     idxname := pg_catalog.left(rel.relname || '_' || tenant_column, 50) || '_authctx_idx';
     EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (%I)', idxname, tbl, tenant_column);
   END IF;
@@ -305,12 +316,13 @@ BEGIN
   IF NOT saved.rls_enabled THEN
     EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
   END IF;
-  -- the index enable made, if it is still this table's
-  SELECT i.indexrelid::regclass INTO idx
-    FROM pg_catalog.pg_index i
-    JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
-   WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND ic.relname OPERATOR(pg_catalog.=) saved.created_index;
-  IF idx IS NOT NULL THEN
+  -- the index enable made, if it is still this table's, on the column, and
+  -- backs no constraint
+  IF saved.created_index IS NOT NULL THEN
+    idx := authctx._isolation_index(tbl, saved.tenant_column, saved.created_index);
+  END IF;
+  IF idx IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                                      WHERE k.conindid OPERATOR(pg_catalog.=) idx) THEN
     EXECUTE pg_catalog.format('DROP INDEX %s', idx);
   END IF;
 
@@ -374,10 +386,7 @@ AS $$
               FROM pg_catalog.pg_policy o
              WHERE o.polrelid OPERATOR(pg_catalog.=) c.relid AND o.polpermissive
                AND o.polname NOT IN ('authctx_tenant_isolation', 'authctx_admin_bypass')) AS other_policies,
-           EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                     JOIN pg_catalog.pg_attribute a
-                       ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-                    WHERE i.indrelid OPERATOR(pg_catalog.=) c.relid AND a.attname OPERATOR(pg_catalog.=) c.col) AS has_index
+           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index
       FROM candidates c
       LEFT JOIN pg_catalog.pg_policy tp
         ON tp.polrelid OPERATOR(pg_catalog.=) c.relid AND tp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
@@ -476,7 +485,8 @@ REVOKE ALL ON TABLE authctx.isolated_tables FROM PUBLIC;
 REVOKE ALL ON FUNCTION authctx.enable_tenant_isolation(regclass, name),
   authctx.disable_tenant_isolation(regclass), authctx.isolation_report(),
   authctx.admin_begin(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION authctx._isolation_qual(name), authctx._isolation_state(),
+REVOKE ALL ON FUNCTION authctx._isolation_qual(name), authctx._isolation_index(regclass, name, name),
+  authctx._isolation_state(),
   authctx._isolation_save_unchecked(regclass, name, name), authctx._isolation_forget_unchecked(regclass),
   authctx._isolation_save(regclass, name, name), authctx._isolation_forget(regclass),
   authctx.security_report() FROM PUBLIC;
@@ -484,7 +494,8 @@ GRANT EXECUTE ON FUNCTION authctx.enable_tenant_isolation(regclass, name),
   authctx.disable_tenant_isolation(regclass), authctx.isolation_report() TO authctx_manager;
 -- the helpers the isolation functions call as their caller; the _unchecked
 -- ones get no grant at all (see the header of the tenant section)
-GRANT EXECUTE ON FUNCTION authctx._isolation_qual(name), authctx._isolation_state(),
+GRANT EXECUTE ON FUNCTION authctx._isolation_qual(name), authctx._isolation_index(regclass, name, name),
+  authctx._isolation_state(),
   authctx._isolation_save(regclass, name, name), authctx._isolation_forget(regclass),
   authctx.security_report() TO authctx_manager;
 GRANT EXECUTE ON FUNCTION authctx.admin_begin(text) TO authctx_admin;
