@@ -33,10 +33,12 @@
 -- A row counts only while its table carries the authctx_tenant_isolation
 -- policy (_isolation_state), and rows of relations that no longer exist are
 -- purged by each save and forget, so a table that gets a dropped table's
--- OID inherits nothing.  pg_dump keeps the rows (pg_extension_config_dump):
--- relid dumps as the table's qualified name; the index is kept by name
--- (it lives in the table's schema), because indexes are restored after the
--- data.
+-- OID inherits nothing (unless its owner gives it a policy of that name by
+-- hand before the next purge; disable then acts on that owner's own table
+-- alone, runs nothing, and drops only an index of that table).  pg_dump
+-- keeps the rows (pg_extension_config_dump): relid dumps as the table's
+-- qualified name; the index is kept by name (it lives in the table's
+-- schema), because indexes are restored after the data.
 --
 -- isolation_report lints the tables; security_report lints what could
 -- stand in for auth_begin and auth_end (see its comment).
