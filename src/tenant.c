@@ -17,24 +17,46 @@
  * in its own transaction, so it survives a rollback; if it cannot be
  * written, the bypass is refused (fail closed).
  *
+ * The isolation helpers keep what a table looked like before isolation
+ * (RLS flags, the tenant column's old default, the index they made) in
+ * authctx.isolated_tables, which no role may write.  Those helpers run as
+ * their caller on purpose (only a table's owner may change its policies),
+ * so they reach the table through two gates here, _isolation_save and
+ * _isolation_forget: each checks that the calling role has the privileges
+ * of the table's owner, then calls the SECURITY DEFINER function
+ * authctx.<gate>_unchecked, which has no EXECUTE grant at all (fmgr does
+ * not check EXECUTE; the executor does).  A SECURITY DEFINER function
+ * written in SQL cannot do that check itself: inside it, current_user is
+ * its owner, and the caller is nowhere to be read.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xlog.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "authctx.h"
 
 PG_FUNCTION_INFO_V1(authctx_admin_begin);
+PG_FUNCTION_INFO_V1(authctx_isolation_save);
+PG_FUNCTION_INFO_V1(authctx_isolation_forget);
 
 /* Nothing to define yet; kept so _PG_init reads uniformly. */
 void
@@ -224,4 +246,85 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 
 	ContextSetAdminBypass(reason);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Does the current role have the privileges of the owner of relation
+ * relid?  Raises 42P01 for a relation that does not exist.
+ */
+static bool
+TenantCallerOwns(Oid relid)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return has_privs_of_role(GetUserId(), owner);
+}
+
+/*
+ * The gate: call authctx.<this function's name>_unchecked with this call's
+ * arguments, once the caller is known to own the table in the first one.
+ */
+static Datum
+TenantCallIfOwner(FunctionCallInfo fcinfo)
+{
+	Oid			self = fcinfo->flinfo->fn_oid;
+	Oid			relid;
+	Oid		   *argtypes;
+	int			nargs;
+	char	   *target;
+	Oid			target_oid;
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(inner, 3);
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be NULL")));
+	relid = PG_GETARG_OID(0);
+
+	/* check before locking, so that a stranger cannot even queue a lock */
+	if (!TenantCallerOwns(relid))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+	/* one isolation change at a time per table; then look again */
+	LockRelationOid(relid, ShareUpdateExclusiveLock);
+	if (!TenantCallerOwns(relid))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+
+	get_func_signature(self, &argtypes, &nargs);
+	if (nargs > 3 || nargs != PG_NARGS())
+		elog(ERROR, "unexpected signature for %s", get_func_name(self));
+	target = psprintf("%s_unchecked", get_func_name(self));
+	target_oid = LookupFuncName(list_make2(makeString(get_namespace_name(get_func_namespace(self))),
+										   makeString(target)),
+								nargs, argtypes, false);
+	fmgr_info(target_oid, &flinfo);
+	InitFunctionCallInfoData(*inner, &flinfo, nargs, PG_GET_COLLATION(), NULL, NULL);
+	for (int i = 0; i < nargs; i++)
+		inner->args[i] = fcinfo->args[i];
+	(void) FunctionCallInvoke(inner);
+	PG_RETURN_VOID();
+}
+
+/* _isolation_save(tbl, col, idx): record a table's state before isolation. */
+Datum
+authctx_isolation_save(PG_FUNCTION_ARGS)
+{
+	return TenantCallIfOwner(fcinfo);
+}
+
+/* _isolation_forget(tbl): drop the record once isolation is undone. */
+Datum
+authctx_isolation_forget(PG_FUNCTION_ARGS)
+{
+	return TenantCallIfOwner(fcinfo);
 }

@@ -39,6 +39,11 @@ sub schema_of
 {
 	my ($db) = @_;
 	my $out = $node->pg_dump_out($db);
+	# the extension's configuration tables (pg_extension_config_dump) are
+	# listed by OID: name them, in their order
+	my $config = $node->safe_psql($db, q{SELECT string_agg(u.c::regclass::text, ',' ORDER BY u.n)
+	  FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS u(c, n) WHERE e.extname = 'authctx'});
+	$out =~ s/(binary_upgrade_create_empty_extension\('authctx', [^\n]*?)'\{[0-9,]*\}'/$1'{$config}'/;
 	my @keep = grep {
 		!/binary_upgrade_set_next_|^\\(un)?restrict |^-- Dumped |relfrozenxid|^WHERE oid = '\d+'/
 	} split /\n/, $out;
