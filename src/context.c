@@ -59,9 +59,12 @@
  * the same connection, which a pooler may hand to another client.  So
  * DECLARE ... WITH HOLD is refused in a transaction that has published a
  * context (or an admin bypass), and a holdable cursor declared earlier in
- * a transaction that publishes one later is dropped at pre-commit and the
- * commit refused (the XactCallback runs after the portals are held, and a
- * held portal would survive the abort).
+ * a transaction that publishes one later (or whose own query publishes one
+ * as COMMIT runs it) is dropped at pre-commit and the commit refused.  The
+ * cursors are noticed by an ExecutorEnd hook as COMMIT holds them (not at
+ * DECLARE: without preloading, the DECLARE may be what loads the library);
+ * the XactCallback runs after the portals are held, and drops them itself,
+ * since a held portal would survive the abort that follows.
  *
  * The check hook parses each value into an "extra" and the assign hook
  * copies it into authctx_ctx, so the accessors (called once per row in RLS
@@ -81,11 +84,13 @@
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -178,7 +183,7 @@ static bool authctx_trust_leader = false;
 /* The last local transaction in which our code published a context. */
 static LocalTransactionId authctx_published_lxid = InvalidLocalTransactionId;
 
-/* Names of WITH HOLD cursors declared in this transaction (TopTransactionContext). */
+/* Holdable cursors held by this transaction's COMMIT (TopTransactionContext). */
 static List *authctx_held_cursors = NIL;
 
 /*
@@ -214,6 +219,7 @@ static const struct config_enum_entry missing_context_options[] = {
 static int	authctx_missing_context = MISSING_CONTEXT_DENY;
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 
 PG_FUNCTION_INFO_V1(authctx_user_id);
 PG_FUNCTION_INFO_V1(authctx_tenant_id);
@@ -602,26 +608,36 @@ ContextRefuseHeldCursor(const char *name, bool at_commit)
 }
 
 /*
- * DECLARE ... WITH HOLD: refused once this transaction has published a
- * context; otherwise remembered, for the check at pre-commit.
+ * A holdable cursor's query ends when COMMIT holds it (PersistHoldablePortal
+ * runs it to the end with the cursor as ActivePortal): remember its name
+ * for the check at pre-commit.  Seen here rather than at DECLARE because,
+ * without preloading, the DECLARE can be what loads the library.
  */
 static void
-ContextHeldCursorDeclared(const char *name)
+ContextExecutorEnd(QueryDesc *queryDesc)
 {
-	MemoryContext old;
+	Portal		portal = ActivePortal;
 
-	if (ContextPublishedThisXact())
-		ContextRefuseHeldCursor(name, false);
-	old = MemoryContextSwitchTo(TopTransactionContext);
-	authctx_held_cursors = lappend(authctx_held_cursors, pstrdup(name));
-	MemoryContextSwitchTo(old);
+	if (portal != NULL && (portal->cursorOptions & CURSOR_OPT_HOLD) &&
+		portal->createSubid != InvalidSubTransactionId &&
+		IsTransactionState())
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		authctx_held_cursors = lappend(authctx_held_cursors, pstrdup(portal->name));
+		MemoryContextSwitchTo(old);
+	}
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
 }
 
 /*
- * Pre-commit: the portals are already held (materialised under whatever
- * context the transaction had).  If the transaction published a context,
- * drop every holdable cursor it declared and refuse the commit; a held
- * portal is not dropped by the abort that follows, so drop it here.
+ * Pre-commit: the portals are already held, materialised under whatever
+ * context the transaction had.  If the transaction published a context,
+ * drop every holdable cursor it held and refuse the commit; a held portal
+ * would survive the abort that follows, so drop it here.
  */
 static void
 ContextXactCallback(XactEvent event, void *arg)
@@ -672,7 +688,6 @@ ContextProcessUtility(AUTHCTX_UTILITY_ARGS)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	const char *target = ContextUtilityTarget(parsetree);
-	const char *held = NULL;
 
 	if (target != NULL)
 		ereport(ERROR,
@@ -680,21 +695,14 @@ ContextProcessUtility(AUTHCTX_UTILITY_ARGS)
 				 errmsg("parameter \"%s\" can only be set by auth_begin()", target),
 				 errhint("Call auth_begin(token) at the start of the transaction.")));
 	if (IsA(parsetree, DeclareCursorStmt) &&
-		(((DeclareCursorStmt *) parsetree)->options & CURSOR_OPT_HOLD))
-	{
-		held = ((DeclareCursorStmt *) parsetree)->portalname;
-		if (ContextPublishedThisXact())
-			ContextRefuseHeldCursor(held, false);
-	}
+		(((DeclareCursorStmt *) parsetree)->options & CURSOR_OPT_HOLD) &&
+		ContextPublishedThisXact())
+		ContextRefuseHeldCursor(((DeclareCursorStmt *) parsetree)->portalname, false);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(AUTHCTX_UTILITY_PASS);
 	else
 		standard_ProcessUtility(AUTHCTX_UTILITY_PASS);
-
-	/* remembered only once declared: a name already taken is not ours */
-	if (held != NULL)
-		ContextHeldCursorDeclared(held);
 }
 
 /* Define the context GUCs, missing_context, the utility and commit guards. */
@@ -729,6 +737,8 @@ ContextInit(void)
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = ContextProcessUtility;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = ContextExecutorEnd;
 	RegisterXactCallback(ContextXactCallback, NULL);
 }
 
