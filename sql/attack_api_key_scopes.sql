@@ -13,14 +13,7 @@ CREATE EXTENSION IF NOT EXISTS authctx;
 RESET client_min_messages;
 \set VERBOSITY terse
 
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/support/try.sql
 
 -- auth_begin with a key, then: may it delete?
 CREATE FUNCTION pg_temp.can_delete(tok text) RETURNS text LANGUAGE plpgsql AS $$
@@ -73,7 +66,7 @@ INSERT INTO cases VALUES
   ('none', '{}'),
   ('null list', NULL);
 SELECT label,
-       pg_temp.try(format('SELECT authctx.create_api_key(%L, %L, %L, %L)',
+       try(format('SELECT authctx.create_api_key(%L, %L, %L, %L)',
                           :'alice', 'sc-acme', 'k ' || label, scopes)) AS result
   FROM cases ORDER BY label;
 SELECT array_length(scopes, 1) AS n, octet_length(array_to_string(scopes, E'\n')) AS joined

@@ -18,14 +18,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION authctx;
 RESET client_min_messages;
 
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/support/try.sql
 
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ov_hijacker') THEN
@@ -54,25 +47,25 @@ SELECT p.oid::regprocedure AS ours, p.prosrc
 -- ---------------------------------------------------------------- the hijacker
 SET ROLE ov_hijacker;
 -- the exact matches for a token bound as varchar: all taken
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(token varchar) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(token varchar) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS varchar_1;
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(token varchar, tenant varchar) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(token varchar, tenant varchar) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS varchar_varchar;
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(token text, tenant varchar) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(token text, tenant varchar) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS text_varchar;
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(token varchar, tenant text) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(token varchar, tenant text) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS varchar_text;
-SELECT pg_temp.try($$CREATE OR REPLACE FUNCTION public.auth_begin(token varchar) RETURNS authctx.context
+SELECT try($$CREATE OR REPLACE FUNCTION public.auth_begin(token varchar) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS or_replace;
 -- near misses, which can be created: none is chosen for a text, varchar or
 -- untyped argument
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(token name) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(token name) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS name_1;
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(token char) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(token char) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS bpchar_1;
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(VARIADIC token varchar[]) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(VARIADIC token varchar[]) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1[1]) RETURNING NULL::authctx.context'$$) AS variadic_varchar;
-SELECT pg_temp.try($$CREATE FUNCTION public.auth_begin(token varchar, tenant name) RETURNS authctx.context
+SELECT try($$CREATE FUNCTION public.auth_begin(token varchar, tenant name) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context'$$) AS varchar_name;
 RESET ROLE;
 
@@ -130,7 +123,7 @@ CREATE FUNCTION public.auth_begin(token varchar, tenant varchar, extra int DEFAU
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context';
 RESET ROLE;
 SET ROLE ov_app;
-SELECT pg_temp.try($$SELECT auth_begin('x'::varchar, 'ov-acme'::varchar)$$) AS ambiguous;
+SELECT try($$SELECT auth_begin('x'::varchar, 'ov-acme'::varchar)$$) AS ambiguous;
 RESET ROLE;
 SELECT count(*) AS tokens_stolen FROM public.ov_stolen;
 
@@ -144,7 +137,7 @@ SET ROLE ov_hijacker;
 CREATE FUNCTION public.auth_begin(token varchar) RETURNS authctx.context
   LANGUAGE sql AS 'INSERT INTO public.ov_stolen VALUES ($1) RETURNING NULL::authctx.context';
 RESET ROLE;
-SELECT pg_temp.try('ALTER EXTENSION authctx UPDATE') AS update_refused;
+SELECT try('ALTER EXTENSION authctx UPDATE') AS update_refused;
 SELECT extversion FROM pg_extension WHERE extname = 'authctx';
 DROP FUNCTION public.auth_begin(varchar);
 ALTER EXTENSION authctx UPDATE;
