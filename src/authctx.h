@@ -85,7 +85,7 @@ typedef struct AuthctxContext
 	pg_uuid_t	session_id;
 	char		auth_method[16];	/* session | api_key | admin */
 	TimestampTz expires_at;
-	char	   *scopes;			/* comma-separated, or NULL */
+	char	   *scopes;			/* newline-separated, or NULL */
 } AuthctxContext;
 
 extern void ContextInit(void);
@@ -122,7 +122,9 @@ typedef struct SessionRecord
 	TimestampTz last_seen_at;	/* last_seen_at / last_used_at */
 	bool		revoked;
 	bool		user_disabled;
-	char		scopes[1024];	/* API keys: newline-separated */
+	char		scopes[1024];	/* API keys: newline-separated, never cut */
+	bool		scopes_bad;		/* the stored scopes do not validate or fit:
+								 * the key is refused */
 	bool		member_known;	/* is_member and role below were looked up */
 	bool		is_member;		/* the user is a member of tenant_id */
 	char		role[NAMEDATALEN];	/* the user's role in tenant_id */

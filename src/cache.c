@@ -819,7 +819,7 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 
 	cacheable = stamp != 0 && rec != NULL && rec->member_known &&
 		rec->has_verifier && !rec->revoked && !rec->user_disabled &&
-		rec->expires_at > now;
+		!rec->scopes_bad && rec->expires_at > now;
 	if (cacheable && kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
 		rec->last_seen_at != DT_NOEND &&
 		rec->last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)

@@ -44,6 +44,13 @@
 	pstmt, queryString, context, params, queryEnv, dest, qc
 #endif
 
+/* The backend's local transaction id moved into MyProc->vxid in 17. */
+#if PG_VERSION_NUM >= 170000
+#define AuthctxMyLxid()	(MyProc->vxid.lxid)
+#else
+#define AuthctxMyLxid()	(MyProc->lxid)
+#endif
+
 /* Soft input errors (ereturn / escontext) appeared in 16. */
 #if PG_VERSION_NUM >= 160000
 #define AUTHCTX_HAS_SOFT_ERRORS 1

@@ -20,10 +20,18 @@
  * Nobody but this file may change them:
  *	- the check hook accepts a value only while authctx_context_setting is
  *	  true (set around our own set_config_option calls), when the value is
- *	  the boot default, or while a parallel worker restores its leader's
- *	  state (InitializingParallelWorker);  that refuses SET, SET LOCAL,
- *	  set_config() with a value, function SET clauses and ALTER ROLE/DATABASE
- *	  values applied at connection time;
+ *	  the empty boot default, or while a parallel worker restores its
+ *	  leader's state (InitializingParallelWorker, source "session");  that
+ *	  refuses SET, SET LOCAL, set_config() with a value, function SET
+ *	  clauses and ALTER ROLE/DATABASE values applied at connection time;
+ *	- without preloading, a value can exist before the library loads: SET,
+ *	  set_config(), connection options, stored ALTER ROLE/DATABASE settings
+ *	  and postgresql.conf all create a placeholder, which
+ *	  DefineCustomStringVariable re-applies (reset value, session value and
+ *	  every stacked value) through the check hook.  While defining, the
+ *	  check hook accepts only the empty boot value: every other value is
+ *	  discarded with a WARNING, so nothing auth_begin did not publish
+ *	  survives the library's load;
  *	- RESET and set_config(name, NULL) install the reset value without
  *	  calling the check hook, so the assign hook refuses any change made
  *	  inside a running transaction that did not come from us (transaction
@@ -33,6 +41,30 @@
  *	- a ProcessUtility hook refuses SET/RESET/ALTER ROLE ... SET/ALTER
  *	  DATABASE ... SET/ALTER SYSTEM naming them, with a clear 42501, before
  *	  anything happens.
+ *
+ * Defence in depth: every value carries its origin in its "extra" (only the
+ * check hook makes extras): the boot value, published by our own code in
+ * local transaction L, or restored from a parallel leader.  The GUC
+ * machinery hands the same extra back whenever it restores a value (RESET,
+ * a stack entry popped at ROLLBACK TO SAVEPOINT or transaction end), so
+ * the assign hook always knows where the value in force came from.  The
+ * accessors trust the context only when every part of it was published in
+ * the current local transaction (MyProc's lxid), or, in a parallel worker,
+ * restored from the leader.  Should a value ever reach the variables by a
+ * path the check hook does not cover, or outlive its transaction, the
+ * accessors still answer "no context".  The test costs one comparison.
+ *
+ * Holdable cursors.  A WITH HOLD cursor is materialised at COMMIT, while
+ * the context is still in force, and its rows stay readable afterwards on
+ * the same connection, which a pooler may hand to another client.  So
+ * DECLARE ... WITH HOLD is refused in a transaction that has published a
+ * context (or an admin bypass), and a holdable cursor declared earlier in
+ * a transaction that publishes one later (or whose own query publishes one
+ * as COMMIT runs it) is dropped at pre-commit and the commit refused.  The
+ * cursors are noticed by an ExecutorEnd hook as COMMIT holds them (not at
+ * DECLARE: without preloading, the DECLARE may be what loads the library);
+ * the XactCallback runs after the portals are held, and drops them itself,
+ * since a held portal would survive the abort that follows.
  *
  * The check hook parses each value into an "extra" and the assign hook
  * copies it into authctx_ctx, so the accessors (called once per row in RLS
@@ -52,13 +84,18 @@
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -76,9 +113,19 @@ typedef enum ContextField
 	CF_COUNT
 } ContextField;
 
+/* Where a value in force came from (decided by the check hook only). */
+typedef enum ContextOrigin
+{
+	ORIGIN_BOOT,				/* the empty boot value */
+	ORIGIN_PUBLISHED,			/* our own code, in local transaction lxid */
+	ORIGIN_LEADER				/* a parallel worker's copy of its leader's */
+} ContextOrigin;
+
 /* Parsed form of one GUC value, handed from check hook to assign hook. */
 typedef struct ContextExtra
 {
+	ContextOrigin origin;
+	LocalTransactionId lxid;	/* ORIGIN_PUBLISHED: the transaction */
 	bool		present;		/* value is non-empty */
 	pg_uuid_t	uuid;			/* user, tenant, session */
 	TimestampTz ts;				/* credential: expiry, DT_NOBEGIN if none */
@@ -115,6 +162,29 @@ static ContextGuc authctx_gucs[CF_COUNT] = {
 /* The published context, mirrored from the GUCs by the assign hooks. */
 static AuthctxContext authctx_ctx;
 static bool authctx_bypass = false;
+static const AuthctxContext authctx_no_ctx = {.expires_at = DT_NOBEGIN};
+
+/* Origin of each field's value in force, mirrored by the assign hooks. */
+static struct
+{
+	bool		present;
+	ContextOrigin origin;
+	LocalTransactionId lxid;
+}			authctx_field[CF_COUNT];
+
+/*
+ * The context is trusted when every present field was published in local
+ * transaction authctx_trust_lxid (compared with the current one), or all
+ * were restored from a parallel leader; recomputed by each assign hook.
+ */
+static LocalTransactionId authctx_trust_lxid = InvalidLocalTransactionId;
+static bool authctx_trust_leader = false;
+
+/* The last local transaction in which our code published a context. */
+static LocalTransactionId authctx_published_lxid = InvalidLocalTransactionId;
+
+/* Holdable cursors held by this transaction's COMMIT (TopTransactionContext). */
+static List *authctx_held_cursors = NIL;
 
 /*
  * Bumped by every assign hook: accessors cache their result datum in
@@ -128,7 +198,10 @@ static uint64 authctx_ctx_generation = 1;
 static bool authctx_context_setting = false;
 /* Set by ContextSet around one set_config_option call; NULL otherwise. */
 static const ContextStaged *authctx_staged = NULL;
-/* True while DefineCustom*Variable installs the boot values. */
+/*
+ * True while DefineCustom*Variable installs the boot values and re-applies
+ * the values of placeholders created before the library was loaded.
+ */
 static bool authctx_defining = false;
 
 /* authctx.missing_context */
@@ -146,6 +219,7 @@ static const struct config_enum_entry missing_context_options[] = {
 static int	authctx_missing_context = MISSING_CONTEXT_DENY;
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 
 PG_FUNCTION_INFO_V1(authctx_user_id);
 PG_FUNCTION_INFO_V1(authctx_tenant_id);
@@ -271,14 +345,58 @@ ContextParse(ContextField f, const char *value, ContextExtra **out)
 	return true;
 }
 
-/* Check hook shared by every context GUC; which one is in *extra on entry. */
+/*
+ * Is the context in force trusted: published by our own code in the current
+ * local transaction, or restored from the leader in a parallel worker?
+ */
+static inline bool
+ContextTrusted(void)
+{
+	return authctx_trust_leader ||
+		(authctx_trust_lxid != InvalidLocalTransactionId &&
+		 authctx_trust_lxid == AuthctxMyLxid());
+}
+
+/* Check hook shared by every context GUC: decides the value's origin. */
 static bool
 ContextCheck(ContextField f, char **newval, void **extra, GucSource source)
 {
 	ContextExtra *parsed;
+	bool		empty = *newval == NULL || (*newval)[0] == '\0';
+	ContextOrigin origin;
 
-	if (!(source == PGC_S_DEFAULT || authctx_context_setting ||
-		  authctx_defining || InitializingParallelWorker))
+	if (authctx_defining)
+	{
+		/*
+		 * A placeholder's value, from SET, set_config(), connection options,
+		 * stored settings or postgresql.conf: set before the library was
+		 * loaded, so not by us.  Only the boot value may survive.
+		 */
+		if (!empty)
+		{
+			GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+			GUC_check_errmsg("discarded a value of parameter \"%s\" set before the authctx library was loaded",
+							 authctx_gucs[f].name);
+			GUC_check_errdetail("Only auth_begin() and admin_begin() set the authentication context.");
+			GUC_check_errhint("Remove the setting from SET commands, connection options, ALTER ROLE/DATABASE ... SET and postgresql.conf.");
+			return false;
+		}
+		origin = ORIGIN_BOOT;
+	}
+	else if (authctx_context_setting)
+		origin = ORIGIN_PUBLISHED;
+	else if (empty && source == PGC_S_DEFAULT)
+		origin = ORIGIN_BOOT;
+	else if (InitializingParallelWorker && source == PGC_S_SESSION)
+	{
+		/*
+		 * RestoreGUCState with the leader's value (published as a session
+		 * value by ContextSet).  Settings the worker applies from its role
+		 * and database come with other sources and are refused.
+		 */
+		origin = ORIGIN_LEADER;
+	}
+	else
 	{
 		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
 		GUC_check_errmsg("parameter \"%s\" can only be set by auth_begin()",
@@ -290,8 +408,53 @@ ContextCheck(ContextField f, char **newval, void **extra, GucSource source)
 		GUC_check_errmsg("invalid value for parameter \"%s\"", authctx_gucs[f].name);
 		return false;
 	}
+	parsed->origin = origin;
+	parsed->lxid = origin == ORIGIN_PUBLISHED ? AuthctxMyLxid() : InvalidLocalTransactionId;
 	*extra = parsed;
 	return true;
+}
+
+/*
+ * After a field changed: the context is trusted only if every present
+ * field has one origin (one publishing transaction, or the leader).
+ */
+static void
+ContextRecomputeTrust(void)
+{
+	LocalTransactionId lxid = InvalidLocalTransactionId;
+	bool		leader = false;
+	bool		mixed = false;
+
+	for (int i = 0; i < CF_COUNT; i++)
+	{
+		if (!authctx_field[i].present)
+			continue;
+		switch (authctx_field[i].origin)
+		{
+			case ORIGIN_LEADER:
+				leader = true;
+				break;
+			case ORIGIN_PUBLISHED:
+				if (lxid == InvalidLocalTransactionId)
+					lxid = authctx_field[i].lxid;
+				else if (lxid != authctx_field[i].lxid)
+					mixed = true;
+				break;
+			default:
+				mixed = true;	/* a present value nobody published */
+				break;
+		}
+	}
+	if (mixed || (leader && lxid != InvalidLocalTransactionId))
+	{
+		authctx_trust_lxid = InvalidLocalTransactionId;
+		authctx_trust_leader = false;
+	}
+	else
+	{
+		authctx_trust_lxid = lxid;
+		authctx_trust_leader = leader;
+	}
 }
 
 /* Copy a parsed value into the context struct; refuse foreign changes. */
@@ -300,6 +463,12 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 {
 	ContextExtra *e = (ContextExtra *) extra;
 	const char *oldval = authctx_gucs[f].value;
+	/* an empty value of no origin: text[] holds just the terminator */
+	static union
+	{
+		ContextExtra e;
+		char		bytes[sizeof(ContextExtra) + 1];
+	}			absent;
 
 	/*
 	 * RESET and set_config(name, NULL) skip the check hook.  Refuse them:
@@ -316,7 +485,10 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 
 	authctx_ctx_generation++;
 	if (e == NULL)
-		return;
+		e = &absent.e;			/* every extra is ours: cannot happen */
+	authctx_field[f].present = e->present;
+	authctx_field[f].origin = e->origin;
+	authctx_field[f].lxid = e->lxid;
 	switch (f)
 	{
 		case CF_USER_ID:
@@ -337,7 +509,8 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 			strlcpy(authctx_ctx.auth_method, e->method, sizeof(authctx_ctx.auth_method));
 			authctx_ctx.expires_at = e->ts;
 			/* the extra lives as long as the GUC holds this value */
-			authctx_ctx.scopes = e->text[e->scopes_off] ? e->text + e->scopes_off : NULL;
+			authctx_ctx.scopes = e->present && e->text[e->scopes_off] ?
+				e->text + e->scopes_off : NULL;
 			break;
 		case CF_ADMIN_BYPASS:
 			authctx_bypass = e->present;
@@ -345,6 +518,7 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 		default:
 			break;
 	}
+	ContextRecomputeTrust();
 }
 
 #define CONTEXT_HOOKS(F, suffix) \
@@ -411,17 +585,119 @@ ContextUtilityTarget(Node *parsetree)
 	return ContextIsProtectedName(set->name) ? set->name : NULL;
 }
 
-/* Refuse SET/RESET/ALTER ... SET of the context parameters for every role. */
+/* Has our code published a context (or an admin bypass) in this transaction? */
+static bool
+ContextPublishedThisXact(void)
+{
+	return authctx_published_lxid != InvalidLocalTransactionId &&
+		authctx_published_lxid == AuthctxMyLxid();
+}
+
+/* The one refusal of a holdable cursor, at DECLARE or at COMMIT. */
+static void
+ContextRefuseHeldCursor(const char *name, bool at_commit)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot keep cursor \"%s\" WITH HOLD in a transaction with an authentication context",
+					name),
+			 at_commit ?
+			 errdetail("The cursor was dropped and the transaction rolled back: its rows, read under the context, would have outlived it.") :
+			 errdetail("A holdable cursor keeps its rows after COMMIT, when the context is gone, on a connection that a pooler may hand to another client."),
+			 errhint("Declare the cursor without WITH HOLD and fetch its rows before the transaction ends.")));
+}
+
+/*
+ * A holdable cursor's query ends when COMMIT holds it (PersistHoldablePortal
+ * runs it to the end with the cursor as ActivePortal): remember its name
+ * for the check at pre-commit.  Seen here rather than at DECLARE because,
+ * without preloading, the DECLARE can be what loads the library.
+ */
+static void
+ContextExecutorEnd(QueryDesc *queryDesc)
+{
+	Portal		portal = ActivePortal;
+
+	if (portal != NULL && (portal->cursorOptions & CURSOR_OPT_HOLD) &&
+		portal->createSubid != InvalidSubTransactionId &&
+		IsTransactionState())
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		authctx_held_cursors = lappend(authctx_held_cursors, pstrdup(portal->name));
+		MemoryContextSwitchTo(old);
+	}
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+/*
+ * Pre-commit: the portals are already held, materialised under whatever
+ * context the transaction had.  If the transaction published a context,
+ * drop every holdable cursor it held and refuse the commit; a held portal
+ * would survive the abort that follows, so drop it here.
+ */
+static void
+ContextXactCallback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+	const char *refused = NULL;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (authctx_held_cursors == NIL || !ContextPublishedThisXact())
+				return;
+			foreach(lc, authctx_held_cursors)
+			{
+				const char *name = (const char *) lfirst(lc);
+				Portal		portal = GetPortalByName(name);
+
+				if (PortalIsValid(portal) &&
+					(portal->cursorOptions & CURSOR_OPT_HOLD) &&
+					portal->status != PORTAL_ACTIVE)
+				{
+					PortalDrop(portal, false);
+					refused = name;
+				}
+			}
+			authctx_held_cursors = NIL;
+			if (refused != NULL)
+				ContextRefuseHeldCursor(refused, true);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			authctx_held_cursors = NIL; /* its memory goes with the transaction */
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Refuse SET/RESET/ALTER ... SET of the context parameters for every role,
+ * and holdable cursors in a transaction with a context.
+ */
 static void
 ContextProcessUtility(AUTHCTX_UTILITY_ARGS)
 {
-	const char *target = ContextUtilityTarget(pstmt->utilityStmt);
+	Node	   *parsetree = pstmt->utilityStmt;
+	const char *target = ContextUtilityTarget(parsetree);
 
 	if (target != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("parameter \"%s\" can only be set by auth_begin()", target),
 				 errhint("Call auth_begin(token) at the start of the transaction.")));
+	if (IsA(parsetree, DeclareCursorStmt) &&
+		(((DeclareCursorStmt *) parsetree)->options & CURSOR_OPT_HOLD) &&
+		ContextPublishedThisXact())
+		ContextRefuseHeldCursor(((DeclareCursorStmt *) parsetree)->portalname, false);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(AUTHCTX_UTILITY_PASS);
@@ -429,7 +705,7 @@ ContextProcessUtility(AUTHCTX_UTILITY_ARGS)
 		standard_ProcessUtility(AUTHCTX_UTILITY_PASS);
 }
 
-/* Define the context GUCs, missing_context, and the utility guard. */
+/* Define the context GUCs, missing_context, the utility and commit guards. */
 void
 ContextInit(void)
 {
@@ -461,6 +737,9 @@ ContextInit(void)
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = ContextProcessUtility;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = ContextExecutorEnd;
+	RegisterXactCallback(ContextXactCallback, NULL);
 }
 
 /*
@@ -547,6 +826,7 @@ ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
 			   const char *auth_method, TimestampTz expires_at,
 			   const char *scopes)
 {
+	authctx_published_lxid = AuthctxMyLxid();
 	authctx_context_setting = true;
 	PG_TRY();
 	{
@@ -585,11 +865,14 @@ ContextClear(void)
 void
 ContextSetAdminBypass(const char *reason)
 {
+	const AuthctxContext *ctx = ContextCurrent();
+
+	authctx_published_lxid = AuthctxMyLxid();
 	authctx_context_setting = true;
 	PG_TRY();
 	{
 		ContextSet(CF_ADMIN_BYPASS, reason, NULL);
-		ContextSetCredential("admin", authctx_ctx.expires_at, authctx_ctx.scopes);
+		ContextSetCredential("admin", ctx->expires_at, ctx->scopes);
 	}
 	PG_FINALLY();
 	{
@@ -598,16 +881,18 @@ ContextSetAdminBypass(const char *reason)
 	PG_END_TRY();
 }
 
+/* Is an admin bypass in force (and trusted)? */
 bool
 ContextAdminBypass(void)
 {
-	return authctx_bypass;
+	return authctx_bypass && ContextTrusted();
 }
 
+/* The context in force, or an empty one when it is not trusted. */
 const AuthctxContext *
 ContextCurrent(void)
 {
-	return &authctx_ctx;
+	return ContextTrusted() ? &authctx_ctx : &authctx_no_ctx;
 }
 
 /* ---------------------------------------------------------------------
@@ -654,9 +939,11 @@ CachedUuidDatum(FunctionCallInfo fcinfo, const pg_uuid_t *u)
 Datum
 authctx_user_id(PG_FUNCTION_ARGS)
 {
-	if (!authctx_ctx.valid)
+	const AuthctxContext *ctx = ContextCurrent();
+
+	if (!ctx->valid)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &authctx_ctx.user_id));
+	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->user_id));
 }
 
 /*
@@ -667,9 +954,11 @@ authctx_user_id(PG_FUNCTION_ARGS)
 Datum
 authctx_tenant_id(PG_FUNCTION_ARGS)
 {
-	if (authctx_ctx.valid && authctx_ctx.has_tenant)
-		PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &authctx_ctx.tenant_id));
-	if (authctx_missing_context == MISSING_CONTEXT_ERROR && !authctx_bypass)
+	const AuthctxContext *ctx = ContextCurrent();
+
+	if (ctx->valid && ctx->has_tenant)
+		PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->tenant_id));
+	if (authctx_missing_context == MISSING_CONTEXT_ERROR && !ContextAdminBypass())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("no tenant context in this transaction"),
@@ -680,35 +969,40 @@ authctx_tenant_id(PG_FUNCTION_ARGS)
 Datum
 authctx_role(PG_FUNCTION_ARGS)
 {
-	if (!authctx_ctx.valid || authctx_ctx.role[0] == '\0')
+	const AuthctxContext *ctx = ContextCurrent();
+
+	if (!ctx->valid || ctx->role[0] == '\0')
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(authctx_ctx.role));
+	PG_RETURN_TEXT_P(cstring_to_text(ctx->role));
 }
 
 Datum
 authctx_session_id(PG_FUNCTION_ARGS)
 {
-	if (!authctx_ctx.valid)
+	const AuthctxContext *ctx = ContextCurrent();
+
+	if (!ctx->valid)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &authctx_ctx.session_id));
+	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->session_id));
 }
 
 Datum
 authctx_is_authenticated(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(authctx_ctx.valid);
+	PG_RETURN_BOOL(ContextCurrent()->valid);
 }
 
 Datum
 authctx_has_role(PG_FUNCTION_ARGS)
 {
+	const AuthctxContext *ctx = ContextCurrent();
 	text	   *want;
 
-	if (!authctx_ctx.valid || PG_ARGISNULL(0) || authctx_ctx.role[0] == '\0')
+	if (!ctx->valid || PG_ARGISNULL(0) || ctx->role[0] == '\0')
 		PG_RETURN_BOOL(false);
 	want = PG_GETARG_TEXT_PP(0);
-	PG_RETURN_BOOL(strlen(authctx_ctx.role) == VARSIZE_ANY_EXHDR(want) &&
-				   memcmp(authctx_ctx.role, VARDATA_ANY(want),
+	PG_RETURN_BOOL(strlen(ctx->role) == VARSIZE_ANY_EXHDR(want) &&
+				   memcmp(ctx->role, VARDATA_ANY(want),
 						  VARSIZE_ANY_EXHDR(want)) == 0);
 }
 
@@ -716,20 +1010,21 @@ authctx_has_role(PG_FUNCTION_ARGS)
 Datum
 authctx_has_scope(PG_FUNCTION_ARGS)
 {
+	const AuthctxContext *ctx = ContextCurrent();
 	text	   *want;
 	const char *p;
 	size_t		wlen;
 
-	if (!authctx_ctx.valid || PG_ARGISNULL(0))
+	if (!ctx->valid || PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
-	if (strcmp(authctx_ctx.auth_method, "api_key") != 0)
+	if (strcmp(ctx->auth_method, "api_key") != 0)
 		PG_RETURN_BOOL(true);
-	if (authctx_ctx.scopes == NULL)
+	if (ctx->scopes == NULL)
 		PG_RETURN_BOOL(false);
 	want = PG_GETARG_TEXT_PP(0);
 	wlen = VARSIZE_ANY_EXHDR(want);
-	/* scopes are stored separated by newlines (scope names hold no '\n') */
-	p = authctx_ctx.scopes;
+	/* newline-separated; auth_begin refuses a key whose scopes hold one */
+	p = ctx->scopes;
 	while (*p)
 	{
 		const char *end = strchr(p, '\n');
@@ -747,46 +1042,47 @@ authctx_has_scope(PG_FUNCTION_ARGS)
 Datum
 authctx_admin_bypass(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(authctx_bypass);
+	PG_RETURN_BOOL(ContextAdminBypass());
 }
 
 /* authctx.current(): the whole context as authctx.context, or NULL. */
 Datum
 authctx_current(PG_FUNCTION_ARGS)
 {
+	const AuthctxContext *ctx = ContextCurrent();
 	TupleDesc	tupdesc;
 	Datum		values[6];
 	bool		nulls[6] = {false};
 
-	if (!authctx_ctx.valid && !authctx_bypass)
+	if (!ctx->valid && !ContextAdminBypass())
 		PG_RETURN_NULL();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	if (authctx_ctx.valid)
-		values[0] = UuidDatum(&authctx_ctx.user_id);
+	if (ctx->valid)
+		values[0] = UuidDatum(&ctx->user_id);
 	else
 		nulls[0] = true;
-	if (authctx_ctx.valid && authctx_ctx.has_tenant)
-		values[1] = UuidDatum(&authctx_ctx.tenant_id);
+	if (ctx->valid && ctx->has_tenant)
+		values[1] = UuidDatum(&ctx->tenant_id);
 	else
 		nulls[1] = true;
-	if (authctx_ctx.valid && authctx_ctx.role[0])
-		values[2] = PointerGetDatum(cstring_to_text(authctx_ctx.role));
+	if (ctx->valid && ctx->role[0])
+		values[2] = PointerGetDatum(cstring_to_text(ctx->role));
 	else
 		nulls[2] = true;
-	if (authctx_ctx.valid)
-		values[3] = UuidDatum(&authctx_ctx.session_id);
+	if (ctx->valid)
+		values[3] = UuidDatum(&ctx->session_id);
 	else
 		nulls[3] = true;
-	if (authctx_ctx.auth_method[0])
-		values[4] = PointerGetDatum(cstring_to_text(authctx_ctx.auth_method));
+	if (ctx->auth_method[0])
+		values[4] = PointerGetDatum(cstring_to_text(ctx->auth_method));
 	else
 		nulls[4] = true;
-	if (authctx_ctx.valid && authctx_ctx.expires_at != DT_NOBEGIN &&
-		authctx_ctx.expires_at != DT_NOEND)
-		values[5] = TimestampTzGetDatum(authctx_ctx.expires_at);
+	if (ctx->valid && ctx->expires_at != DT_NOBEGIN &&
+		ctx->expires_at != DT_NOEND)
+		values[5] = TimestampTzGetDatum(ctx->expires_at);
 	else
 		nulls[5] = true;
 

@@ -155,7 +155,7 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 	res->now = now;
 	res->ok = found && match && res->rec.has_verifier &&
 		!res->rec.revoked && !res->rec.user_disabled &&
-		res->rec.expires_at > now;
+		!res->rec.scopes_bad && res->rec.expires_at > now;
 	if (res->ok && tok->kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
 		res->rec.last_seen_at != DT_NOEND &&
 		res->rec.last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)

@@ -130,28 +130,167 @@ SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
 	return true;
 }
 
-/* API key scopes as one newline-separated string (scope names hold no '\n'). */
-static void
-SessionScopes(Datum arr, char *out, size_t outlen)
+/* ---------------------------------------------------------------------
+ * API key scopes.
+ *
+ * One rule, checked by create_api_key (through authctx._check_scopes) and
+ * again by auth_begin on what it reads: a scope is 1 to SCOPE_MAX_LEN
+ * characters from A-Z a-z 0-9 _ . : / * + -, a key has at most
+ * SCOPES_MAX_COUNT of them, and joined with newlines (the form the context
+ * and has_scope use) they fit in SessionRecord.scopes.  So a scope can
+ * never hold the separator, and the joined list is never cut: a stored
+ * list that breaks the rule (rows written by 0.1.0, or by hand) makes
+ * auth_begin refuse the key.
+ * ---------------------------------------------------------------------
+ */
+#define SCOPE_MAX_LEN		128
+#define SCOPES_MAX_COUNT	64
+#define SCOPES_MAX_BYTES	(sizeof(((SessionRecord *) 0)->scopes) - 1)
+
+typedef enum ScopesProblem
+{
+	SCOPES_OK,
+	SCOPES_NOT_FLAT,			/* a multidimensional array */
+	SCOPES_TOO_MANY,
+	SCOPES_EMPTY,				/* a NULL or empty scope */
+	SCOPES_TOO_LONG,
+	SCOPES_BAD_CHAR,
+	SCOPES_TOO_BIG				/* joined, they do not fit */
+} ScopesProblem;
+
+PG_FUNCTION_INFO_V1(authctx_check_scopes);
+
+/* Is c one of the characters a scope may hold? */
+static inline bool
+ScopeChar(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		(c >= '0' && c <= '9') ||
+		c == '_' || c == '.' || c == ':' || c == '/' || c == '*' ||
+		c == '+' || c == '-';
+}
+
+/*
+ * Check an API key's scopes and join them with newlines into out (outlen
+ * bytes, at least SCOPES_MAX_BYTES + 1); *which is the 1-based position of
+ * the offending scope, 0 when the problem is the list's.
+ */
+static ScopesProblem
+ScopesJoin(ArrayType *arr, char *out, size_t outlen, int *which)
 {
 	Datum	   *elems;
 	bool	   *enulls;
 	int			nelems;
-	StringInfoData buf;
+	size_t		used = 0;
 
-	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+	*which = 0;
+	out[0] = '\0';
+	if (ARR_NDIM(arr) > 1)
+		return SCOPES_NOT_FLAT;
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &enulls, &nelems);
-	initStringInfo(&buf);
+	if (nelems > SCOPES_MAX_COUNT)
+		return SCOPES_TOO_MANY;
 	for (int i = 0; i < nelems; i++)
 	{
+		text	   *t;
+		const char *p;
+		size_t		len;
+
+		*which = i + 1;
 		if (enulls[i])
-			continue;
-		if (buf.len > 0)
-			appendStringInfoChar(&buf, '\n');
-		appendStringInfoString(&buf, TextDatumGetCString(elems[i]));
+			return SCOPES_EMPTY;
+		t = DatumGetTextPP(elems[i]);
+		p = VARDATA_ANY(t);
+		len = VARSIZE_ANY_EXHDR(t);
+		if (len == 0)
+			return SCOPES_EMPTY;
+		if (len > SCOPE_MAX_LEN)
+			return SCOPES_TOO_LONG;
+		for (size_t j = 0; j < len; j++)
+			if (!ScopeChar((unsigned char) p[j]))
+				return SCOPES_BAD_CHAR;
+		if (used + (used > 0 ? 1 : 0) + len > Min(outlen - 1, SCOPES_MAX_BYTES))
+		{
+			*which = 0;
+			out[0] = '\0';
+			return SCOPES_TOO_BIG;
+		}
+		if (used > 0)
+			out[used++] = '\n';
+		memcpy(out + used, p, len);
+		used += len;
+		out[used] = '\0';
 	}
-	strlcpy(out, buf.data, outlen);
-	pfree(buf.data);
+	*which = 0;
+	return SCOPES_OK;
+}
+
+/*
+ * authctx._check_scopes(scopes text[]): raise 22023 unless create_api_key
+ * may store these scopes.
+ */
+Datum
+authctx_check_scopes(PG_FUNCTION_ARGS)
+{
+	char		joined[SCOPES_MAX_BYTES + 1];
+	int			which;
+	const char *detail = "A scope is 1 to 128 characters from A-Z, a-z, 0-9 and _ . : / * + -; "
+		"a key has at most 64 scopes, of at most 1023 bytes together (counting one separator between two scopes).";
+
+	switch (ScopesJoin(PG_GETARG_ARRAYTYPE_P(0), joined, sizeof(joined), &which))
+	{
+		case SCOPES_OK:
+			break;
+		case SCOPES_NOT_FLAT:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("scopes must be a one-dimensional array")));
+			break;
+		case SCOPES_TOO_MANY:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("an API key has at most %d scopes", SCOPES_MAX_COUNT),
+					 errdetail_internal("%s", detail)));
+			break;
+		case SCOPES_EMPTY:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("scopes must not be null or empty")));
+			break;
+		case SCOPES_TOO_LONG:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("scope %d is longer than %d characters", which, SCOPE_MAX_LEN),
+					 errdetail_internal("%s", detail)));
+			break;
+		case SCOPES_BAD_CHAR:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("scope %d contains a character that is not allowed in a scope", which),
+					 errdetail_internal("%s", detail)));
+			break;
+		case SCOPES_TOO_BIG:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the scopes of an API key take more than %d bytes together",
+							(int) SCOPES_MAX_BYTES),
+					 errdetail_internal("%s", detail)));
+			break;
+	}
+	PG_RETURN_VOID();
+}
+
+/* API key scopes, checked and joined into out; false if they break the rule. */
+static bool
+SessionScopes(Datum arr, char *out, size_t outlen)
+{
+	int			which;
+
+	if (ScopesJoin(DatumGetArrayTypeP(arr), out, outlen, &which) == SCOPES_OK)
+		return true;
+	out[0] = '\0';
+	return false;
 }
 
 /*
@@ -239,7 +378,7 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	rec->last_seen_at = n[4] ? DT_NOEND : DatumGetTimestampTz(v[4]);
 	rec->revoked = !n[5];
 	if (kind == TOKEN_API_KEY && !n[6])
-		SessionScopes(v[6], rec->scopes, sizeof(rec->scopes));
+		rec->scopes_bad = !SessionScopes(v[6], rec->scopes, sizeof(rec->scopes));
 
 	/* a session row without its user cannot exist (foreign key); be safe */
 	key = UUIDPGetDatum(&rec->user_id);

@@ -668,6 +668,16 @@ AS $$
 $$;
 COMMENT ON FUNCTION authctx.list_sessions(uuid) IS 'a user''s live sessions (not revoked, not expired, not idle), without secrets';
 
+-- The scope rule lives in C (session.c), where auth_begin checks the stored
+-- scopes again: 1 to 128 characters from A-Z a-z 0-9 _ . : / * + -, at most
+-- 64 scopes, at most 1023 bytes joined.
+CREATE FUNCTION authctx._check_scopes(scopes text[]) RETURNS void
+  AS 'MODULE_PATHNAME', 'authctx_check_scopes'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._check_scopes(text[]) IS
+  'internal: raises 22023 unless the array is a valid list of API key scopes';
+REVOKE ALL ON FUNCTION authctx._check_scopes(text[]) FROM PUBLIC;
+
 CREATE FUNCTION authctx.create_api_key(user_id uuid, tenant text, name text,
                                        scopes text[] DEFAULT '{}',
                                        expires_at timestamptz DEFAULT NULL)
@@ -684,9 +694,7 @@ BEGIN
   IF coalesce(btrim(create_api_key.name), '') = '' THEN
     RAISE EXCEPTION 'an API key needs a name' USING ERRCODE = '22023';
   END IF;
-  IF array_position(v_scopes, NULL) IS NOT NULL OR '' = ANY (v_scopes) THEN
-    RAISE EXCEPTION 'scopes must not be null or empty' USING ERRCODE = '22023';
-  END IF;
+  PERFORM authctx._check_scopes(v_scopes);
   IF create_api_key.expires_at <= clock_timestamp() THEN
     RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023';
   END IF;
