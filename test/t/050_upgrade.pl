@@ -42,6 +42,9 @@ sub schema_of
 	my @keep = grep {
 		!/binary_upgrade_set_next_|^\\(un)?restrict |^-- Dumped |relfrozenxid|^WHERE oid = '\d+'/
 	} split /\n/, $out;
+	# the OIDs of the extension's configuration tables (pg_extension_config_dump)
+	s/(binary_upgrade_create_empty_extension\(.*?')\{([\d,]+)\}'/$1 . '{' . join(',', map { 'oid' } split(',', $2)) . "}'"/e
+	  for @keep;
 	return join("\n", @keep) . "\n";
 }
 
