@@ -30,8 +30,11 @@
  *	  verified on its own.
  *	- RSA (libcrypto): a key is built from n and e (the JWK form), with n
  *	  of 2048 to 8192 bits, without a leading zero byte, and checked with
- *	  EVP_PKEY_public_check (SP 800-56B: odd n without small factors, odd
- *	  e of at least 65537); it is stored as DER SubjectPublicKeyInfo.
+ *	  EVP_PKEY_public_check (SP 800-56B section 6.4.2.1 as OpenSSL 3 runs
+ *	  it outside FIPS mode: n odd, composite, not a prime power, without
+ *	  factors under 752; e odd and greater than 1 (e = 3 is allowed: with
+ *	  libcrypto's strict PKCS#1 v1.5 decoding the old e = 3 forgeries do
+ *	  not apply)); it is stored as DER SubjectPublicKeyInfo.
  *	  RS256 is RSASSA-PKCS1-v1_5 with SHA-256; the signature must be
  *	  exactly as long as the modulus.
  *
