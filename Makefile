@@ -16,9 +16,14 @@ OBJS = \
 	src/crypto.o \
 	src/fetch.o \
 	src/identity.o \
+	src/issuer.o \
+	src/jwk.o \
+	src/jws.o \
+	src/pkey.o \
 	src/redact.o \
 	src/request.o \
 	src/session.o \
+	src/sjson.o \
 	src/tenant.o \
 	src/token.o \
 	src/webauthn.o \
@@ -69,6 +74,8 @@ include $(PGXS)
 
 # every module includes the shared header
 $(OBJS): src/authctx.h src/compat.h
+# the JWT code's own headers (plain C, no server headers)
+src/issuer.o src/jwk.o src/jws.o src/pkey.o src/sjson.o: src/jwk.h src/jws.h src/pkey.h src/sjson.h
 # the library's version comes from the control file
 src/authctx.o: $(EXTENSION).control
 

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
 #include "utils/uuid.h"
 
 #include "compat.h"
@@ -155,6 +156,37 @@ extern void CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uui
 extern bool TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 							 const char *requested, pg_uuid_t *tenant_id,
 							 bool *has_tenant, char *role);
+
+/* ---- issuer.c ---- */
+/*
+ * What a verified JWT says, for auth_begin.  Strings are palloc'd in the
+ * caller's memory context; every one is valid in the database encoding.
+ */
+typedef struct IssuerResult
+{
+	int			reason;			/* 0: verified; else why not (a JwtStatus of
+								 * jws.h, for IssuerReasonName only: never
+								 * shown to the caller of auth_begin) */
+	int			json_reason;	/* for a refused header or claims object: an
+								 * SjsonStatus of sjson.h */
+	char	   *issuer;			/* the registered issuer, equal to "iss" */
+	char	   *subject;		/* "sub": with issuer, the identity link */
+	TimestampTz expires_at;		/* "exp" */
+	bool		has_issued_at;
+	TimestampTz issued_at;		/* "iat", when present */
+	char	   *tenant;			/* the issuer's tenant claim (a slug or uuid
+								 * as text), or NULL when none applies */
+	List	   *scopes;			/* char *: "scope" words and "scp" entries */
+	List	   *amr;			/* char *: the "amr" entries */
+	char	   *kid;			/* the key that verified it (NULL: no kid) */
+	const char *alg;			/* EdDSA, ES256 or RS256 */
+	Datum		claims;			/* jsonb: the whole verified payload */
+} IssuerResult;
+
+extern bool IssuerLooksLikeJwt(const char *str, size_t len);
+extern bool IssuerVerify(const char *token, size_t len, TimestampTz now,
+						 IssuerResult *out);
+extern const char *IssuerReasonName(const IssuerResult *res);
 
 /* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
 extern void RequestInit(void);
