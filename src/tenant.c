@@ -62,13 +62,14 @@ PG_FUNCTION_INFO_V1(authctx_isolation_forget);
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /*
- * An insert (or an update moving a row) refused by a row level security
- * policy in a transaction with no tenant in its context gets a hint naming
- * auth_begin: under missing_context = deny, core's message names the table
- * and not the cause.  Only the hint is added, to the ErrorData about to be
- * reported (emit_log_hook runs before the message goes to the log and to
- * the client, when the error is logged at all: log_min_messages at error or
- * below, the default).  The policy refused the row as before.
+ * A new row refused by a row level security policy in a transaction with
+ * no tenant in its context (an INSERT: without a tenant, an UPDATE finds no
+ * row) gets a hint naming auth_begin, since under missing_context = deny
+ * core's message names the table and not the cause.  Only the hint is
+ * added, to the ErrorData about to be reported (emit_log_hook runs before
+ * the message goes to the log and to the client, when the error is logged
+ * at all: log_min_messages at error or below, the default).  The policy
+ * refused the row as before.
  */
 static void
 TenantEmitLog(ErrorData *edata)
