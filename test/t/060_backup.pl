@@ -13,10 +13,11 @@
 #       isolation holds;
 #   (c) into another cluster (not preloaded, same authctx.token_pepper):
 #       without the application's roles the restore fails on the first
-#       GRANT naming one and leaves nothing behind; without the privileges
-#       (-x -O) it works, CREATE EXTENSION creating the authctx_* roles;
-#       after pg_dumpall --globals-only it works in full, reusing them;
-#       another pepper refuses every token;
+#       GRANT naming one and leaves nothing behind; with that role made by
+#       hand it works, CREATE EXTENSION creating the authctx_* roles (and
+#       the dump's GRANTs to them applying); after pg_dumpall
+#       --globals-only it works in full, reusing them; another pepper
+#       refuses every token;
 #   (d) the data version guard: a dump whose authctx rows are of another
 #       version than the installed one fails with 55000 and a hint, first
 #       and leaving nothing behind; restoring into a database where the
@@ -82,6 +83,7 @@ sub populate
 	  CREATE TABLE notes (id serial PRIMARY KEY, tenant_id uuid NOT NULL, body text);
 	  SELECT authctx.enable_tenant_isolation('notes');
 	  GRANT SELECT, INSERT ON notes TO app;
+	  GRANT SELECT ON notes TO authctx_manager;
 	  GRANT USAGE ON SEQUENCE notes_id_seq TO app;
 	  CREATE TABLE toks (name text PRIMARY KEY, t text);
 	  GRANT SELECT ON toks TO app;
@@ -105,6 +107,39 @@ sub populate
 	  INSERT INTO toks SELECT 'disabled', authctx.create_session(id) FROM authctx.users WHERE email = 'carol\@acme.test';
 	  SELECT authctx.disable_user(id) FROM authctx.users WHERE email = 'carol\@acme.test';
 	  SELECT authctx.webauthn_challenge();
+	  -- test helpers, restored with the rest: what auth_begin says of a
+	  -- token (method, role, and an API key's scopes); every row of every
+	  -- table of schemas authctx and public but those in skip, and every
+	  -- sequence's position, one line per relation with a digest of its rows
+	  CREATE FUNCTION try_auth(tok text) RETURNS text LANGUAGE plpgsql AS \$\$
+	  DECLARE c authctx.context;
+	  BEGIN
+	    c := auth_begin(tok);
+	    RETURN c.auth_method || ':' || c.role ||
+	           CASE WHEN c.auth_method = 'api_key'
+	                THEN ':' || authctx.has_scope('notes:read') || ',' || authctx.has_scope('notes:write')
+	                ELSE '' END;
+	  EXCEPTION WHEN invalid_authorization_specification THEN
+	    RETURN 'refused';
+	  END \$\$;
+	  GRANT EXECUTE ON FUNCTION try_auth(text) TO app;
+	  CREATE FUNCTION contents(skip text[]) RETURNS SETOF text LANGUAGE plpgsql
+	  SET TimeZone = 'UTC' AS \$\$
+	  DECLARE r record; v text;
+	  BEGIN
+	    FOR r IN SELECT c.oid::regclass::text AS rel, c.relkind FROM pg_class c
+	              WHERE c.relnamespace IN ('authctx'::regnamespace, 'public'::regnamespace)
+	                AND c.relkind IN ('r', 'p', 'S') AND c.oid::regclass::text <> ALL (skip)
+	              ORDER BY 1 LOOP
+	      IF r.relkind = 'S' THEN
+	        EXECUTE format('SELECT last_value || '' '' || is_called FROM %s', r.rel) INTO v;
+	      ELSE
+	        EXECUTE format('SELECT count(*) || '' '' || md5(coalesce(string_agg(x::text, ''|'' ORDER BY x::text), '''')) FROM %s x',
+	                       r.rel) INTO v;
+	      END IF;
+	      RETURN NEXT r.rel || ' ' || v;
+	    END LOOP;
+	  END \$\$;
 	  INSERT INTO notes (tenant_id, body)
 	  SELECT t.id, b FROM authctx.tenants t, unnest('{a1,a2}'::text[]) b WHERE t.slug = 'acme';
 	  INSERT INTO notes (tenant_id, body) SELECT t.id, 'b1' FROM authctx.tenants t WHERE t.slug = 'globex';
@@ -118,26 +153,12 @@ sub populate
 }
 
 # Every row of every table of schemas authctx and public (the not-dumped
-# ones excepted), and every sequence's position: one line per relation,
-# its name, row count and a digest of its rows.
+# ones excepted), and every sequence's position (populate's contents()).
+my $skip = '{' . join(',', sort keys %not_dumped) . '}';
 sub contents
 {
 	my ($node, $db) = @_;
-	my @rels = split /\n/, $node->safe_psql($db, q{
-	  SELECT c.oid::regclass::text || ' ' || c.relkind::text FROM pg_class c
-	   WHERE c.relnamespace IN ('authctx'::regnamespace, 'public'::regnamespace)
-	     AND c.relkind IN ('r', 'p', 'S')
-	   ORDER BY c.oid::regclass::text});
-	my @q;
-	for (@rels)
-	{
-		my ($rel, $kind) = split / /;
-		next if $not_dumped{$rel};
-		push @q, $kind eq 'S'
-		  ? qq{SELECT '$rel', last_value || ' ' || is_called FROM $rel}
-		  : qq{SELECT '$rel', count(*) || ' ' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM $rel x};
-	}
-	return $node->safe_psql($db, "SET TimeZone = 'UTC'; " . join(' UNION ALL ', @q) . ' ORDER BY 1');
+	return $node->safe_psql($db, "SELECT contents('$skip')");
 }
 
 # Tables and sequences of schema authctx not registered for pg_dump.
@@ -154,46 +175,46 @@ my $expect_unregistered = join(' ', sort keys %not_dumped);
 
 # A restored database $db of $node: everything works as before the dump.
 # $role is the application's login role there.
+my $tokens_ok = 'alice=session:member bob=session:member disabled=refused key=api_key:member:true,false '
+  . 'refresh=refused revoked=refused revoked_key=refused';
 sub check_restored
 {
 	my ($node, $db, $label, $role) = @_;
-	my $as_app = sub { $node->psql($db, $_[0], extra_params => [ '-U', $role ]) };
-	my ($rc, $out, $err);
+	my ($challenges, $max_audit) = split /\n/, $node->safe_psql($db, qq{
+	  SELECT count(*) FROM authctx.webauthn_challenges;
+	  INSERT INTO authctx.webauthn_challenges (challenge, expires_at)
+	  VALUES ('$wa{challenge}', clock_timestamp() + interval '5 minutes');
+	  SELECT max(id) FROM authctx.audit_log;});
+	is($challenges, '0', "$label: no WebAuthn challenge was restored");
 
-	($rc, $out, $err) = $as_app->(q{SELECT (auth_begin(t)).role FROM toks WHERE name = 'alice'});
-	is("$rc|$out", "0|member", "$label: a session issued before the dump authenticates");
-	($rc, $out, $err) = $as_app->(q{BEGIN; SELECT (auth_begin(t)).auth_method FROM toks WHERE name = 'key';
-	  SELECT authctx.has_scope('notes:read'), authctx.has_scope('notes:write'); COMMIT;});
-	is("$rc|$out", "0|api_key\nt|f", "$label: an API key issued before the dump authenticates, with its scopes");
-	for my $name ('revoked', 'revoked_key', 'disabled')
-	{
-		($rc, $out, $err) = $as_app->(qq{SELECT auth_begin(t) FROM toks WHERE name = '$name'});
-		like($err, qr/authentication failed/, "$label: the $name token stays refused");
-	}
-	($rc, $out, $err) = $as_app->(q{SELECT (authctx.refresh(t)).session_id IS NOT NULL FROM toks WHERE name = 'refresh'});
-	is("$rc|$out", "0|t", "$label: a refresh token issued before the dump rotates");
+	# as the application, one statement per line "what|result"
+	my ($rc, $out, $err) = $node->psql($db, qq{
+	  SELECT 'tokens', string_agg(name || '=' || try_auth(t), ' ' ORDER BY name) FROM toks;
+	  SELECT 'refresh', (authctx.refresh(t)).session_id IS NOT NULL FROM toks WHERE name = 'refresh';
+	  SELECT 'password', (authctx.login('alice\@acme.test', 'alice password 1')).session_id IS NOT NULL;
+	  SELECT 'passkey', (authctx.login_webauthn('$wa{cred}', '$wa{ad}', '$wa{cd}', '$wa{sig}',
+	                     'example.com', 'https://example.com')).session_id IS NOT NULL;
+	  BEGIN;
+	  SELECT 'bob', (auth_begin(t)).user_id IS NOT NULL FROM toks WHERE name = 'bob';
+	  SELECT 'bob sees', string_agg(body, ',' ORDER BY body) FROM notes;
+	  COMMIT;
+	  SELECT 'no context sees', count(*) FROM notes;
+	}, extra_params => [ '-U', $role ], on_error_stop => 0);
+	my %r = map { split /\|/, $_, 2 } split /\n/, $out;
+	diag($err) if $err ne '';
+	is($r{tokens}, $tokens_ok, "$label: sessions and API keys issued before the dump authenticate "
+		. '(role, scopes); revoked ones, a disabled user\'s and refresh tokens are refused');
+	is($r{refresh}, 't', "$label: a refresh token issued before the dump rotates");
+	is($r{password}, 't', "$label: a password set before the dump logs in");
+	is($r{passkey}, 't', "$label: a passkey registered before the dump logs in");
+	is("$r{bob}|$r{'bob sees'}|$r{'no context sees'}", 't|b1|0',
+		"$label: isolation holds (bob sees his tenant's rows only, no context no rows)");
 
-	my $max_audit = $node->safe_psql($db, q{SELECT max(id) FROM authctx.audit_log});
-	($rc, $out, $err) = $as_app->(q{SELECT (authctx.login('alice@acme.test', 'alice password 1')).session_id IS NOT NULL});
-	is("$rc|$out", "0|t", "$label: a password set before the dump logs in");
-	is($node->safe_psql($db, qq{SELECT count(*) FROM authctx.audit_log WHERE event = 'login' AND id > $max_audit}),
-		'1', "$label: its audit row follows the restored ones (identity sequence restored)");
-
-	is($node->safe_psql($db, q{SELECT count(*) FROM authctx.webauthn_challenges}),
-		'0', "$label: no WebAuthn challenge was restored");
-	$node->safe_psql($db, qq{INSERT INTO authctx.webauthn_challenges (challenge, expires_at)
-	  VALUES ('$wa{challenge}', clock_timestamp() + interval '5 minutes')});
-	($rc, $out, $err) = $as_app->(qq{SELECT (authctx.login_webauthn('$wa{cred}', '$wa{ad}', '$wa{cd}', '$wa{sig}',
-	    'example.com', 'https://example.com')).session_id IS NOT NULL});
-	is("$rc|$out", "0|t", "$label: a passkey registered before the dump logs in") or diag($err);
-	is($node->safe_psql($db, q{SELECT email FROM authctx.users WHERE id = authctx.find_identity('https://idp.example', 'alice-sub')}),
-		'alice@acme.test', "$label: an OAuth link made before the dump resolves");
-
-	($rc, $out, $err) = $as_app->(q{BEGIN; SELECT (auth_begin(t)).user_id IS NOT NULL FROM toks WHERE name = 'bob';
-	  SELECT string_agg(body, ',' ORDER BY body) FROM notes; COMMIT;});
-	is("$rc|$out", "0|t\nb1", "$label: isolation holds (bob sees his tenant's rows only)");
-	($rc, $out, $err) = $as_app->(q{SELECT count(*) FROM notes});
-	is("$rc|$out", "0|0", "$label: and no context sees no rows");
+	is($node->safe_psql($db, qq{
+	  SELECT count(*) FROM authctx.audit_log WHERE event = 'login' AND id > $max_audit;
+	  SELECT email FROM authctx.users WHERE id = authctx.find_identity('https://idp.example', 'alice-sub')}),
+		"2\nalice\@acme.test",
+		"$label: the two logins' audit rows follow the restored ones (identity sequence restored); an OAuth link resolves");
 }
 
 # Run a client program against $node; returns (ok, stderr).
@@ -236,8 +257,8 @@ is($src->safe_psql('prod', 'SELECT version FROM authctx._data_version'), $curren
 	'the data version is the installed version');
 populate($src, 'prod');
 my $prod = contents($src, 'prod');
-like($prod, qr/^authctx\.audit_log_id_seq\|[1-9]\d* true$/m, 'the source has audit rows');
-like($prod, qr/^authctx\.sessions\|[1-9]\d* /m, 'and sessions');
+like($prod, qr/^authctx\.audit_log_id_seq [1-9]\d* true$/m, 'the source has audit rows');
+like($prod, qr/^authctx\.sessions [1-9]\d* /m, 'and sessions');
 
 # ---------------------------------------------------------------- (b)
 my %file;
@@ -270,17 +291,22 @@ is($dst->safe_psql('noroles', q{SELECT count(*) FROM pg_extension WHERE extname 
 	$dst->safe_psql('noroles', q{SELECT count(*) FROM pg_class WHERE relname = 'notes'}),
 	'00', 'and leaves nothing half restored behind');
 
-($ok, $err) = restore($dst, 'bare', 'c', $file{c}, '--no-owner', '--no-privileges');
-ok($ok, 'another cluster: without the privileges (-x -O) the restore succeeds') or diag($err);
-is($dst->safe_psql('postgres', q{SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'authctx%'}),
-	'authctx_admin,authctx_app,authctx_manager', 'CREATE EXTENSION created the authctx roles');
-is(contents($dst, 'bare'), $prod, 'another cluster, no privileges: every row is back');
-my %tok = map { split /\|/ } split /\n/, $src->safe_psql('prod', q{SELECT name, t FROM toks});
-$dst->safe_psql('postgres', 'CREATE ROLE app2 LOGIN IN ROLE authctx_app');
+# the application's role made by hand, the authctx roles not at all: the
+# restore's CREATE EXTENSION creates them, and the dump's GRANTs to them
+# apply; the application role joins authctx_app by hand too
+$dst->safe_psql('postgres', 'CREATE ROLE app LOGIN');
+($ok, $err) = restore($dst, 'byhand', 'c', $file{c});
+ok($ok, 'another cluster, only the application role made by hand: the restore succeeds') or diag($err);
+is($dst->safe_psql('byhand', q{SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'authctx%';
+  SELECT has_table_privilege('authctx_manager', 'notes', 'SELECT')}),
+	"authctx_admin,authctx_app,authctx_manager\nt", 'CREATE EXTENSION created the authctx roles, the GRANT to one of them applied');
+is(contents($dst, 'byhand'), $prod, 'another cluster, roles by hand: every row is back');
+$dst->safe_psql('postgres', 'GRANT authctx_app TO app');
 my ($rc, $out);
-($rc, $out, $err) = $dst->psql('bare', qq{SELECT (auth_begin('$tok{alice}')).role}, extra_params => [ '-U', 'app2' ]);
-is("$rc|$out", '0|member', 'another cluster, no privileges: a session issued before the dump authenticates');
-$dst->safe_psql('postgres', 'DROP ROLE app2');
+($rc, $out, $err) = $dst->psql('byhand', q{SELECT try_auth(t) FROM toks WHERE name = 'alice'}, extra_params => [ '-U', 'app' ]);
+is($out, 'session:member', 'another cluster, roles by hand: a session issued before the dump authenticates');
+$dst->safe_psql('postgres', 'DROP DATABASE byhand');
+$dst->safe_psql('postgres', 'DROP ROLE app, authctx_admin, authctx_manager, authctx_app');
 
 # the documented order: roles first (pg_dumpall --globals-only), then the
 # database; CREATE ROLE of roles that exist already fails harmlessly
@@ -297,11 +323,10 @@ check_restored($dst, 'withroles', 'another cluster, not preloaded', 'app');
 # the verifiers are keyed with authctx.token_pepper: another pepper refuses
 # every token (and leaves passwords alone)
 $dst->safe_psql('postgres', q{ALTER SYSTEM SET authctx.token_pepper = 'another pepper'; SELECT pg_reload_conf()});
-($rc, $out, $err) = $dst->psql('withroles', qq{SELECT auth_begin('$tok{bob}')}, extra_params => [ '-U', 'app' ]);
-like($err, qr/authentication failed/, 'another authctx.token_pepper: tokens issued before the dump are refused');
-($rc, $out, $err) = $dst->psql('withroles', q{SELECT (authctx.login('alice@acme.test', 'alice password 1')).session_id IS NOT NULL},
+($rc, $out, $err) = $dst->psql('withroles', q{SELECT try_auth(t) FROM toks WHERE name = 'bob';
+  SELECT (authctx.login('alice@acme.test', 'alice password 1')).session_id IS NOT NULL},
 	extra_params => [ '-U', 'app' ]);
-is("$rc|$out", '0|t', 'another authctx.token_pepper: passwords still log in');
+is($out, "refused\nt", 'another authctx.token_pepper: tokens issued before the dump are refused, passwords still log in');
 $dst->safe_psql('postgres', q{ALTER SYSTEM RESET authctx.token_pepper; SELECT pg_reload_conf()});
 
 # ---------------------------------------------------------------- (d)
@@ -342,6 +367,16 @@ $src->safe_psql('precreated_c', "CREATE EXTENSION authctx VERSION '$current'");
 	'-d', 'precreated_c', $file{c});
 ok($ok, 'custom dump into a database where the extension was created first: the restore succeeds') or diag($err);
 is(contents($src, 'precreated_c'), $prod, 'every row is back');
+# into an older version (0.1.0 has no data version table): it stops there,
+# before any authctx row
+$src->safe_psql('postgres', 'CREATE DATABASE older');
+$src->safe_psql('older', "CREATE EXTENSION authctx VERSION '0.1.0'");
+($ok, $err) = run_cmd($src, 'pg_restore', '--single-transaction', '--exit-on-error', '-L', "$dir/noschema.list",
+	'-d', 'older', $file{c});
+ok(!$ok && $err =~ /relation "authctx._data_version" does not exist/,
+	'a dump restored where an older version (0.1.0) was created first fails at the data version');
+is($src->safe_psql('older', q{SELECT (SELECT count(*) FROM authctx.users) + (SELECT count(*) FROM authctx.sessions)}),
+	'0', 'and leaves no authctx row behind');
 
 # ---------------------------------------------------------------- (e)
 $src->safe_psql('postgres', 'CREATE DATABASE old');
