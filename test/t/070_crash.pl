@@ -245,12 +245,12 @@ crash(blocked(q{backend_type = 'authctx autonomous'}), 'last-seen writer', $lock
 # notes waiting in shared memory (the last-seen worker stopped: it comes
 # back after 10 s) are lost; they are hints; nothing committed is
 prepare('immediate shutdown');
-$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'authctx last-seen'});
+$node->safe_psql('postgres', q{SELECT authctx.revoke_session(authctx._token_id(t::authctx.token)) FROM toks WHERE name = 's7';
+  INSERT INTO toks SELECT 's8', authctx.create_session(id) FROM authctx.users WHERE email = 'u2@acme.test';
+  SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'authctx last-seen'});
+$expect = 'k1,s1,s2,s3,s4,s8';
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'authctx last-seen'}),
 	'immediate shutdown: the last-seen worker is away');
-$node->safe_psql('postgres', q{SELECT authctx.revoke_session(authctx._token_id(t::authctx.token)) FROM toks WHERE name = 's7';
-  INSERT INTO toks SELECT 's8', authctx.create_session(id) FROM authctx.users WHERE email = 'u2@acme.test'});
-$expect = 'k1,s1,s2,s3,s4,s8';
 $node->safe_psql('postgres', q{SELECT count(*) FROM xs, auth_begin(t) WHERE name IN ('x3', 'x4', 'x5')},
 	extra_params => [ '-U', 'app' ]);
 is($node->safe_psql('postgres', 'SELECT pending FROM authctx._seen_stats()'), '3',
