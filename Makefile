@@ -12,12 +12,14 @@ OBJS = \
 	src/authctx.o \
 	src/audit.o \
 	src/cache.o \
+	src/cleanup.o \
 	src/context.o \
 	src/crypto.o \
 	src/fetch.o \
 	src/identity.o \
 	src/redact.o \
 	src/request.o \
+	src/seen.o \
 	src/session.o \
 	src/tenant.o \
 	src/token.o \
