@@ -77,13 +77,15 @@
  *     off and default_transaction_isolation = read committed.  What a
  *     non-superuser database owner can store on PostgreSQL 15 and what it
  *     would do here: search_path (a type or function of the owner's,
- *     reached from an unqualified name or cast: superuser), role and
- *     session_authorization (the worker would run as the owner and fail),
+ *     reached from an unqualified name or cast: superuser), role (the
+ *     worker would run as the owner and fail; session_authorization too,
+ *     though 15 refuses that one at connection with a warning),
  *     default_transaction_read_only and _isolation (the write fails or
  *     meets serialization failures), lock_timeout (the write gives up),
  *     standard_conforming_strings (string literals in function bodies are
- *     parsed in the worker), plpgsql.extra_errors (the apply function
- *     fails to compile), synchronous_commit (the record may be lost in a
+ *     parsed in the worker), plpgsql.extra_errors (plpgsql's optional
+ *     checks become errors in the worker), synchronous_commit (the record
+ *     may be lost in a
  *     crash after the caller saw it committed), temp_tablespaces,
  *     TimeZone/DateStyle/IntervalStyle (no payload depends on them; the
  *     time zone shows in audit details), row_security, array_nulls,
@@ -221,7 +223,7 @@ static const TaskKind task_kinds[] = {
 };
 
 /*
- * Settings pinned in every worker, after the reset of stored settings.  The
+ * Settings pinned in every worker, after the stored ones are put back.  The
  * plpgsql ones are placeholders until plpgsql loads, which then adopts
  * these values.
  */
