@@ -72,22 +72,6 @@ COMMENT ON FUNCTION authctx._isolation_state() IS
 
 CREATE FUNCTION authctx._isolation_save_unchecked(tbl regclass, col name, idx name)
 RETURNS void
--- worker: failing closed and a result channel.  _autonomous raises 55000
--- instead of warning and returning false; _autonomous_call returns the
--- record's result; _autonomous_apply returns jsonb (a new return type:
--- DROP + CREATE).
-COMMENT ON FUNCTION authctx._autonomous(text, jsonb) IS
-  'internal: apply a record in a background worker''s own transaction and wait; true, or 55000 if it could not be written';
-
-CREATE FUNCTION authctx._autonomous_call(kind text, payload jsonb) RETURNS jsonb
-  AS 'MODULE_PATHNAME', 'authctx_autonomous_call'
-  LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION authctx._autonomous_call(text, jsonb) IS
-  'internal: apply a record in a background worker''s own transaction and wait; its result, or 55000 if it could not be written';
-REVOKE ALL ON FUNCTION authctx._autonomous_call(text, jsonb) FROM PUBLIC;
-
-DROP FUNCTION authctx._autonomous_apply(text, jsonb);
-CREATE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -555,6 +539,7 @@ BEGIN
   PERFORM pg_catalog.set_config('search_path', path, true);
 END
 $migrate$;
+
 -- sec-context: auth_begin for character varying
 -- A function another role created in public with one of these signatures
 -- (it would have received every token bound as varchar) makes the update
@@ -677,6 +662,7 @@ BEGIN
   END IF;
 END
 $$;
+
 -- issuer: external identity providers (JWT access tokens), phase 1: the
 -- issuer registry (tables, key parsing at registration, add/set/remove/
 -- list_issuers) and the internal verifier authctx._jwt_verify.  Same text
@@ -939,6 +925,7 @@ GRANT EXECUTE ON FUNCTION
   authctx.remove_issuer(text),
   authctx.list_issuers()
 TO authctx_admin;
+
 -- durability: every table with data registered for pg_dump (and the audit_log
 -- identity sequence); authctx._data_version and its restore guard
 CREATE TABLE authctx._data_version (
@@ -1003,6 +990,27 @@ SELECT pg_catalog.pg_extension_config_dump('authctx.refresh_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('authctx.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('authctx.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('authctx.audit_log_id_seq', '');
+
+-- worker: failing closed and a result channel.  _autonomous raises 55000
+-- instead of warning and returning false; _autonomous_call returns the
+-- record's result; _autonomous_apply returns jsonb (a new return type:
+-- DROP + CREATE).
+COMMENT ON FUNCTION authctx._autonomous(text, jsonb) IS
+  'internal: apply a record in a background worker''s own transaction and wait; true, or 55000 if it could not be written';
+
+CREATE FUNCTION authctx._autonomous_call(kind text, payload jsonb) RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'authctx_autonomous_call'
+  LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION authctx._autonomous_call(text, jsonb) IS
+  'internal: apply a record in a background worker''s own transaction and wait; its result, or 55000 if it could not be written';
+REVOKE ALL ON FUNCTION authctx._autonomous_call(text, jsonb) FROM PUBLIC;
+
+DROP FUNCTION authctx._autonomous_apply(text, jsonb);
+CREATE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
   v_now       timestamptz := clock_timestamp();
   v_user      uuid;
   v_role      name := coalesce(payload ->> 'db_role', session_user::text);
