@@ -27,6 +27,7 @@ CREATE FUNCTION authctx._email_key(email text) RETURNS bytea
   LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION authctx._email_key(text) IS
   'internal: the normalised form of an email that uniqueness and lookup compare (NFC, Unicode default case folding, NFC; UTF-8 bytes)';
+
 REVOKE ALL ON FUNCTION authctx._email_key(text) FROM PUBLIC;
 
 -- Emails that 0.1.0 told apart (lower() under the database's collation,
@@ -99,7 +100,9 @@ CREATE FUNCTION authctx._keyed_hash64(data bytea, key bytea) RETURNS bigint
   LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION authctx._keyed_hash64(bytea, bytea) IS
   'internal: the first 64 bits of keyed BLAKE2b of data (an advisory lock key)';
+
 REVOKE ALL ON FUNCTION authctx._keyed_hash64(bytea, bytea) FROM PUBLIC;
+
 CREATE FUNCTION authctx._lock_account(email text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -533,7 +536,18 @@ BEGIN
      WHERE rt.user_id = p_user_id AND rt.revoked_at IS NULL
   LOOP
     CONTINUE WHEN v_family IS NOT DISTINCT FROM v_keep;
-    SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+      SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+    ELSE
+      -- A login or refresh that committed after our snapshot changed this
+      -- family (40001 on its rows).  What it issued is revoked by the stamp
+      -- all the same; only its rows stay unmarked.
+      BEGIN
+        SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+      EXCEPTION WHEN serialization_failure THEN
+        v_live := 0;
+      END;
+    END IF;
     v_total := v_total + v_live;
   END LOOP;
   IF v_total > 0 THEN

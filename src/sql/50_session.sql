@@ -418,8 +418,10 @@ COMMENT ON FUNCTION authctx._revoke_family(uuid, timestamptz) IS
 -- 2), then stamps it: every session and refresh token issued until the
 -- stamp is revoked by the liveness rule, including those of a login or
 -- refresh that committed after our snapshot; the rows we can see are also
--- revoked one by one.  Used by revoke_user_sessions, and by identity's
--- set_password (p_except: the caller's own session) and disable_user.
+-- revoked one by one (in REPEATABLE READ, those of a family that changed
+-- after our snapshot are left to the stamp).  Used by revoke_user_sessions,
+-- and by identity's set_password (p_except: the caller's own session) and
+-- disable_user.
 CREATE FUNCTION authctx._revoke_user_sessions(p_user_id uuid, p_except uuid, p_reason text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -459,7 +461,18 @@ BEGIN
      WHERE rt.user_id = p_user_id AND rt.revoked_at IS NULL
   LOOP
     CONTINUE WHEN v_family IS NOT DISTINCT FROM v_keep;
-    SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+      SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+    ELSE
+      -- A login or refresh that committed after our snapshot changed this
+      -- family (40001 on its rows).  What it issued is revoked by the stamp
+      -- all the same; only its rows stay unmarked.
+      BEGIN
+        SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+      EXCEPTION WHEN serialization_failure THEN
+        v_live := 0;
+      END;
+    END IF;
     v_total := v_total + v_live;
   END LOOP;
   IF v_total > 0 THEN
