@@ -469,6 +469,19 @@ $$;
 COMMENT ON FUNCTION authctx._revoke_family_rows(uuid, timestamptz) IS
   'internal: revoke a login family''s rows for a caller holding its locks; returns sessions, tokens and live sessions revoked';
 
+CREATE FUNCTION authctx._lock_membership(p_tenant_id uuid, p_user_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM 1 FROM authctx.memberships m
+    WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id FOR SHARE;
+  RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_membership(uuid, uuid) IS
+  'internal: whether the user is a member of the tenant, the membership locked FOR SHARE';
+
 CREATE OR REPLACE FUNCTION authctx._revoke_family(p_family_id uuid, p_at timestamptz,
                                        OUT sessions integer, OUT tokens integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -579,9 +592,7 @@ BEGIN
     RETURN CASE WHEN cardinality(v_tenants) = 1 THEN v_tenants[1] END;
   END IF;
   v_tenant := authctx._require_tenant(p_tenant);
-  PERFORM 1 FROM authctx.memberships m
-   WHERE m.tenant_id = v_tenant AND m.user_id = p_user_id FOR SHARE;
-  IF NOT FOUND THEN
+  IF NOT authctx._lock_membership(v_tenant, p_user_id) THEN
     RAISE EXCEPTION 'user is not a member of this tenant' USING ERRCODE = '42501';
   END IF;
   RETURN v_tenant;
@@ -648,13 +659,9 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
-  IF _issue_session.tenant_id IS NOT NULL THEN
-    PERFORM 1 FROM authctx.memberships m
-      WHERE m.tenant_id = _issue_session.tenant_id AND m.user_id = _issue_session.user_id
-        FOR SHARE;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
-    END IF;
+  IF _issue_session.tenant_id IS NOT NULL
+     AND NOT authctx._lock_membership(_issue_session.tenant_id, _issue_session.user_id) THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
   v_result := authctx._new_pair(_issue_session.user_id, _issue_session.tenant_id, v_family,
                                 NULL, _issue_session.metadata);
@@ -682,12 +689,8 @@ BEGIN
                                  v_user.sessions_revoked_except) THEN
     RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
   END IF;
-  IF p_tenant_id IS NOT NULL THEN
-    PERFORM 1 FROM authctx.memberships m
-      WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id FOR SHARE;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
-    END IF;
+  IF p_tenant_id IS NOT NULL AND NOT authctx._lock_membership(p_tenant_id, p_user_id) THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
   END IF;
   PERFORM authctx._lock_family(p_family_id);
 END
@@ -734,7 +737,6 @@ DECLARE
   v_locked   timestamptz;
   v_verified uuid;
   v_tenant   uuid;
-  v_tenants  uuid[];
   v_reason   text;
   v_counts   boolean := false;
   v_base     interval;
@@ -775,16 +777,12 @@ BEGIN
       v_reason := 'disabled';
     ELSIF tenant IS NOT NULL THEN
       v_tenant := authctx._resolve_tenant(tenant);
-      PERFORM 1 FROM authctx.memberships m
-        WHERE m.tenant_id = v_tenant AND m.user_id = v_user FOR SHARE;
-      IF NOT FOUND THEN
+      IF v_tenant IS NULL OR NOT authctx._lock_membership(v_tenant, v_user) THEN
         v_reason := 'not_member';
       END IF;
     ELSE
-      SELECT array_agg(x.tenant_id) INTO v_tenants
-        FROM (SELECT m.tenant_id FROM authctx.memberships m
-               WHERE m.user_id = v_user FOR SHARE) x;
-      v_tenant := CASE WHEN cardinality(v_tenants) = 1 THEN v_tenants[1] END;
+      -- the only membership, or none
+      v_tenant := authctx._member_tenant(v_user, NULL, false);
     END IF;
   END IF;
 
@@ -1104,7 +1102,7 @@ REVOKE ALL ON FUNCTION
   authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid), authctx._issue_time(uuid),
   authctx._cleanup_margin(), authctx._family_lock_key(uuid), authctx._lock_family(uuid),
   authctx._holds_family_lock(uuid), authctx._revoke_family_rows(uuid, timestamptz),
-  authctx._refresh_lock(uuid, uuid, uuid, timestamptz),
+  authctx._lock_membership(uuid, uuid), authctx._refresh_lock(uuid, uuid, uuid, timestamptz),
   authctx._refresh_pair(authctx.refresh_tokens, boolean)
 FROM PUBLIC;
 

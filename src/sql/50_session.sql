@@ -485,6 +485,23 @@ $$;
 COMMENT ON FUNCTION authctx._revoke_user_sessions(uuid, uuid, text) IS
   'internal: revoke a user''s sessions and refresh tokens (stamp and rows) except one session''s family; returns live sessions revoked';
 
+-- Is the user a member of the tenant?  The membership row is locked FOR
+-- SHARE (lock order, 3), so that a concurrent remove_member either waits
+-- for what the caller issues (and that stops working with the membership)
+-- or is seen.
+CREATE FUNCTION authctx._lock_membership(p_tenant_id uuid, p_user_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM 1 FROM authctx.memberships m
+    WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id FOR SHARE;
+  RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_membership(uuid, uuid) IS
+  'internal: whether the user is a member of the tenant, the membership locked FOR SHARE';
+
 -- The tenant a new session or key of a user gets, for the management
 -- functions: the named tenant (unknown: 42704; the user must be a member:
 -- 42501), else the user's only membership, else none (p_required: 22023).
@@ -509,9 +526,7 @@ BEGIN
     RETURN CASE WHEN cardinality(v_tenants) = 1 THEN v_tenants[1] END;
   END IF;
   v_tenant := authctx._require_tenant(p_tenant);
-  PERFORM 1 FROM authctx.memberships m
-   WHERE m.tenant_id = v_tenant AND m.user_id = p_user_id FOR SHARE;
-  IF NOT FOUND THEN
+  IF NOT authctx._lock_membership(v_tenant, p_user_id) THEN
     RAISE EXCEPTION 'user is not a member of this tenant' USING ERRCODE = '42501';
   END IF;
   RETURN v_tenant;
@@ -587,13 +602,9 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
-  IF _issue_session.tenant_id IS NOT NULL THEN
-    PERFORM 1 FROM authctx.memberships m
-      WHERE m.tenant_id = _issue_session.tenant_id AND m.user_id = _issue_session.user_id
-        FOR SHARE;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
-    END IF;
+  IF _issue_session.tenant_id IS NOT NULL
+     AND NOT authctx._lock_membership(_issue_session.tenant_id, _issue_session.user_id) THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
   v_result := authctx._new_pair(_issue_session.user_id, _issue_session.tenant_id, v_family,
                                 NULL, _issue_session.metadata);
@@ -625,12 +636,8 @@ BEGIN
                                  v_user.sessions_revoked_except) THEN
     RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
   END IF;
-  IF p_tenant_id IS NOT NULL THEN
-    PERFORM 1 FROM authctx.memberships m
-      WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id FOR SHARE;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
-    END IF;
+  IF p_tenant_id IS NOT NULL AND NOT authctx._lock_membership(p_tenant_id, p_user_id) THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
   END IF;
   PERFORM authctx._lock_family(p_family_id);
 END
@@ -683,7 +690,6 @@ DECLARE
   v_locked   timestamptz;
   v_verified uuid;
   v_tenant   uuid;
-  v_tenants  uuid[];
   v_reason   text;
   v_counts   boolean := false;
   v_base     interval;
@@ -724,16 +730,12 @@ BEGIN
       v_reason := 'disabled';
     ELSIF tenant IS NOT NULL THEN
       v_tenant := authctx._resolve_tenant(tenant);
-      PERFORM 1 FROM authctx.memberships m
-        WHERE m.tenant_id = v_tenant AND m.user_id = v_user FOR SHARE;
-      IF NOT FOUND THEN
+      IF v_tenant IS NULL OR NOT authctx._lock_membership(v_tenant, v_user) THEN
         v_reason := 'not_member';
       END IF;
     ELSE
-      SELECT array_agg(x.tenant_id) INTO v_tenants
-        FROM (SELECT m.tenant_id FROM authctx.memberships m
-               WHERE m.user_id = v_user FOR SHARE) x;
-      v_tenant := CASE WHEN cardinality(v_tenants) = 1 THEN v_tenants[1] END;
+      -- the only membership, or none
+      v_tenant := authctx._member_tenant(v_user, NULL, false);
     END IF;
   END IF;
 
@@ -1174,7 +1176,7 @@ REVOKE ALL ON FUNCTION
   authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid), authctx._issue_time(uuid),
   authctx._cleanup_margin(), authctx._family_lock_key(uuid), authctx._lock_family(uuid),
   authctx._holds_family_lock(uuid), authctx._revoke_family_rows(uuid, timestamptz),
-  authctx._revoke_family(uuid, timestamptz),
+  authctx._revoke_family(uuid, timestamptz), authctx._lock_membership(uuid, uuid),
   authctx._revoke_user_sessions(uuid, uuid, text), authctx._member_tenant(uuid, text, boolean),
   authctx._enabled_user(uuid), authctx._new_pair(uuid, uuid, uuid, uuid, jsonb),
   authctx._issue_session(uuid, uuid, text, jsonb),
