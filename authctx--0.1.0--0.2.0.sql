@@ -742,6 +742,12 @@ DECLARE
   v_base     interval;
   v_max      interval;
 BEGIN
+  -- A read-only transaction (a standby, BEGIN READ ONLY) can issue nothing
+  -- and record no failure: refuse before any password is tried, so that it
+  -- is no place to test guesses without the lockout counting them.
+  IF current_setting('transaction_read_only') = 'on' THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
   -- one password attempt per email at a time, known or not (lock order, 1)
   PERFORM authctx._lock_account(login.email);
   -- the user's row, FOR SHARE before the password is read (lock order, 2):

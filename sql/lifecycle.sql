@@ -170,6 +170,16 @@ SELECT try($$SELECT authctx.login('lc-lina@example.com', 'lina password 2', 'lc-
 SELECT authctx.add_member('lc-acme', :'lina');
 SELECT (authctx.refresh(((mb.r).refresh_token)::text)).session_id IS NOT NULL AS member_again FROM mb;
 
+-- ------------------------------------------------ read-only transactions
+-- Nothing can be issued nor a failure recorded: login refuses at once
+-- (generic 28P01), trying no password, right or wrong.
+SELECT count(*) AS failures_before FROM authctx.audit_log WHERE event = 'login_failed' \gset
+BEGIN READ ONLY;
+SELECT try($$SELECT authctx.login('lc-lina@example.com', 'lina password 2')$$) AS right_password;
+SELECT try($$SELECT authctx.login('lc-lina@example.com', 'a guess')$$) AS wrong_password;
+COMMIT;
+SELECT count(*) - :failures_before AS failures_recorded FROM authctx.audit_log WHERE event = 'login_failed';
+
 -- ------------------------------------------------ admin_begin and scopes
 -- The bypass is about tenants, not scopes: after admin_begin an API key's
 -- transaction still has only the key's scopes.

@@ -96,7 +96,9 @@
 -- was.  Before raising, the failure is written by a background worker in a
 -- transaction of its own (authctx._autonomous), so the caller's rollback
 -- cannot erase it; when it cannot be written the call fails with 55000
--- instead, never with a mere warning.
+-- instead, never with a mere warning.  In a read-only transaction (a
+-- standby, BEGIN READ ONLY), where no session can be issued nor a failure
+-- recorded, login refuses (28P01) before it tries any password.
 --
 -- Lockout: bounded exponential back-off per account.
 --   * Only a wrong password for an existing account counts.  After
@@ -695,6 +697,12 @@ DECLARE
   v_base     interval;
   v_max      interval;
 BEGIN
+  -- A read-only transaction (a standby, BEGIN READ ONLY) can issue nothing
+  -- and record no failure: refuse before any password is tried, so that it
+  -- is no place to test guesses without the lockout counting them.
+  IF current_setting('transaction_read_only') = 'on' THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
   -- one password attempt per email at a time, known or not (lock order, 1)
   PERFORM authctx._lock_account(login.email);
   -- the user's row, FOR SHARE before the password is read (lock order, 2):
