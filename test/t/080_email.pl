@@ -10,7 +10,9 @@
 #   - in a SQL_ASCII database an email must be valid UTF-8 (22021);
 #   - the update from 0.1.0, which told such spellings apart, stops with a
 #     23505 naming the users who now share an address, loses nothing, and
-#     goes through once they are told apart.
+#     goes through once they are told apart (and gives a login family whose
+#     session row 0.1.0's cleanup deleted a placeholder row, so that
+#     list_sessions and revoke_session reach it).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -113,6 +115,13 @@ $node->safe_psql('up', q{
   SELECT authctx.create_user('zoe@x.test');
 });
 is(ask('up', q{SELECT count(*) FROM authctx.users}), '5', '0.1.0 told the spellings apart');
+# (and, as 0.1.0's cleanup() did to an idle session, the session row of a
+# login whose refresh token still works is gone)
+$node->safe_psql('up', q{
+  SELECT authctx.set_password(id, 'zoe password 1') FROM authctx.users WHERE email = 'zoe@x.test';
+  CREATE TABLE zoe AS SELECT r.* FROM authctx.login('zoe@x.test', 'zoe password 1') r;
+  DELETE FROM authctx.sessions WHERE id = (SELECT session_id FROM zoe);
+});
 my ($rc, $out, $err) = $node->psql('up', 'ALTER EXTENSION authctx UPDATE');
 isnt($rc, 0, 'the update stops');
 like($err, qr/some users share an email/, 'saying why');
@@ -135,6 +144,11 @@ is($rc, 0, 'once told apart, the update goes through') or diag($err);
 is(ask('up', q{SELECT authctx.create_user(normalize('JÉRÔME@x.test', NFD))}), 'error 23505',
 	'and the new rule holds');
 is(ask('up', q{SELECT count(*) FROM authctx.users}), '5', 'with every user');
+is(ask('up', q{SELECT count(*) FROM zoe z, authctx.list_sessions((SELECT id FROM authctx.users WHERE email = 'zoe@x.test')) s
+                WHERE s.session_id = z.session_id}), '1',
+	'a family whose session row 0.1.0 had deleted is listed again (a revoked placeholder row)');
+is(ask('up', q{SELECT authctx.revoke_session(session_id) FROM zoe}), 't', 'and revoke_session reaches it');
+is(ask('up', q{SELECT authctx.refresh(refresh_token::text) FROM zoe}), 'error 28000', 'its refresh token is revoked');
 
 $node->stop;
 done_testing();
