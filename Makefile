@@ -49,7 +49,7 @@ ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.s
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/preload.conf
 
 PG_CPPFLAGS += -I$(srcdir)/src -DAUTHCTX_VERSION='"$(EXTVERSION)"'
-SHLIB_LINK  += -lsodium -lcrypto
+SHLIB_LINK  += -lsodium -lcrypto -licuuc
 EXTRA_CLEAN  = $(DATA_built) tmp_check tmp_check_iso results output_iso log regression.diffs regression.out
 
 PG_CONFIG ?= pg_config

@@ -335,7 +335,22 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 						 "admin_begin is not available on a standby." :
 						 "Check max_worker_processes and the server log.")));
 
-	ContextSetAdminBypass(reason);
+	/*
+	 * The bypass is about tenants, not scopes: a transaction authenticated
+	 * by an API key keeps the key's method and scopes, so has_scope() still
+	 * answers from them (a session has every scope either way).
+	 */
+	if (ctx->valid && strcmp(ctx->auth_method, "api_key") == 0)
+	{
+		AuthctxContext key = *ctx;
+		char	   *scopes = pstrdup(ctx->scopes ? ctx->scopes : "");
+
+		ContextSetAdminBypass(reason);
+		ContextPublish(&key.user_id, key.has_tenant ? &key.tenant_id : NULL,
+					   key.role, &key.session_id, "api_key", key.expires_at, scopes);
+	}
+	else
+		ContextSetAdminBypass(reason);
 	PG_RETURN_VOID();
 }
 
