@@ -177,9 +177,19 @@ extern void CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uui
 						   const char *role, uint64 stamp);
 
 /* ---- tenant.c ---- */
-extern bool TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
-							 const char *requested, pg_uuid_t *tenant_id,
-							 bool *has_tenant, char *role);
+/* What TenantForRequest decided (auth_begin raises 42501 unless allowed). */
+typedef enum TenantDecision
+{
+	TENANT_ALLOWED,				/* act in *tenant_id, or in no tenant */
+	TENANT_NOT_MEMBER,			/* no such tenant, or the user is no member */
+	TENANT_KEY_ELSEWHERE		/* an API key asked for a tenant not its own */
+} TenantDecision;
+
+extern TenantDecision TenantForRequest(const pg_uuid_t *user_id,
+									   const SessionRecord *rec,
+									   const char *requested,
+									   pg_uuid_t *tenant_id,
+									   bool *has_tenant, char *role);
 
 /* ---- issuer.c ---- */
 /*
