@@ -59,7 +59,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 .DEFAULT_GOAL := all
-.PHONY: test demo deps bench fuzz fuzz-build fuzz-smoke
+.PHONY: test demo deps bench fuzz fuzz-build fuzz-smoke fuzz-coverage
 
 # Targets that must run before PGXS exists.
 test:
@@ -74,12 +74,13 @@ deps:
 bench:
 	bash bench/run
 
-# libFuzzer targets (test/fuzz/README.md): each test/fuzz/<target>.c is one
+# libFuzzer targets (docs/fuzzing.md): each test/fuzz/<target>.c is one
 # target, linked with every parser of PARSER_SRCS; no PostgreSQL needed.
 # `make fuzz` runs each for FUZZ_SECONDS (and at most FUZZ_RUNS executions
 # when set); `make fuzz-smoke` replays the corpora and regression cases and
-# fuzzes each target briefly (make test runs it).
-FUZZ_CC      ?= clang
+# fuzzes each target briefly (make test runs it); `make fuzz-coverage`
+# reports the parsers' line and branch coverage by the corpora.
+FUZZ_CC      ?= $(firstword $(shell command -v clang-14 clang 2>/dev/null) clang)
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror
 FUZZ_OUT      = test/fuzz/build
@@ -102,6 +103,9 @@ fuzz: fuzz-build
 
 fuzz-smoke: fuzz-build
 	bash test/fuzz/run --smoke $(FUZZ_TARGETS)
+
+fuzz-coverage:
+	bash test/fuzz/coverage $(FUZZ_TARGETS)
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)

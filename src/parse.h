@@ -68,6 +68,7 @@ extern ParseStatus TokenDecodeBinary(const unsigned char *buf, size_t len,
 									 AuthctxToken *out);
 extern bool TokenEncodeText(const AuthctxToken *tok,
 							char out[AUTHCTX_TOKEN_TEXT_LEN + 1]);
+extern char TokenKindOfPrefix(const char *str);
 extern bool TokenLooksLike(const char *str, size_t len);
 extern int	TokenTextLength(void);
 

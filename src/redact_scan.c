@@ -4,9 +4,10 @@
  *		The log redaction scanner, without PostgreSQL.
  *
  * redact.c's emit_log_hook hands every string about to be logged to this
- * scanner.  Anything shaped like an authctx token (prefix axs_/axr_/axk_
- * then at least 16 base64url characters, so truncated tokens are hidden
- * too) is replaced by its prefix and "[REDACTED]".  Matches are found
+ * scanner.  Anything shaped like an authctx token (a token prefix, as
+ * token_parse.c knows them, then at least 16 base64url characters, so
+ * truncated tokens are hidden too) is replaced by its prefix and
+ * "[REDACTED]".  Matches are found
  * leftmost first and do not overlap; the body of a match runs as far as
  * base64url characters go.  A replacement is never longer than what it
  * replaces (20 characters or more become 14), so the scrubbed copy fits in
@@ -39,9 +40,8 @@ RedactMatch(const char *s)
 {
 	size_t		n = 0;
 
-	/* each test stops at the terminator before the next byte is read */
-	if (s[0] != 'a' || s[1] != 'x' || (s[2] != 's' && s[2] != 'r' && s[2] != 'k') ||
-		s[3] != '_')
+	/* stops at the terminator before reading past it */
+	if (TokenKindOfPrefix(s) == 0)
 		return 0;
 	while (RedactIsBodyChar(s[REDACT_PREFIX_LEN + n]))
 		n++;

@@ -45,24 +45,33 @@ TokenPrefix(char kind)
 }
 
 /*
- * Kind for a prefix, or 0 when the text does not start with one; str must
- * have at least TOKEN_PREFIX_LEN readable bytes.
+ * Kind for a prefix, or 0 when the text does not start with one.  Reads
+ * str[0], str[1], str[2], str[3] in that order and stops at the first
+ * mismatch, so a NUL-terminated string of any length is safe to pass (log
+ * redaction does).
  */
-static char
-TokenKindFromPrefix(const char *str)
+char
+TokenKindOfPrefix(const char *str)
 {
-	if (str[0] != 'a' || str[1] != 'x' || str[3] != '_')
+	char		kind;
+
+	if (str[0] != 'a' || str[1] != 'x')
 		return 0;
 	switch (str[2])
 	{
 		case 's':
-			return TOKEN_SESSION;
+			kind = TOKEN_SESSION;
+			break;
 		case 'r':
-			return TOKEN_REFRESH;
+			kind = TOKEN_REFRESH;
+			break;
 		case 'k':
-			return TOKEN_API_KEY;
+			kind = TOKEN_API_KEY;
+			break;
+		default:
+			return 0;
 	}
-	return 0;
+	return str[3] == '_' ? kind : 0;
 }
 
 /* The checksum binds prefix, id and secret together (kind must be known). */
@@ -96,7 +105,7 @@ TokenTextLength(void)
 bool
 TokenLooksLike(const char *str, size_t len)
 {
-	if (len < AUTHCTX_TOKEN_TEXT_LEN || TokenKindFromPrefix(str) == 0)
+	if (len < AUTHCTX_TOKEN_TEXT_LEN || TokenKindOfPrefix(str) == 0)
 		return false;
 	for (int i = TOKEN_PREFIX_LEN; i < AUTHCTX_TOKEN_TEXT_LEN; i++)
 	{
@@ -124,7 +133,7 @@ TokenDecodeText(const char *str, size_t len, AuthctxToken *out)
 	memset(out, 0, sizeof(*out));
 	if (str == NULL || len != AUTHCTX_TOKEN_TEXT_LEN)
 		return PARSE_LENGTH;
-	out->kind = TokenKindFromPrefix(str);
+	out->kind = TokenKindOfPrefix(str);
 	if (out->kind == 0)
 		return PARSE_SYNTAX;
 

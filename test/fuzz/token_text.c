@@ -2,8 +2,9 @@
  * token_text: the text form of authctx.token (authctx_token_in, auth_begin).
  *
  * Input: the text, any bytes.  Properties: a token that decodes encodes
- * back to exactly the input (one token, one spelling) and looks like a
- * token to the shape test; a refusal leaves nothing decoded behind.
+ * back to exactly the input (one token, one spelling), looks like a token
+ * to the shape test, and is hidden whole by log redaction; a refusal
+ * leaves nothing decoded behind.
  */
 #include "fuzz.h"
 
@@ -22,6 +23,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(TokenLooksLike((const char *) data, size));
 		FUZZ_CHECK(TokenEncodeText(&tok, text));
 		FUZZ_CHECK(memcmp(text, data, size) == 0);
+		/* what auth_begin accepts, the log never shows */
+		{
+			size_t		n;
+
+			FUZZ_CHECK(RedactFind(text, &n) == text && n == AUTHCTX_TOKEN_TEXT_LEN);
+		}
 	}
 	else
 	{
