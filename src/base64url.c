@@ -25,14 +25,6 @@
 
 #include "parse.h"
 
-/* Is c in the base64url alphabet, A-Z a-z 0-9 - _? */
-static inline bool
-B64urlIsChar(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		(c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
 /*
  * Decode in[0..inlen) into out (room for outmax bytes, at least
  * B64URL_DECODED_MAX(inlen) to never fail for lack of room); PARSE_OK with

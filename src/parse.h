@@ -76,6 +76,14 @@ extern int	TokenTextLength(void);
 /* Room enough for the bytes that n base64url characters decode to. */
 #define B64URL_DECODED_MAX(n)	((n) / 4 * 3 + 2)
 
+/* Is c in the base64url alphabet, A-Z a-z 0-9 - _?  (Tokens, redaction.) */
+static inline bool
+B64urlIsChar(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		(c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
 extern ParseStatus B64urlDecode(const char *in, size_t inlen,
 								unsigned char *out, size_t outmax,
 								size_t *outlen);

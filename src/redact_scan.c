@@ -26,14 +26,6 @@
 #define REDACT_MIN_BODY		16
 #define REDACT_MARK			"[REDACTED]"
 
-/* A character of a token's body (base64url). */
-static inline bool
-RedactIsBodyChar(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		(c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
 /* Length of the token-shaped run at s (0 if none). */
 static size_t
 RedactMatch(const char *s)
@@ -43,7 +35,7 @@ RedactMatch(const char *s)
 	/* stops at the terminator before reading past it */
 	if (TokenKindOfPrefix(s) == 0)
 		return 0;
-	while (RedactIsBodyChar(s[REDACT_PREFIX_LEN + n]))
+	while (B64urlIsChar(s[REDACT_PREFIX_LEN + n]))
 		n++;
 	return n >= REDACT_MIN_BODY ? REDACT_PREFIX_LEN + n : 0;
 }

@@ -108,13 +108,8 @@ TokenLooksLike(const char *str, size_t len)
 	if (len < AUTHCTX_TOKEN_TEXT_LEN || TokenKindOfPrefix(str) == 0)
 		return false;
 	for (int i = TOKEN_PREFIX_LEN; i < AUTHCTX_TOKEN_TEXT_LEN; i++)
-	{
-		char		c = str[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		if (!B64urlIsChar(str[i]))
 			return false;
-	}
 	return true;
 }
 
