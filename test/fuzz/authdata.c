@@ -3,9 +3,9 @@
  * sees it (authctx._webauthn_check_assertion, verify_webauthn,
  * login_webauthn).
  *
- * Input: five fields (fuzz.h's FuzzField: a 2-byte length, then the bytes),
- * COSE_Key, authenticatorData, clientDataJSON, signature, then rp_id as the
- * rest.  The seeds are real assertions, so that mutations reach the
+ * Input: four fields (fuzz.h's FuzzField: a 2-byte length, then the bytes),
+ * COSE_Key, authenticatorData, clientDataJSON, signature, then rp_id: the
+ * rest of the input, unframed.  The seeds are real assertions, so that mutations reach the
  * signature checks.  Properties: the answer is a counter or one of the
  * ASSERT_* codes; a counter is the one authenticatorData carries, with the
  * user-present flag set and the rpIdHash of rp_id.
@@ -24,13 +24,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t    *ad = FuzzField(&data, &size, &adlen);
 	uint8_t    *cd = FuzzField(&data, &size, &cdlen);
 	uint8_t    *sig = FuzzField(&data, &size, &siglen);
-	uint8_t    *rp = FuzzField(&data, &size, &rplen);
+	uint8_t    *rp;
 	WebauthnAuthData head;
 	ParseStatus st;
 	int64_t		r;
 
-	/* rp_id takes whatever is left */
-	free(rp);
+	/* rp_id is whatever is left, unframed */
 	rplen = size;
 	rp = malloc(rplen ? rplen : 1);
 	FUZZ_CHECK(rp != NULL);

@@ -96,7 +96,7 @@ def main():
 
     for name, key in (("ed_ok", "alice"), ("es_seven", "bob")):
         cred, ad, cd, sig = asserts[name]
-        write("authdata", name, field(keys[key]) + field(ad) + field(cd) + field(sig) + field(rp))
+        write("authdata", name, field(keys[key]) + field(ad) + field(cd) + field(sig) + rp)
 
     for name in ("ed_ok", "es_seven"):
         write("clientdata", name, asserts[name][2])
