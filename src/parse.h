@@ -70,7 +70,6 @@ extern bool TokenEncodeText(const AuthctxToken *tok,
 							char out[AUTHCTX_TOKEN_TEXT_LEN + 1]);
 extern char TokenKindOfPrefix(const char *str);
 extern bool TokenLooksLike(const char *str, size_t len);
-extern int	TokenTextLength(void);
 
 /* ---- base64url.c ---- */
 /* Room enough for the bytes that n base64url characters decode to. */

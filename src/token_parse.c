@@ -91,13 +91,6 @@ TokenChecksum(const AuthctxToken *tok, unsigned char *out)
 	sodium_memzero(digest, sizeof(digest));
 }
 
-/* Length of every token's text form. */
-int
-TokenTextLength(void)
-{
-	return AUTHCTX_TOKEN_TEXT_LEN;
-}
-
 /*
  * Cheap shape test (prefix and alphabet only, no checksum): a near-miss
  * token is still a secret worth hiding.
