@@ -52,8 +52,9 @@ ok($node->poll_query_until('postgres', "SELECT ($expired_sql) = 0", 't'),
 	'cleanup worker removed expired sessions');
 
 # 2. interval 0 disables it; setting it again (SIGHUP) re-enables it
+my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{ALTER SYSTEM SET authctx.cleanup_interval = 0; SELECT pg_reload_conf();});
-sleep 2;
+$node->wait_for_log(qr/authctx cleanup is paused: authctx.cleanup_interval is 0/, $log_offset);
 add_expired(20);
 sleep 3;
 is($node->safe_psql('postgres', $expired_sql), '20', 'cleanup_interval = 0: nothing removed');
@@ -68,7 +69,7 @@ $node->safe_psql('postgres', q{CREATE DATABASE noext});
 my $cleanup_pid = $node->safe_psql('postgres', $cleanup_pid_sql);
 my $noext_commits = q{SELECT xact_commit FROM pg_stat_database WHERE datname = 'noext'};
 my $commits0 = $node->safe_psql('postgres', $noext_commits);
-my $log_offset = -s $node->logfile;
+$log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{ALTER SYSTEM SET authctx.cleanup_database = 'noext'; SELECT pg_reload_conf();});
 ok($node->poll_query_until('postgres', "SELECT ($noext_commits) > $commits0 + 2"),
 	'runs go to the new cleanup_database');
@@ -87,10 +88,11 @@ ok($node->poll_query_until('postgres', "SELECT ($expired_sql) = 0", 't'),
 my $count_in = sub { my ($re, $text) = @_; my @m = $text =~ /$re/g; return scalar @m; };
 $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{ALTER SYSTEM SET authctx.cleanup_database = 'later'; SELECT pg_reload_conf();});
-sleep 5;
+$node->wait_for_log(qr/database "later" named by authctx.cleanup_database does not exist/, $log_offset);
+sleep 4;
 $log = slurp_file($node->logfile, $log_offset);
 is($count_in->(qr/database "later" named by authctx.cleanup_database does not exist/, $log), 1,
-	'a missing database is logged once in five intervals');
+	'a missing database is logged once in four intervals and more');
 unlike($log, qr/ERROR|FATAL/, 'and not connected to');
 is($node->safe_psql('postgres', $cleanup_pid_sql), $cleanup_pid, 'no restart');
 $node->safe_psql('postgres', q{CREATE DATABASE later});
@@ -104,10 +106,11 @@ like(slurp_file($node->logfile, $log_offset), qr/authctx cleanup runs again in d
 	'and says so');
 $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{ALTER DATABASE later ALLOW_CONNECTIONS false});
-sleep 5;
+$node->wait_for_log(qr/database "later" named by authctx.cleanup_database does not accept connections/, $log_offset);
+sleep 4;
 $log = slurp_file($node->logfile, $log_offset);
 is($count_in->(qr/database "later" named by authctx.cleanup_database does not accept connections/, $log), 1,
-	'a database that does not accept connections is logged once in five intervals');
+	'a database that does not accept connections is logged once in four intervals and more');
 unlike($log, qr/ERROR|FATAL/, 'and not connected to');
 is($node->safe_psql('postgres', $cleanup_pid_sql), $cleanup_pid, 'no restart');
 $log_offset = -s $node->logfile;
@@ -174,11 +177,15 @@ $node->safe_psql('gone', q{
   CREATE EXTENSION authctx;
   SELECT authctx.create_user('wk@example.com');});
 my ($g1, $s3) = (seen_session($node, 'gone'), seen_session($node, 'postgres'));
-# stop the worker: it comes back after bgw_restart_time (10 s), and the
-# notes wait in shared memory meanwhile
+# stop the worker: it is suspended (SIGSTOP) with a termination pending, so
+# that however slow this machine is, nothing is drained until the test lets
+# it go (SIGCONT): it then exits, comes back after bgw_restart_time (10 s),
+# and the notes wait in shared memory meanwhile
 $log_offset = -s $node->logfile;
-$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                               WHERE backend_type = 'authctx last-seen'});
+my $seen_pid = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'authctx last-seen'});
+ok(kill('STOP', $seen_pid), 'last-seen worker suspended');
+$node->safe_psql('postgres', qq{SELECT pg_terminate_backend($seen_pid)});
 my $bg3 = $node->background_psql('gone', extra_params => [ '-U', 'wk_app' ]);
 $bg3->query_safe(qq{SELECT auth_begin('$g1');});
 $bg3->quit;
@@ -196,6 +203,7 @@ ok($node->poll_query_until('postgres', $seen_sql->($s4), 't'), 'queue full: note
 is($node->safe_psql('postgres', $seen_sql->($s3) . q{; SELECT overflowed FROM authctx._seen_stats()}),
 	"f\n1", 'while the queued notes still wait for the worker; one refused by the queue');
 $node->safe_psql('gone', q{DROP EXTENSION authctx CASCADE});
+kill('CONT', $seen_pid);
 ok($node->poll_query_until('postgres', $seen_sql->($s3), 't'), 'restarted worker wrote the note it found');
 ok($node->poll_query_until('postgres', q{SELECT failed = 1 AND pending = 0 FROM authctx._seen_stats()}),
 	'the batch for the database without the extension failed');
