@@ -2381,3 +2381,123 @@ REVOKE ALL ON FUNCTION authctx.list_memberships(uuid), authctx.my_tenants(),
 GRANT EXECUTE ON FUNCTION authctx.list_memberships(uuid), authctx.list_tenants()
   TO authctx_manager;
 GRANT EXECUTE ON FUNCTION authctx.my_tenants() TO authctx_app;
+
+-- review: the isolation state's saved default is printed and parsed with
+-- standard_conforming_strings = on (a literal printed with it on and parsed
+-- with it off ran the rest of a table owner's literal as SQL in
+-- disable_tenant_isolation's caller's session)
+CREATE OR REPLACE FUNCTION authctx._isolation_save_unchecked(tbl regclass, col name, idx name)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+AS $$
+DECLARE
+  colnum smallint;
+  saved  authctx.isolated_tables;
+BEGIN
+  -- rows of relations that no longer exist: their OIDs may be reused
+  DELETE FROM authctx.isolated_tables s
+   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid);
+
+  SELECT a.attnum INTO colnum
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+   WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+     AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+     AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.uuid'::pg_catalog.regtype
+     AND c.relkind IN ('r', 'p');
+  IF colnum IS NULL THEN
+    RAISE EXCEPTION 'table "%" has no uuid column "%"', tbl, col USING ERRCODE = '42703';
+  END IF;
+  IF idx IS NOT NULL AND authctx._isolation_index(tbl, col, idx) IS NULL THEN
+    RAISE EXCEPTION 'table "%" has no index "%" leading with column "%"', tbl, idx, col
+      USING ERRCODE = '42704';
+  END IF;
+
+  SELECT s.* INTO saved FROM authctx._isolation_state() s WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+  IF FOUND THEN
+    -- isolated already: the state from before the first call stays
+    IF saved.tenant_column OPERATOR(pg_catalog.<>) col THEN
+      RAISE EXCEPTION 'table "%" is already isolated on column "%"', tbl, saved.tenant_column
+        USING ERRCODE = '55000';
+    END IF;
+    IF idx IS NOT NULL THEN
+      UPDATE authctx.isolated_tables s SET created_index = idx
+       WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+    END IF;
+    RETURN;
+  END IF;
+
+  -- a row without the policy is stale: the table's state now replaces it
+  DELETE FROM authctx.isolated_tables s WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+  INSERT INTO authctx.isolated_tables
+         (relid, tenant_column, rls_enabled, rls_forced, default_known, previous_default, created_index)
+  SELECT tbl, col, c.relrowsecurity, c.relforcerowsecurity, true,
+         (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d
+           WHERE d.adrelid OPERATOR(pg_catalog.=) tbl AND d.adnum OPERATOR(pg_catalog.=) colnum),
+         idx
+    FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl;
+END
+$$;
+CREATE OR REPLACE FUNCTION authctx.disable_tenant_isolation(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+AS $$
+DECLARE
+  saved authctx.isolated_tables;
+  idx   regclass;
+  part  regclass;
+BEGIN
+  IF tbl IS NULL THEN
+    RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+  END IF;
+  SELECT s.* INTO saved FROM authctx._isolation_state() s WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'table "%" is not isolated by authctx', tbl USING ERRCODE = '55000';
+  END IF;
+
+  EXECUTE pg_catalog.format('DROP POLICY IF EXISTS authctx_tenant_isolation ON %s', tbl);
+  EXECUTE pg_catalog.format('DROP POLICY IF EXISTS authctx_admin_bypass ON %s', tbl);
+  IF saved.previous_default IS NULL THEN
+    EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, saved.tenant_column);
+    IF NOT saved.default_known THEN
+      RAISE NOTICE 'the default of column "%" of table "%" before isolation is unknown: the column now has no default',
+                   saved.tenant_column, tbl
+        USING HINT = 'authctx 0.1.0 recorded it in a form that is not restored automatically; '
+                     'set it again with ALTER TABLE ... ALTER COLUMN ... SET DEFAULT if the table needs one.';
+    END IF;
+  ELSE
+    -- pg_get_expr's text, from the catalog; in parentheses, it is one expression
+    EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT (%s)',
+                              tbl, saved.tenant_column, saved.previous_default);
+  END IF;
+  IF NOT saved.rls_forced THEN
+    EXECUTE pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
+  END IF;
+  IF NOT saved.rls_enabled THEN
+    EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
+  END IF;
+  -- the index enable made, if it is still this table's, on the column, and
+  -- backs no constraint
+  IF saved.created_index IS NOT NULL THEN
+    idx := authctx._isolation_index(tbl, saved.tenant_column, saved.created_index);
+  END IF;
+  IF idx IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                                      WHERE k.conindid OPERATOR(pg_catalog.=) idx) THEN
+    EXECUTE pg_catalog.format('DROP INDEX %s', idx);
+  END IF;
+
+  -- partitions isolated by authctx are released too
+  FOR part IN
+    SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+     WHERE i.inhparent OPERATOR(pg_catalog.=) tbl
+       AND i.inhrelid IN (SELECT s.relid FROM authctx._isolation_state() s)
+  LOOP
+    PERFORM authctx.disable_tenant_isolation(part);
+  END LOOP;
+  PERFORM authctx._isolation_forget(tbl);
+END
+$$;

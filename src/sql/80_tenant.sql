@@ -27,7 +27,11 @@
 -- is read there, from the catalog, with pg_get_expr under the pinned
 -- search_path (every name outside pg_catalog comes out qualified); it is
 -- never taken from the caller, nor from anything another role can write,
--- and disable restores it in parentheses.  (0.1.0 kept this state as JSON
+-- and disable restores it in parentheses.  Both ends run with
+-- standard_conforming_strings = on: pg_get_expr writes string literals for
+-- the setting in force, and a literal printed with it on but parsed with it
+-- off ends at a backslash, so that the rest of the owner's literal would
+-- run as SQL with the rights of disable's caller.  (0.1.0 kept this state as JSON
 -- in the policy's COMMENT, which the table's owner can rewrite: a DBA who
 -- called disable then ran the owner's text as SQL.)
 -- A row counts only while its table carries the authctx_tenant_isolation
@@ -112,6 +116,7 @@ CREATE FUNCTION authctx._isolation_save_unchecked(tbl regclass, col name, idx na
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
 AS $$
 DECLARE
   colnum smallint;
@@ -283,6 +288,7 @@ CREATE FUNCTION authctx.disable_tenant_isolation(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
 AS $$
 DECLARE
   saved authctx.isolated_tables;
