@@ -2501,3 +2501,90 @@ BEGIN
   PERFORM authctx._isolation_forget(tbl);
 END
 $$;
+
+-- review: isolation_report names grants of TRUNCATE, TRIGGER and REFERENCES
+-- to roles other than the owner (row level security limits none of them)
+CREATE OR REPLACE FUNCTION authctx.isolation_report()
+RETURNS TABLE (table_name regclass, tenant_column name, rls_enabled boolean,
+               rls_forced boolean, has_policy boolean, has_index boolean, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH RECURSIVE isolated AS (
+    SELECT s.relid::oid AS relid, s.tenant_column AS col FROM authctx._isolation_state() s
+  ), below (relid, col, root) AS (
+    -- partitions and inheritance children of isolated tables, at any depth:
+    -- read directly, they show what their own policies allow
+    SELECT i.inhrelid, k.col, k.relid
+      FROM pg_catalog.pg_inherits i JOIN isolated k ON i.inhparent OPERATOR(pg_catalog.=) k.relid
+    UNION
+    SELECT i.inhrelid, b.col, b.root
+      FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent OPERATOR(pg_catalog.=) b.relid
+  ), candidates AS (
+    SELECT c.oid AS relid, c.relrowsecurity, c.relforcerowsecurity, c.relowner, c.relacl,
+           COALESCE(k.col, b.col, 'tenant_id')::name AS col,
+           k.relid IS NOT NULL AS isolated, b.root
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+      LEFT JOIN isolated k ON k.relid OPERATOR(pg_catalog.=) c.oid
+      LEFT JOIN LATERAL (SELECT b.col, b.root FROM below b
+                          WHERE b.relid OPERATOR(pg_catalog.=) c.oid
+                          ORDER BY b.root LIMIT 1) b ON true
+     WHERE c.relkind IN ('r', 'p')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'authctx')
+       AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  ), checked AS (
+    SELECT c.relid, c.col, c.relrowsecurity, c.relforcerowsecurity, c.isolated, c.root,
+           tp.polname IS NOT NULL AS tenant_policy,
+           COALESCE(tp.polcmd OPERATOR(pg_catalog.=) '*' AND tp.polpermissive
+                    AND tp.polroles OPERATOR(pg_catalog.=) '{0}'::oid[]
+                    AND pg_catalog.pg_get_expr(tp.polqual, tp.polrelid) OPERATOR(pg_catalog.=) authctx._isolation_qual(c.col)
+                    AND pg_catalog.pg_get_expr(tp.polwithcheck, tp.polrelid) OPERATOR(pg_catalog.=) authctx._isolation_qual(c.col),
+                    false) AS has_policy,
+           COALESCE(bp.polcmd OPERATOR(pg_catalog.=) '*' AND bp.polpermissive
+                    AND bp.polroles OPERATOR(pg_catalog.=) ARRAY['authctx_admin'::regrole::oid]
+                    AND pg_catalog.pg_get_expr(bp.polqual, bp.polrelid) OPERATOR(pg_catalog.=) 'authctx.admin_bypass()'
+                    AND pg_catalog.pg_get_expr(bp.polwithcheck, bp.polrelid) OPERATOR(pg_catalog.=) 'authctx.admin_bypass()',
+                    true) AS bypass_intact,
+           (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(o.polname), ', ' ORDER BY o.polname)
+              FROM pg_catalog.pg_policy o
+             WHERE o.polrelid OPERATOR(pg_catalog.=) c.relid AND o.polpermissive
+               AND o.polname NOT IN ('authctx_tenant_isolation', 'authctx_admin_bypass')) AS other_policies,
+           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('%s to %s', g.privilege_type, g.grantee), ', '
+                                         ORDER BY g.privilege_type, g.grantee)
+              FROM (SELECT DISTINCT a.privilege_type,
+                           CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+                      FROM pg_catalog.aclexplode(c.relacl) a
+                     WHERE a.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES')
+                       AND a.grantee OPERATOR(pg_catalog.<>) c.relowner) g) AS unlimited_grants
+      FROM candidates c
+      LEFT JOIN pg_catalog.pg_policy tp
+        ON tp.polrelid OPERATOR(pg_catalog.=) c.relid AND tp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
+      LEFT JOIN pg_catalog.pg_policy bp
+        ON bp.polrelid OPERATOR(pg_catalog.=) c.relid AND bp.polname OPERATOR(pg_catalog.=) 'authctx_admin_bypass'
+     WHERE c.isolated OR c.root IS NOT NULL OR tp.polname IS NOT NULL
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) c.relid AND a.attname OPERATOR(pg_catalog.=) 'tenant_id'
+                      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+  )
+  SELECT k.relid::regclass, k.col, k.relrowsecurity, k.relforcerowsecurity, k.has_policy, k.has_index,
+         NULLIF(pg_catalog.concat_ws('; ',
+           CASE WHEN NOT k.relrowsecurity THEN 'row level security is not enabled' END,
+           CASE WHEN NOT k.relforcerowsecurity THEN 'row level security is not forced (the owner bypasses it)' END,
+           CASE WHEN NOT k.tenant_policy THEN 'no authctx tenant isolation policy'
+                WHEN NOT k.has_policy THEN 'the authctx tenant isolation policy was changed'
+                WHEN NOT k.isolated THEN 'no saved isolation state (call authctx.enable_tenant_isolation again)' END,
+           CASE WHEN k.root IS NOT NULL AND NOT k.isolated
+                THEN pg_catalog.format('partition or child of isolated table %s, not isolated itself', k.root::regclass) END,
+           CASE WHEN NOT k.bypass_intact THEN 'the authctx admin bypass policy was changed' END,
+           CASE WHEN k.other_policies IS NOT NULL
+                THEN 'other permissive policies widen access: ' OPERATOR(pg_catalog.||) k.other_policies END,
+           CASE WHEN NOT k.has_index THEN 'no index leading with the tenant column' END,
+           CASE WHEN k.unlimited_grants IS NOT NULL
+                THEN 'privileges that row level security does not limit (TRUNCATE empties every tenant, a TRIGGER sees every tenant''s writes, REFERENCES probes every tenant''s keys): '
+                     OPERATOR(pg_catalog.||) k.unlimited_grants END), '')
+    FROM checked k
+   ORDER BY k.relid::regclass::text;
+$$;

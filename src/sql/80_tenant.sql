@@ -44,8 +44,10 @@
 -- qualified name; the index is kept by name (it lives in the table's
 -- schema), because indexes are restored after the data.
 --
--- isolation_report lints the tables; security_report lints what could
--- stand in for auth_begin and auth_end (see its comment).
+-- isolation_report lints the tables (grants of TRUNCATE, TRIGGER and
+-- REFERENCES to roles other than the owner included: row level security
+-- limits none of them); security_report lints what could stand in for
+-- auth_begin and auth_end (see its comment).
 --
 -- These functions run as the caller (SECURITY INVOKER): only the table's
 -- owner can change its policies.
@@ -365,7 +367,7 @@ AS $$
     SELECT i.inhrelid, b.col, b.root
       FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent OPERATOR(pg_catalog.=) b.relid
   ), candidates AS (
-    SELECT c.oid AS relid, c.relrowsecurity, c.relforcerowsecurity,
+    SELECT c.oid AS relid, c.relrowsecurity, c.relforcerowsecurity, c.relowner, c.relacl,
            COALESCE(k.col, b.col, 'tenant_id')::name AS col,
            k.relid IS NOT NULL AS isolated, b.root
       FROM pg_catalog.pg_class c
@@ -394,7 +396,15 @@ AS $$
               FROM pg_catalog.pg_policy o
              WHERE o.polrelid OPERATOR(pg_catalog.=) c.relid AND o.polpermissive
                AND o.polname NOT IN ('authctx_tenant_isolation', 'authctx_admin_bypass')) AS other_policies,
-           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index
+           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('%s to %s', g.privilege_type, g.grantee), ', '
+                                         ORDER BY g.privilege_type, g.grantee)
+              FROM (SELECT DISTINCT a.privilege_type,
+                           CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+                      FROM pg_catalog.aclexplode(c.relacl) a
+                     WHERE a.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES')
+                       AND a.grantee OPERATOR(pg_catalog.<>) c.relowner) g) AS unlimited_grants
       FROM candidates c
       LEFT JOIN pg_catalog.pg_policy tp
         ON tp.polrelid OPERATOR(pg_catalog.=) c.relid AND tp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
@@ -417,7 +427,10 @@ AS $$
            CASE WHEN NOT k.bypass_intact THEN 'the authctx admin bypass policy was changed' END,
            CASE WHEN k.other_policies IS NOT NULL
                 THEN 'other permissive policies widen access: ' OPERATOR(pg_catalog.||) k.other_policies END,
-           CASE WHEN NOT k.has_index THEN 'no index leading with the tenant column' END), '')
+           CASE WHEN NOT k.has_index THEN 'no index leading with the tenant column' END,
+           CASE WHEN k.unlimited_grants IS NOT NULL
+                THEN 'privileges that row level security does not limit (TRUNCATE empties every tenant, a TRIGGER sees every tenant''s writes, REFERENCES probes every tenant''s keys): '
+                     OPERATOR(pg_catalog.||) k.unlimited_grants END), '')
     FROM checked k
    ORDER BY k.relid::regclass::text;
 $$;
