@@ -46,8 +46,10 @@
 --
 -- isolation_report lints the tables (grants of TRUNCATE, TRIGGER and
 -- REFERENCES to roles other than the owner included: row level security
--- limits none of them); security_report lints what could stand in for
--- auth_begin and auth_end (see its comment).
+-- limits none of them; and foreign keys to an isolated table that do not
+-- pair the tenant columns, which PostgreSQL checks without row level
+-- security); security_report lints what could stand in for auth_begin and
+-- auth_end (see its comment).
 --
 -- These functions run as the caller (SECURITY INVOKER): only the table's
 -- owner can change its policies.
@@ -404,7 +406,25 @@ AS $$
                                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
                       FROM pg_catalog.aclexplode(c.relacl) a
                      WHERE a.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES')
-                       AND a.grantee OPERATOR(pg_catalog.<>) c.relowner) g) AS unlimited_grants
+                       AND a.grantee OPERATOR(pg_catalog.<>) c.relowner) g) AS unlimited_grants,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('%I (to %s)', f.conname, f.confrelid::regclass), ', '
+                                         ORDER BY f.conname)
+              FROM pg_catalog.pg_constraint f
+              JOIN pg_catalog.pg_policy fp
+                ON fp.polrelid OPERATOR(pg_catalog.=) f.confrelid
+               AND fp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
+              LEFT JOIN pg_catalog.pg_attribute ta
+                ON ta.attrelid OPERATOR(pg_catalog.=) c.relid AND ta.attname OPERATOR(pg_catalog.=) c.col
+              LEFT JOIN pg_catalog.pg_attribute ra
+                ON ra.attrelid OPERATOR(pg_catalog.=) f.confrelid
+               AND ra.attnum OPERATOR(pg_catalog.=)
+                   f.confkey[pg_catalog.array_position(f.conkey, ta.attnum)]
+             WHERE f.conrelid OPERATOR(pg_catalog.=) c.relid AND f.contype OPERATOR(pg_catalog.=) 'f'
+               AND (ra.attname IS NULL
+                    OR ra.attname OPERATOR(pg_catalog.<>)
+                       COALESCE((SELECT s.tenant_column FROM authctx._isolation_state() s
+                                  WHERE s.relid OPERATOR(pg_catalog.=) f.confrelid), 'tenant_id'))
+           ) AS cross_tenant_keys
       FROM candidates c
       LEFT JOIN pg_catalog.pg_policy tp
         ON tp.polrelid OPERATOR(pg_catalog.=) c.relid AND tp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
@@ -430,7 +450,10 @@ AS $$
            CASE WHEN NOT k.has_index THEN 'no index leading with the tenant column' END,
            CASE WHEN k.unlimited_grants IS NOT NULL
                 THEN 'privileges that row level security does not limit (TRUNCATE empties every tenant, a TRIGGER sees every tenant''s writes, REFERENCES probes every tenant''s keys): '
-                     OPERATOR(pg_catalog.||) k.unlimited_grants END), '')
+                     OPERATOR(pg_catalog.||) k.unlimited_grants END,
+           CASE WHEN k.cross_tenant_keys IS NOT NULL
+                THEN 'foreign keys to an isolated table without the tenant column (checked without row level security, they let a row reference, probe and pin another tenant''s rows: make them (tenant column, ...)): '
+                     OPERATOR(pg_catalog.||) k.cross_tenant_keys END), '')
     FROM checked k
    ORDER BY k.relid::regclass::text;
 $$;
