@@ -2381,3 +2381,232 @@ REVOKE ALL ON FUNCTION authctx.list_memberships(uuid), authctx.my_tenants(),
 GRANT EXECUTE ON FUNCTION authctx.list_memberships(uuid), authctx.list_tenants()
   TO authctx_manager;
 GRANT EXECUTE ON FUNCTION authctx.my_tenants() TO authctx_app;
+
+-- review: the isolation state's saved default is printed and parsed with
+-- standard_conforming_strings = on (a literal printed with it on and parsed
+-- with it off ran the rest of a table owner's literal as SQL in
+-- disable_tenant_isolation's caller's session)
+CREATE OR REPLACE FUNCTION authctx._isolation_save_unchecked(tbl regclass, col name, idx name)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+AS $$
+DECLARE
+  colnum smallint;
+  saved  authctx.isolated_tables;
+BEGIN
+  -- rows of relations that no longer exist: their OIDs may be reused
+  DELETE FROM authctx.isolated_tables s
+   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid);
+
+  SELECT a.attnum INTO colnum
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+   WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+     AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+     AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.uuid'::pg_catalog.regtype
+     AND c.relkind IN ('r', 'p');
+  IF colnum IS NULL THEN
+    RAISE EXCEPTION 'table "%" has no uuid column "%"', tbl, col USING ERRCODE = '42703';
+  END IF;
+  IF idx IS NOT NULL AND authctx._isolation_index(tbl, col, idx) IS NULL THEN
+    RAISE EXCEPTION 'table "%" has no index "%" leading with column "%"', tbl, idx, col
+      USING ERRCODE = '42704';
+  END IF;
+
+  SELECT s.* INTO saved FROM authctx._isolation_state() s WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+  IF FOUND THEN
+    -- isolated already: the state from before the first call stays
+    IF saved.tenant_column OPERATOR(pg_catalog.<>) col THEN
+      RAISE EXCEPTION 'table "%" is already isolated on column "%"', tbl, saved.tenant_column
+        USING ERRCODE = '55000';
+    END IF;
+    IF idx IS NOT NULL THEN
+      UPDATE authctx.isolated_tables s SET created_index = idx
+       WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+    END IF;
+    RETURN;
+  END IF;
+
+  -- a row without the policy is stale: the table's state now replaces it
+  DELETE FROM authctx.isolated_tables s WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+  INSERT INTO authctx.isolated_tables
+         (relid, tenant_column, rls_enabled, rls_forced, default_known, previous_default, created_index)
+  SELECT tbl, col, c.relrowsecurity, c.relforcerowsecurity, true,
+         (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d
+           WHERE d.adrelid OPERATOR(pg_catalog.=) tbl AND d.adnum OPERATOR(pg_catalog.=) colnum),
+         idx
+    FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl;
+END
+$$;
+CREATE OR REPLACE FUNCTION authctx.disable_tenant_isolation(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+AS $$
+DECLARE
+  saved authctx.isolated_tables;
+  idx   regclass;
+  part  regclass;
+BEGIN
+  IF tbl IS NULL THEN
+    RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+  END IF;
+  SELECT s.* INTO saved FROM authctx._isolation_state() s WHERE s.relid OPERATOR(pg_catalog.=) tbl;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'table "%" is not isolated by authctx', tbl USING ERRCODE = '55000';
+  END IF;
+
+  EXECUTE pg_catalog.format('DROP POLICY IF EXISTS authctx_tenant_isolation ON %s', tbl);
+  EXECUTE pg_catalog.format('DROP POLICY IF EXISTS authctx_admin_bypass ON %s', tbl);
+  IF saved.previous_default IS NULL THEN
+    EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, saved.tenant_column);
+    IF NOT saved.default_known THEN
+      RAISE NOTICE 'the default of column "%" of table "%" before isolation is unknown: the column now has no default',
+                   saved.tenant_column, tbl
+        USING HINT = 'authctx 0.1.0 recorded it in a form that is not restored automatically; '
+                     'set it again with ALTER TABLE ... ALTER COLUMN ... SET DEFAULT if the table needs one.';
+    END IF;
+  ELSE
+    -- pg_get_expr's text, from the catalog; in parentheses, it is one expression
+    EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT (%s)',
+                              tbl, saved.tenant_column, saved.previous_default);
+  END IF;
+  IF NOT saved.rls_forced THEN
+    EXECUTE pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
+  END IF;
+  IF NOT saved.rls_enabled THEN
+    EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
+  END IF;
+  -- the index enable made, if it is still this table's, on the column, and
+  -- backs no constraint
+  IF saved.created_index IS NOT NULL THEN
+    idx := authctx._isolation_index(tbl, saved.tenant_column, saved.created_index);
+  END IF;
+  IF idx IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                                      WHERE k.conindid OPERATOR(pg_catalog.=) idx) THEN
+    EXECUTE pg_catalog.format('DROP INDEX %s', idx);
+  END IF;
+
+  -- partitions isolated by authctx are released too
+  FOR part IN
+    SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+     WHERE i.inhparent OPERATOR(pg_catalog.=) tbl
+       AND i.inhrelid IN (SELECT s.relid FROM authctx._isolation_state() s)
+  LOOP
+    PERFORM authctx.disable_tenant_isolation(part);
+  END LOOP;
+  PERFORM authctx._isolation_forget(tbl);
+END
+$$;
+
+-- review: isolation_report names grants of TRUNCATE, TRIGGER and REFERENCES
+-- to roles other than the owner (row level security limits none of them),
+-- and foreign keys to an isolated table that do not pair the tenant columns
+CREATE OR REPLACE FUNCTION authctx.isolation_report()
+RETURNS TABLE (table_name regclass, tenant_column name, rls_enabled boolean,
+               rls_forced boolean, has_policy boolean, has_index boolean, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH RECURSIVE isolated AS (
+    SELECT s.relid::oid AS relid, s.tenant_column AS col FROM authctx._isolation_state() s
+  ), below (relid, col, root) AS (
+    -- partitions and inheritance children of isolated tables, at any depth:
+    -- read directly, they show what their own policies allow
+    SELECT i.inhrelid, k.col, k.relid
+      FROM pg_catalog.pg_inherits i JOIN isolated k ON i.inhparent OPERATOR(pg_catalog.=) k.relid
+    UNION
+    SELECT i.inhrelid, b.col, b.root
+      FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent OPERATOR(pg_catalog.=) b.relid
+  ), candidates AS (
+    SELECT c.oid AS relid, c.relrowsecurity, c.relforcerowsecurity, c.relowner, c.relacl,
+           COALESCE(k.col, b.col, 'tenant_id')::name AS col,
+           k.relid IS NOT NULL AS isolated, b.root
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+      LEFT JOIN isolated k ON k.relid OPERATOR(pg_catalog.=) c.oid
+      LEFT JOIN LATERAL (SELECT b.col, b.root FROM below b
+                          WHERE b.relid OPERATOR(pg_catalog.=) c.oid
+                          ORDER BY b.root LIMIT 1) b ON true
+     WHERE c.relkind IN ('r', 'p')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'authctx')
+       AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  ), checked AS (
+    SELECT c.relid, c.col, c.relrowsecurity, c.relforcerowsecurity, c.isolated, c.root,
+           tp.polname IS NOT NULL AS tenant_policy,
+           COALESCE(tp.polcmd OPERATOR(pg_catalog.=) '*' AND tp.polpermissive
+                    AND tp.polroles OPERATOR(pg_catalog.=) '{0}'::oid[]
+                    AND pg_catalog.pg_get_expr(tp.polqual, tp.polrelid) OPERATOR(pg_catalog.=) authctx._isolation_qual(c.col)
+                    AND pg_catalog.pg_get_expr(tp.polwithcheck, tp.polrelid) OPERATOR(pg_catalog.=) authctx._isolation_qual(c.col),
+                    false) AS has_policy,
+           COALESCE(bp.polcmd OPERATOR(pg_catalog.=) '*' AND bp.polpermissive
+                    AND bp.polroles OPERATOR(pg_catalog.=) ARRAY['authctx_admin'::regrole::oid]
+                    AND pg_catalog.pg_get_expr(bp.polqual, bp.polrelid) OPERATOR(pg_catalog.=) 'authctx.admin_bypass()'
+                    AND pg_catalog.pg_get_expr(bp.polwithcheck, bp.polrelid) OPERATOR(pg_catalog.=) 'authctx.admin_bypass()',
+                    true) AS bypass_intact,
+           (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(o.polname), ', ' ORDER BY o.polname)
+              FROM pg_catalog.pg_policy o
+             WHERE o.polrelid OPERATOR(pg_catalog.=) c.relid AND o.polpermissive
+               AND o.polname NOT IN ('authctx_tenant_isolation', 'authctx_admin_bypass')) AS other_policies,
+           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('%s to %s', g.privilege_type, g.grantee), ', '
+                                         ORDER BY g.privilege_type, g.grantee)
+              FROM (SELECT DISTINCT a.privilege_type,
+                           CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+                      FROM pg_catalog.aclexplode(c.relacl) a
+                     WHERE a.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES')
+                       AND a.grantee OPERATOR(pg_catalog.<>) c.relowner) g) AS unlimited_grants,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('%I (to %s)', f.conname, f.confrelid::regclass), ', '
+                                         ORDER BY f.conname)
+              FROM pg_catalog.pg_constraint f
+              JOIN pg_catalog.pg_policy fp
+                ON fp.polrelid OPERATOR(pg_catalog.=) f.confrelid
+               AND fp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
+              LEFT JOIN pg_catalog.pg_attribute ta
+                ON ta.attrelid OPERATOR(pg_catalog.=) c.relid AND ta.attname OPERATOR(pg_catalog.=) c.col
+              LEFT JOIN pg_catalog.pg_attribute ra
+                ON ra.attrelid OPERATOR(pg_catalog.=) f.confrelid
+               AND ra.attnum OPERATOR(pg_catalog.=)
+                   f.confkey[pg_catalog.array_position(f.conkey, ta.attnum)]
+             WHERE f.conrelid OPERATOR(pg_catalog.=) c.relid AND f.contype OPERATOR(pg_catalog.=) 'f'
+               AND (ra.attname IS NULL
+                    OR ra.attname OPERATOR(pg_catalog.<>)
+                       COALESCE((SELECT s.tenant_column FROM authctx._isolation_state() s
+                                  WHERE s.relid OPERATOR(pg_catalog.=) f.confrelid), 'tenant_id'))
+           ) AS cross_tenant_keys
+      FROM candidates c
+      LEFT JOIN pg_catalog.pg_policy tp
+        ON tp.polrelid OPERATOR(pg_catalog.=) c.relid AND tp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
+      LEFT JOIN pg_catalog.pg_policy bp
+        ON bp.polrelid OPERATOR(pg_catalog.=) c.relid AND bp.polname OPERATOR(pg_catalog.=) 'authctx_admin_bypass'
+     WHERE c.isolated OR c.root IS NOT NULL OR tp.polname IS NOT NULL
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) c.relid AND a.attname OPERATOR(pg_catalog.=) 'tenant_id'
+                      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+  )
+  SELECT k.relid::regclass, k.col, k.relrowsecurity, k.relforcerowsecurity, k.has_policy, k.has_index,
+         NULLIF(pg_catalog.concat_ws('; ',
+           CASE WHEN NOT k.relrowsecurity THEN 'row level security is not enabled' END,
+           CASE WHEN NOT k.relforcerowsecurity THEN 'row level security is not forced (the owner bypasses it)' END,
+           CASE WHEN NOT k.tenant_policy THEN 'no authctx tenant isolation policy'
+                WHEN NOT k.has_policy THEN 'the authctx tenant isolation policy was changed'
+                WHEN NOT k.isolated THEN 'no saved isolation state (call authctx.enable_tenant_isolation again)' END,
+           CASE WHEN k.root IS NOT NULL AND NOT k.isolated
+                THEN pg_catalog.format('partition or child of isolated table %s, not isolated itself', k.root::regclass) END,
+           CASE WHEN NOT k.bypass_intact THEN 'the authctx admin bypass policy was changed' END,
+           CASE WHEN k.other_policies IS NOT NULL
+                THEN 'other permissive policies widen access: ' OPERATOR(pg_catalog.||) k.other_policies END,
+           CASE WHEN NOT k.has_index THEN 'no index leading with the tenant column' END,
+           CASE WHEN k.unlimited_grants IS NOT NULL
+                THEN 'privileges that row level security does not limit (TRUNCATE empties every tenant, a TRIGGER sees every tenant''s writes, REFERENCES probes every tenant''s keys): '
+                     OPERATOR(pg_catalog.||) k.unlimited_grants END,
+           CASE WHEN k.cross_tenant_keys IS NOT NULL
+                THEN 'foreign keys to an isolated table without the tenant column (checked without row level security, they let a row reference, probe and pin another tenant''s rows: make them (tenant column, ...)): '
+                     OPERATOR(pg_catalog.||) k.cross_tenant_keys END), '')
+    FROM checked k
+   ORDER BY k.relid::regclass::text;
+$$;

@@ -205,6 +205,7 @@ extern const char *IssuerReasonName(const IssuerResult *res);
 /* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
 extern void RequestInit(void);
 extern void RedactInit(void);
+extern void RedactNoteSecret(void);
 extern void TenantInit(void);
 extern void SessionInit(void);
 extern void IdentityInit(void);

@@ -221,10 +221,12 @@ PasswordVerify(const char *hash, size_t hashlen, const char *pw, size_t len)
 static Datum
 PasswordHashDatum(FunctionCallInfo fcinfo, bool enforce_min)
 {
-	text	   *pw = PG_GETARG_TEXT_PP(0);
+	text	   *pw;
 	char		out[crypto_pwhash_STRBYTES];
 	text	   *result;
 
+	RedactNoteSecret();
+	pw = PG_GETARG_TEXT_PP(0);
 	PasswordCheckPolicy(VARDATA_ANY(pw), VARSIZE_ANY_EXHDR(pw), enforce_min);
 	PasswordHashInto(out, VARDATA_ANY(pw), VARSIZE_ANY_EXHDR(pw));
 	PasswordWipeArg(pw, PG_GETARG_DATUM(0));
@@ -266,10 +268,13 @@ authctx_password_rehash(PG_FUNCTION_ARGS)
 Datum
 authctx_password_verify(PG_FUNCTION_ARGS)
 {
-	text	   *hash = PG_GETARG_TEXT_PP(0);
-	text	   *pw = PG_GETARG_TEXT_PP(1);
+	text	   *hash;
+	text	   *pw;
 	bool		ok;
 
+	RedactNoteSecret();
+	hash = PG_GETARG_TEXT_PP(0);
+	pw = PG_GETARG_TEXT_PP(1);
 	ok = PasswordVerify(VARDATA_ANY(hash), VARSIZE_ANY_EXHDR(hash),
 						VARDATA_ANY(pw), VARSIZE_ANY_EXHDR(pw));
 	PasswordWipeArg(pw, PG_GETARG_DATUM(1));
@@ -285,11 +290,14 @@ authctx_password_verify(PG_FUNCTION_ARGS)
 Datum
 authctx_password_needs_rehash(PG_FUNCTION_ARGS)
 {
-	text	   *hash = PG_GETARG_TEXT_PP(0);
+	text	   *hash;
 	char		buf[crypto_pwhash_STRBYTES];
-	size_t		len = VARSIZE_ANY_EXHDR(hash);
+	size_t		len;
 	int			rc;
 
+	RedactNoteSecret();
+	hash = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(hash);
 	if (len == 0 || len >= sizeof(buf))
 		PG_RETURN_BOOL(true);
 	memcpy(buf, VARDATA_ANY(hash), len);
@@ -355,8 +363,10 @@ PasswordDummyRefresh(void)
 Datum
 authctx_password_dummy_verify(PG_FUNCTION_ARGS)
 {
-	text	   *pw = PG_GETARG_TEXT_PP(0);
+	text	   *pw;
 
+	RedactNoteSecret();
+	pw = PG_GETARG_TEXT_PP(0);
 	PasswordDummyRefresh();
 	(void) PasswordVerify(authctx_dummy_hash, strlen(authctx_dummy_hash),
 						  VARDATA_ANY(pw), VARSIZE_ANY_EXHDR(pw));

@@ -27,7 +27,11 @@
 -- is read there, from the catalog, with pg_get_expr under the pinned
 -- search_path (every name outside pg_catalog comes out qualified); it is
 -- never taken from the caller, nor from anything another role can write,
--- and disable restores it in parentheses.  (0.1.0 kept this state as JSON
+-- and disable restores it in parentheses.  Both ends run with
+-- standard_conforming_strings = on: pg_get_expr writes string literals for
+-- the setting in force, and a literal printed with it on but parsed with it
+-- off ends at a backslash, so that the rest of the owner's literal would
+-- run as SQL with the rights of disable's caller.  (0.1.0 kept this state as JSON
 -- in the policy's COMMENT, which the table's owner can rewrite: a DBA who
 -- called disable then ran the owner's text as SQL.)
 -- A row counts only while its table carries the authctx_tenant_isolation
@@ -40,8 +44,12 @@
 -- qualified name; the index is kept by name (it lives in the table's
 -- schema), because indexes are restored after the data.
 --
--- isolation_report lints the tables; security_report lints what could
--- stand in for auth_begin and auth_end (see its comment).
+-- isolation_report lints the tables (grants of TRUNCATE, TRIGGER and
+-- REFERENCES to roles other than the owner included: row level security
+-- limits none of them; and foreign keys to an isolated table that do not
+-- pair the tenant columns, which PostgreSQL checks without row level
+-- security); security_report lints what could stand in for auth_begin and
+-- auth_end (see its comment).
 --
 -- These functions run as the caller (SECURITY INVOKER): only the table's
 -- owner can change its policies.
@@ -112,6 +120,7 @@ CREATE FUNCTION authctx._isolation_save_unchecked(tbl regclass, col name, idx na
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
 AS $$
 DECLARE
   colnum smallint;
@@ -283,6 +292,7 @@ CREATE FUNCTION authctx.disable_tenant_isolation(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
 AS $$
 DECLARE
   saved authctx.isolated_tables;
@@ -359,7 +369,7 @@ AS $$
     SELECT i.inhrelid, b.col, b.root
       FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent OPERATOR(pg_catalog.=) b.relid
   ), candidates AS (
-    SELECT c.oid AS relid, c.relrowsecurity, c.relforcerowsecurity,
+    SELECT c.oid AS relid, c.relrowsecurity, c.relforcerowsecurity, c.relowner, c.relacl,
            COALESCE(k.col, b.col, 'tenant_id')::name AS col,
            k.relid IS NOT NULL AS isolated, b.root
       FROM pg_catalog.pg_class c
@@ -388,7 +398,33 @@ AS $$
               FROM pg_catalog.pg_policy o
              WHERE o.polrelid OPERATOR(pg_catalog.=) c.relid AND o.polpermissive
                AND o.polname NOT IN ('authctx_tenant_isolation', 'authctx_admin_bypass')) AS other_policies,
-           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index
+           authctx._isolation_index(c.relid, c.col, NULL) IS NOT NULL AS has_index,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('%s to %s', g.privilege_type, g.grantee), ', '
+                                         ORDER BY g.privilege_type, g.grantee)
+              FROM (SELECT DISTINCT a.privilege_type,
+                           CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+                      FROM pg_catalog.aclexplode(c.relacl) a
+                     WHERE a.privilege_type IN ('TRUNCATE', 'TRIGGER', 'REFERENCES')
+                       AND a.grantee OPERATOR(pg_catalog.<>) c.relowner) g) AS unlimited_grants,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('%I (to %s)', f.conname, f.confrelid::regclass), ', '
+                                         ORDER BY f.conname)
+              FROM pg_catalog.pg_constraint f
+              JOIN pg_catalog.pg_policy fp
+                ON fp.polrelid OPERATOR(pg_catalog.=) f.confrelid
+               AND fp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
+              LEFT JOIN pg_catalog.pg_attribute ta
+                ON ta.attrelid OPERATOR(pg_catalog.=) c.relid AND ta.attname OPERATOR(pg_catalog.=) c.col
+              LEFT JOIN pg_catalog.pg_attribute ra
+                ON ra.attrelid OPERATOR(pg_catalog.=) f.confrelid
+               AND ra.attnum OPERATOR(pg_catalog.=)
+                   f.confkey[pg_catalog.array_position(f.conkey, ta.attnum)]
+             WHERE f.conrelid OPERATOR(pg_catalog.=) c.relid AND f.contype OPERATOR(pg_catalog.=) 'f'
+               AND (ra.attname IS NULL
+                    OR ra.attname OPERATOR(pg_catalog.<>)
+                       COALESCE((SELECT s.tenant_column FROM authctx._isolation_state() s
+                                  WHERE s.relid OPERATOR(pg_catalog.=) f.confrelid), 'tenant_id'))
+           ) AS cross_tenant_keys
       FROM candidates c
       LEFT JOIN pg_catalog.pg_policy tp
         ON tp.polrelid OPERATOR(pg_catalog.=) c.relid AND tp.polname OPERATOR(pg_catalog.=) 'authctx_tenant_isolation'
@@ -411,7 +447,13 @@ AS $$
            CASE WHEN NOT k.bypass_intact THEN 'the authctx admin bypass policy was changed' END,
            CASE WHEN k.other_policies IS NOT NULL
                 THEN 'other permissive policies widen access: ' OPERATOR(pg_catalog.||) k.other_policies END,
-           CASE WHEN NOT k.has_index THEN 'no index leading with the tenant column' END), '')
+           CASE WHEN NOT k.has_index THEN 'no index leading with the tenant column' END,
+           CASE WHEN k.unlimited_grants IS NOT NULL
+                THEN 'privileges that row level security does not limit (TRUNCATE empties every tenant, a TRIGGER sees every tenant''s writes, REFERENCES probes every tenant''s keys): '
+                     OPERATOR(pg_catalog.||) k.unlimited_grants END,
+           CASE WHEN k.cross_tenant_keys IS NOT NULL
+                THEN 'foreign keys to an isolated table without the tenant column (checked without row level security, they let a row reference, probe and pin another tenant''s rows: make them (tenant column, ...)): '
+                     OPERATOR(pg_catalog.||) k.cross_tenant_keys END), '')
     FROM checked k
    ORDER BY k.relid::regclass::text;
 $$;
