@@ -82,6 +82,18 @@ deps:
 bench:
 	bash bench/run
 
+# PGXN: META.json is generated from META.json.in with the control file's
+# version, so that the version is written in one place; `make dist` builds
+# the release archive (the committed tree of HEAD plus META.json).
+.PHONY: dist
+META.json: META.json.in $(EXTENSION).control
+	sed 's/@VERSION@/$(EXTVERSION)/g' META.json.in > $@
+
+dist: META.json
+	/usr/bin/python3 test/pgxn_meta.py META.json --root .
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ \
+		--add-file=META.json -o $(EXTENSION)-$(EXTVERSION).zip HEAD
+
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 
