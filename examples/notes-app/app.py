@@ -445,7 +445,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def me(self):
         ctx = self.authenticated(lambda cur, ctx: ctx)
+        # the tenant's name when the request named it (Host or X-Tenant)
         return 200, {"user_id": ctx["user_id"], "tenant_id": ctx["tenant_id"],
+                     "tenant": self.tenant if self.tenant and SLUG.match(self.tenant) else None,
                      "role": ctx["role"], "auth_method": ctx["auth_method"],
                      "expires_at": ctx["expires_at"]}
 

@@ -57,6 +57,7 @@ async function passwordLogin(ev) {
   const tenant = $('tenant').value.trim();
   if (tenant) sessionStorage.setItem('tenant', tenant); else sessionStorage.removeItem('tenant');
   try {
+    sessionStorage.setItem('email', $('email').value);
     signedIn(await api('POST', '/login', {
       email: $('email').value, password: $('password').value,
     }));
@@ -66,6 +67,7 @@ async function passwordLogin(ev) {
 }
 
 async function passkeyLogin() {
+  sessionStorage.removeItem('email');
   const tenant = $('tenant').value.trim();
   if (tenant) sessionStorage.setItem('tenant', tenant); else sessionStorage.removeItem('tenant');
   try {
@@ -125,8 +127,9 @@ async function loadNotes(retried) {
     return;
   }
   const me = await api('GET', '/me');
-  $('tenant-name').textContent = sessionStorage.getItem('tenant') || location.hostname;
-  $('who').textContent = me.user_id;
+  $('tenant-name').textContent = me.tenant ||
+    (me.tenant_id ? 'your tenant (' + me.tenant_id.slice(0, 8) + ')' : 'no tenant');
+  $('who').textContent = sessionStorage.getItem('email') || me.user_id;
   $('role').textContent = me.role || '(none)';
   $('method').textContent = me.auth_method;
   $('notes').replaceChildren(...data.notes.map(renderNote));
