@@ -67,14 +67,17 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 .DEFAULT_GOAL := all
-.PHONY: test demo deps bench
+.PHONY: test demo demo-sql deps bench
 
 # Targets that must run before PGXS exists.
 test:
 	bash test/run
 
 demo:
-	bash examples/demo.sh
+	KEEP='$(KEEP)' bash examples/demo.sh
+
+demo-sql:
+	bash examples/demo-sql.sh
 
 deps:
 	bash test/deps
