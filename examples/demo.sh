@@ -95,7 +95,7 @@ server_reset_query =
 logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
 INI
-echo '"notes_app" ""' > "$work/users.txt"
+printf '"notes_app" ""\n"notes_registrar" ""\n' > "$work/users.txt"
 chown postgres "$work/pgbouncer.ini" "$work/users.txt"
 as_pg pgbouncer -d -q "$work/pgbouncer.ini"
 
@@ -106,6 +106,7 @@ chown -R postgres "$work/app"
 (cd "$work" && exec setpriv --reuid=postgres --regid=postgres --init-groups -- \
 	/usr/bin/python3 "$work/app/app.py" --quiet \
 	--dsn "host=127.0.0.1 port=$bport dbname=notes user=notes_app" \
+	--registrar-dsn "host=127.0.0.1 port=$bport dbname=notes user=notes_registrar" \
 	--listen "127.0.0.1:$port" --origin "http://localhost:$port") >"$work/app.log" 2>&1 &
 app_pid=$!
 for _ in $(seq 1 100); do

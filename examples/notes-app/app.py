@@ -27,7 +27,10 @@ Debian's python3-psycopg and the standard library's HTTP server:
     parses and checks the attestation object) and the assertion
     (authctx.login_webauthn) are verified in the database; the relying
     party id and the expected origin come from this server's configuration,
-    never from the request.
+    never from the request.  Registering a credential is identity
+    management (authctx_manager), so that one endpoint uses a second pool
+    connected as notes_registrar (--registrar-dsn), and registers only for
+    the user whose token auth_begin just validated in the same transaction.
 
 Errors: 401 for SQLSTATE 28000/28P01, 403 for 42501, 400 for class 22 (and
 for 23 other than 23505, which is 409), 404 when a note is not visible, 503
@@ -37,6 +40,7 @@ status and time, never a header or a body.
 
 Usage:
   app.py --dsn "host=127.0.0.1 port=6432 dbname=notes user=notes_app" \\
+         --registrar-dsn "host=127.0.0.1 port=6432 dbname=notes user=notes_registrar" \\
          --listen 127.0.0.1:8080 --rp-id localhost \\
          --origin http://localhost:8080 --tenant-domain localhost
 
@@ -365,14 +369,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -------------------------------------------------------- transactions
 
-    def transaction(self, work):
+    def transaction(self, work, pool=None):
         """Run work(cursor) in one transaction through the pool."""
-        with self.server.pool.connection() as conn:
+        with (pool or self.server.pool).connection() as conn:
             with conn.transaction():
                 with conn.cursor() as cur:
                     return work(cur)
 
-    def authenticated(self, work):
+    def authenticated(self, work, pool=None):
         """One transaction: auth_begin(token[, tenant]) first, then work."""
         token = self.token()
         if not token:
@@ -386,7 +390,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 cur.execute("SELECT * FROM public.auth_begin(%s::text, %s::text)",
                             (token, tenant))
             return work(cur, cur.fetchone())
-        return self.transaction(run)
+        return self.transaction(run, pool)
 
     def start_session(self, row):
         """Set the session cookie from a login_result; the body for the client."""
@@ -527,13 +531,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                "client_data_json")
         name = self.field("name", required=False, max_len=100)
         origin = self.expected_origin()
+        if self.server.registrar_pool is None:
+            raise ApiError(503, "passkey registration is not configured")
 
         def run(cur, ctx):
             cur.execute("SELECT authctx.register_webauthn(authctx.user_id(), %s, %s, %s, %s, %s)"
                         " AS credential_id",
                         (attestation, client_data, self.server.rp_id, origin, name))
             return cur.fetchone()["credential_id"]
-        return 201, {"credential_id": b64url(self.authenticated(run))}
+        # as notes_registrar, for the context's user only
+        return 201, {"credential_id": b64url(self.authenticated(run, self.server.registrar_pool))}
 
     def webauthn_login(self):
         args = [unb64url(self.field(k, max_len=2 * MAX_BODY), k)
@@ -578,6 +585,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dsn", required=True,
                     help="libpq connection string to PgBouncer (or PostgreSQL)")
+    ap.add_argument("--registrar-dsn", default=None,
+                    help="connection string for passkey registration, as a "
+                         "member of authctx_manager (default: registration off)")
     ap.add_argument("--listen", default="127.0.0.1:8080", help="address:port")
     ap.add_argument("--rp-id", default="localhost", help="WebAuthn relying party id")
     ap.add_argument("--origin", default=None,
@@ -601,6 +611,7 @@ def main():
     server.tenant_domain = args.tenant_domain.strip(".").lower()
     server.rp_id = args.rp_id
     server.pool = Pool(args.dsn, args.pool_size)
+    server.registrar_pool = Pool(args.registrar_dsn, 2) if args.registrar_dsn else None
     server.static_dir = os.path.join(here, "static")
     server.quiet = args.quiet
 

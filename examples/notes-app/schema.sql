@@ -4,8 +4,9 @@
 --   psql -v ON_ERROR_STOP=1 -d notes -f schema.sql
 --
 -- The application connects as notes_app, a member of authctx_app: it may
--- call auth_begin, login, refresh, logout and the passkey functions, and
--- read and write notes.notes under the tenant isolation policy.  It owns
+-- call auth_begin, login, refresh, logout, webauthn_challenge and
+-- login_webauthn, and read and write notes.notes under the tenant
+-- isolation policy; as notes_registrar only to register passkeys.  It owns
 -- nothing and bypasses nothing: every row it sees or writes is checked by
 -- PostgreSQL against the context auth_begin published.
 
@@ -20,6 +21,18 @@ BEGIN
 END
 $$;
 GRANT authctx_app TO notes_app;
+
+-- Registering a passkey is identity management (authctx_manager): the app
+-- uses this role for that one endpoint, right after auth_begin validated
+-- the user's own token in the same transaction.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'notes_registrar') THEN
+    CREATE ROLE notes_registrar LOGIN;
+  END IF;
+END
+$$;
+GRANT authctx_manager TO notes_registrar;
 
 CREATE SCHEMA notes;
 GRANT USAGE ON SCHEMA notes TO notes_app;

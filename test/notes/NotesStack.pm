@@ -67,7 +67,8 @@ sub start
 	$self->{dir} = $dir;
 	my $bport = PostgreSQL::Test::Cluster::get_free_port();
 	$self->{bouncer_port} = $bport;
-	PostgreSQL::Test::Utils::append_to_file("$dir/users.txt", qq{"notes_app" ""\n});
+	PostgreSQL::Test::Utils::append_to_file("$dir/users.txt",
+		qq{"notes_app" ""\n"notes_registrar" ""\n});
 	PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini", join("\n",
 		'[databases]',
 		'notes = host=' . $node->host . ' port=' . $node->port . ' dbname=notes',
@@ -95,6 +96,7 @@ sub start
 	$self->{app} = IPC::Run::start(
 		[ $PYTHON, "$app_dir/app.py",
 		  '--dsn', "host=127.0.0.1 port=$bport dbname=notes user=notes_app",
+		  '--registrar-dsn', "host=127.0.0.1 port=$bport dbname=notes user=notes_registrar",
 		  '--listen', "127.0.0.1:$port", '--rp-id', 'localhost',
 		  '--origin', "http://localhost:$port", '--tenant-domain', 'localhost',
 		  '--pool-size', $opt{app_pool} || 8 ],
