@@ -182,6 +182,8 @@ def to_json(value):
     raise TypeError(type(value).__name__)
 
 
+# what start_session needs from an authctx.login_result
+SESSION_COLUMNS = "session_token::text, refresh_token::text, session_id, tenant_id, expires_at"
 NOTE_COLUMNS = "id, tenant_id, author_id, title, body, created_at, updated_at, " \
                "author_id = authctx.user_id() AS mine"
 
@@ -419,8 +421,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         tenant = self.login_tenant()
 
         def run(cur):
-            cur.execute("SELECT session_token::text, refresh_token::text, session_id,"
-                        " tenant_id, expires_at FROM authctx.login(%s, %s, %s)",
+            cur.execute("SELECT " + SESSION_COLUMNS + " FROM authctx.login(%s, %s, %s)",
                         (email, password, tenant))
             return cur.fetchone()
         return 200, self.start_session(self.transaction(run))
@@ -429,8 +430,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         refresh_token = self.field("refresh_token", max_len=200)
 
         def run(cur):
-            cur.execute("SELECT session_token::text, refresh_token::text, session_id,"
-                        " tenant_id, expires_at FROM authctx.refresh(%s)", (refresh_token,))
+            cur.execute("SELECT " + SESSION_COLUMNS + " FROM authctx.refresh(%s)",
+                        (refresh_token,))
             return cur.fetchone()
         return 200, self.start_session(self.transaction(run))
 
@@ -472,39 +473,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return cur.fetchone()
         return 201, self.authenticated(run)
 
-    def get_note(self, note_id):
+    def one_row(self, sql, params):
+        """Run one statement after auth_begin; its row, or 404 when RLS hides it."""
         def run(cur, ctx):
-            cur.execute("SELECT " + NOTE_COLUMNS + " FROM notes.notes WHERE id = %s::bigint",
-                        (note_id,))
+            cur.execute(sql, params)
             return cur.fetchone()
         row = self.authenticated(run)
         if row is None:
             raise ApiError(404, "not found")
-        return 200, row
+        return row
+
+    def get_note(self, note_id):
+        return 200, self.one_row("SELECT " + NOTE_COLUMNS + " FROM notes.notes"
+                                 " WHERE id = %s::bigint", (note_id,))
 
     def update_note(self, note_id):
         title = self.field("title", required=False, max_len=1000)
         body = self.field("body", required=False, max_len=20000)
         if title is None and body is None:
             raise ApiError(400, "invalid request: nothing to change")
-
-        def run(cur, ctx):
-            cur.execute("UPDATE notes.notes SET title = coalesce(%s, title),"
-                        " body = coalesce(%s, body) WHERE id = %s::bigint"
-                        " RETURNING " + NOTE_COLUMNS, (title, body, note_id))
-            return cur.fetchone()
-        row = self.authenticated(run)
-        if row is None:
-            raise ApiError(404, "not found")
-        return 200, row
+        return 200, self.one_row("UPDATE notes.notes SET title = coalesce(%s, title),"
+                                 " body = coalesce(%s, body) WHERE id = %s::bigint"
+                                 " RETURNING " + NOTE_COLUMNS, (title, body, note_id))
 
     def delete_note(self, note_id):
-        def run(cur, ctx):
-            cur.execute("DELETE FROM notes.notes WHERE id = %s::bigint RETURNING id",
-                        (note_id,))
-            return cur.fetchone()
-        if self.authenticated(run) is None:
-            raise ApiError(404, "not found")
+        self.one_row("DELETE FROM notes.notes WHERE id = %s::bigint RETURNING id", (note_id,))
         return 204, None
 
     def webauthn_challenge(self):
@@ -550,8 +543,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         origin = self.expected_origin()
 
         def run(cur):
-            cur.execute("SELECT session_token::text, refresh_token::text, session_id,"
-                        " tenant_id, expires_at"
+            cur.execute("SELECT " + SESSION_COLUMNS +
                         " FROM authctx.login_webauthn(%s, %s, %s, %s, %s, %s, %s)",
                         (*args, self.server.rp_id, origin, tenant))
             return cur.fetchone()
