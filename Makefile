@@ -12,6 +12,7 @@ OBJS = \
 	src/authctx.o \
 	src/audit.o \
 	src/cache.o \
+	src/cleanup.o \
 	src/context.o \
 	src/crypto.o \
 	src/fetch.o \
@@ -22,6 +23,7 @@ OBJS = \
 	src/pkey.o \
 	src/redact.o \
 	src/request.o \
+	src/seen.o \
 	src/session.o \
 	src/sjson.o \
 	src/tenant.o \

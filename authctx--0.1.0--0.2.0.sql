@@ -539,6 +539,7 @@ BEGIN
   PERFORM pg_catalog.set_config('search_path', path, true);
 END
 $migrate$;
+
 -- sec-context: auth_begin for character varying
 -- A function another role created in public with one of these signatures
 -- (it would have received every token bound as varchar) makes the update
@@ -661,6 +662,7 @@ BEGIN
   END IF;
 END
 $$;
+
 -- issuer: external identity providers (JWT access tokens), phase 1: the
 -- issuer registry (tables, key parsing at registration, add/set/remove/
 -- list_issuers) and the internal verifier authctx._jwt_verify.  Same text
@@ -923,3 +925,257 @@ GRANT EXECUTE ON FUNCTION
   authctx.remove_issuer(text),
   authctx.list_issuers()
 TO authctx_admin;
+
+-- durability: every table with data registered for pg_dump (and the audit_log
+-- identity sequence); authctx._data_version and its restore guard
+CREATE TABLE authctx._data_version (
+  version  text PRIMARY KEY
+);
+COMMENT ON TABLE authctx._data_version IS
+  'internal: the extension version the rows of this database are shaped for; dumped, and checked on restore';
+REVOKE ALL ON authctx._data_version FROM PUBLIC;
+
+-- During CREATE / ALTER EXTENSION the catalog already names the version
+-- being installed.
+INSERT INTO authctx._data_version (version)
+SELECT e.extversion FROM pg_catalog.pg_extension e
+ WHERE e.extname OPERATOR(pg_catalog.=) 'authctx';
+
+CREATE FUNCTION authctx._data_version_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  installed text;
+BEGIN
+  SELECT e.extversion INTO installed
+    FROM pg_catalog.pg_extension e
+   WHERE e.extname OPERATOR(pg_catalog.=) 'authctx';
+  IF NEW.version IS DISTINCT FROM installed THEN
+    RAISE EXCEPTION 'the authctx data being restored is of version %, but authctx % is installed in this database',
+                    NEW.version, installed
+      USING ERRCODE = '55000',
+            DETAIL = 'Rows of one version cannot be loaded into the tables of another: they would skip the update scripts.',
+            HINT = pg_catalog.format('Restore into a new database in which you first run CREATE EXTENSION authctx VERSION %L, then run ALTER EXTENSION authctx UPDATE.',
+                                     NEW.version);
+  END IF;
+  IF EXISTS (SELECT FROM authctx._data_version) THEN
+    RETURN NULL;
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION authctx._data_version_guard() IS
+  'internal trigger: refuse restored authctx rows of another version than the installed one';
+REVOKE ALL ON FUNCTION authctx._data_version_guard() FROM PUBLIC;
+
+CREATE TRIGGER data_version_guard
+  BEFORE INSERT ON authctx._data_version FOR EACH ROW
+  EXECUTE FUNCTION authctx._data_version_guard();
+-- also under session_replication_role = replica (some restore tools)
+ALTER TABLE authctx._data_version ENABLE ALWAYS TRIGGER data_version_guard;
+
+-- Registered for pg_dump: every row of every table below, in an order that
+-- follows the foreign keys (pg_dump orders the data by them anyway).
+SELECT pg_catalog.pg_extension_config_dump('authctx._data_version', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.users', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.memberships', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.password_credentials', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.oauth_identities', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.webauthn_credentials', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.login_throttle', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.refresh_tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('authctx.audit_log_id_seq', '');
+
+-- worker: failing closed and a result channel.  _autonomous raises 55000
+-- instead of warning and returning false; _autonomous_call returns the
+-- record's result; _autonomous_apply returns jsonb (a new return type:
+-- DROP + CREATE).
+COMMENT ON FUNCTION authctx._autonomous(text, jsonb) IS
+  'internal: apply a record in a background worker''s own transaction and wait; true, or 55000 if it could not be written';
+
+CREATE FUNCTION authctx._autonomous_call(kind text, payload jsonb) RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'authctx_autonomous_call'
+  LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION authctx._autonomous_call(text, jsonb) IS
+  'internal: apply a record in a background worker''s own transaction and wait; its result, or 55000 if it could not be written';
+REVOKE ALL ON FUNCTION authctx._autonomous_call(text, jsonb) FROM PUBLIC;
+
+DROP FUNCTION authctx._autonomous_apply(text, jsonb);
+CREATE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := clock_timestamp();
+  v_user      uuid;
+  v_role      name := coalesce(payload ->> 'db_role', session_user::text);
+  v_failures  integer;
+  v_threshold integer;
+  v_base      double precision;
+  v_max       double precision;
+  v_locked    timestamptz;
+  v_family    uuid;
+  v_sessions  integer;
+  v_kind      text;
+  v_ids       uuid[];
+  v_ats       timestamptz[];
+  v_result    jsonb := '{}';
+BEGIN
+  IF kind = 'audit' THEN
+    IF coalesce(payload ->> 'event', '') = '' THEN
+      RAISE EXCEPTION 'audit record without an event' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
+    VALUES (v_now,
+            payload ->> 'event',
+            (payload ->> 'user_id')::uuid,
+            (payload ->> 'tenant_id')::uuid,
+            (payload ->> 'session_id')::uuid,
+            v_role,
+            coalesce(payload -> 'detail', '{}'::jsonb));
+
+  ELSIF kind = 'login_failed' THEN
+    v_user := (payload ->> 'user_id')::uuid;
+    IF v_user IS NOT NULL AND coalesce((payload ->> 'count')::boolean, false) THEN
+      v_threshold := greatest((payload ->> 'threshold')::integer, 1);
+      v_base := greatest((payload ->> 'base_delay')::double precision, 1);
+      v_max := greatest((payload ->> 'max_delay')::double precision, v_base);
+      -- The streak is forgotten after a quiet period of twice the longest
+      -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
+      -- meanwhile simply gets no row.
+      INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
+      SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = v_user
+      ON CONFLICT (user_id) DO UPDATE
+        SET failures = CASE
+                         WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
+                         THEN 1
+                         ELSE t.failures + 1
+                       END,
+            last_failure_at = v_now
+      RETURNING t.failures INTO v_failures;
+      IF v_failures >= v_threshold THEN
+        -- bounded exponential back-off: base * 2^(failures - threshold), at most max
+        v_locked := v_now + make_interval(secs =>
+                      least(v_base * power(2::double precision,
+                                           least(v_failures - v_threshold, 30)),
+                            v_max));
+        UPDATE authctx.login_throttle t SET locked_until = v_locked
+         WHERE t.user_id = v_user;
+      END IF;
+    END IF;
+    v_result := jsonb_strip_nulls(jsonb_build_object('failures', v_failures,
+                                                     'locked_until', v_locked));
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+    VALUES (v_now, 'login_failed', v_user, v_role,
+            jsonb_strip_nulls(jsonb_build_object(
+              'reason', payload ->> 'reason',
+              'method', payload ->> 'method',
+              'failures', v_failures,
+              'locked_until', v_locked)));
+
+  ELSIF kind = 'webauthn_failed' THEN
+    -- a failed passkey attempt: spend its challenge, mark a suspected clone,
+    -- and audit (as login_failed for a login)
+    IF payload ->> 'challenge' IS NOT NULL THEN
+      DELETE FROM authctx.webauthn_challenges c
+       WHERE c.challenge = decode(payload ->> 'challenge', 'hex');
+    END IF;
+    IF coalesce((payload ->> 'clone')::boolean, false) THEN
+      UPDATE authctx.webauthn_credentials c
+         SET clone_suspected_at = coalesce(c.clone_suspected_at, v_now)
+       WHERE c.credential_id = decode(payload ->> 'credential_id', 'hex');
+      INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+      VALUES (v_now, 'webauthn_clone_suspected', (payload ->> 'user_id')::uuid, v_role,
+              jsonb_build_object('credential_id', payload ->> 'credential_id',
+                                 'stored_count', (payload ->> 'stored_count')::bigint,
+                                 'presented_count', (payload ->> 'presented_count')::bigint));
+    END IF;
+    IF coalesce((payload ->> 'login')::boolean, false) THEN
+      v_result := authctx._autonomous_apply('login_failed', payload);
+    ELSE
+      INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+      VALUES (v_now, 'webauthn_failed', (payload ->> 'user_id')::uuid, v_role,
+              jsonb_build_object('reason', payload ->> 'reason',
+                                 'credential_id', payload ->> 'credential_id'));
+    END IF;
+
+  ELSIF kind = 'refresh_reuse' THEN
+    v_family := (payload ->> 'family_id')::uuid;
+    IF v_family IS NULL THEN
+      RAISE EXCEPTION 'refresh_reuse record without a family' USING ERRCODE = '22023';
+    END IF;
+    SELECT f.sessions INTO v_sessions FROM authctx._revoke_family(v_family, v_now) f;
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
+    VALUES (v_now, 'refresh_reuse',
+            (payload ->> 'user_id')::uuid,
+            (payload ->> 'tenant_id')::uuid,
+            (payload ->> 'session_id')::uuid,
+            v_role,
+            jsonb_build_object(
+              'family_id', v_family,
+              'refresh_token_id', payload ->> 'token_id',
+              'sessions_revoked', v_sessions));
+    v_result := jsonb_build_object('sessions_revoked', v_sessions);
+
+  ELSIF kind = 'seen' THEN
+    -- Last-seen (sessions) and last-used (API keys) times, moved forward
+    -- only.  The payload is parsed once per kind.  The write never waits for
+    -- a row lock: a row that anyone else holds (a revocation, cleanup,
+    -- another batch) is skipped and keeps its time, which is a hint at most
+    -- an interval behind, so this transaction can take part in no deadlock.
+    -- Each row is locked through its primary key (the locking subquery in
+    -- LATERAL keeps the plan a nested loop of index probes; a join would
+    -- let the planner hash the whole table) and then updated by its ctid.
+    FOREACH v_kind IN ARRAY ARRAY['s', 'k'] LOOP
+      SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}'),
+             coalesce(array_agg(n.at ORDER BY n.id), '{}')
+        INTO v_ids, v_ats
+        FROM (SELECT (e ->> 'id')::uuid AS id,
+                     max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
+                FROM jsonb_array_elements(payload -> 'entries') e
+               WHERE e ->> 'k' = v_kind
+               GROUP BY 1) n;
+      CONTINUE WHEN cardinality(v_ids) = 0;
+      IF v_kind = 's' THEN
+        WITH l AS (
+          SELECT x.tid, m.at
+            FROM unnest(v_ids, v_ats) m(id, at)
+            CROSS JOIN LATERAL (
+              SELECT s.ctid AS tid
+                FROM authctx.sessions s
+               WHERE s.id = m.id AND s.last_seen_at < m.at
+                 FOR NO KEY UPDATE SKIP LOCKED) x)
+        UPDATE authctx.sessions s
+           SET last_seen_at = l.at
+          FROM l
+         WHERE s.ctid = l.tid;
+      ELSE
+        WITH l AS (
+          SELECT x.tid, m.at
+            FROM unnest(v_ids, v_ats) m(id, at)
+            CROSS JOIN LATERAL (
+              SELECT k.ctid AS tid
+                FROM authctx.api_keys k
+               WHERE k.id = m.id AND (k.last_used_at IS NULL OR k.last_used_at < m.at)
+                 FOR NO KEY UPDATE SKIP LOCKED) x)
+        UPDATE authctx.api_keys k
+           SET last_used_at = l.at
+          FROM l
+         WHERE k.ctid = l.tid;
+      END IF;
+    END LOOP;
+
+  ELSE
+    RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
+  END IF;
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
+  'internal: what the autonomous worker runs in its own transaction (audit, login_failed, webauthn_failed, refresh_reuse, seen); returns what the record did';
+REVOKE ALL ON FUNCTION authctx._autonomous_apply(text, jsonb) FROM PUBLIC;

@@ -70,10 +70,39 @@ BEGIN READ ONLY;
 SELECT authctx._autonomous('audit', '{"event": "auto_read_only"}') AS written_read_only;
 COMMIT;
 SELECT count(*) AS read_only_events FROM authctx.audit_log a WHERE a.event = 'auto_read_only';
--- a record the worker cannot apply: false, with a WARNING naming only the kind
-SELECT authctx._autonomous('audit', '{"detail": {"no": "event"}}') AS bad_payload;
+-- a record the worker cannot apply: 55000, naming only the kind, from both
+-- entry points (0.1.0 warned and returned false)
+SELECT pg_temp.err($$SELECT authctx._autonomous('audit', '{"detail": {"no": "event", "secret": "s3cr3t"}}')$$) AS bad_payload;
+SELECT pg_temp.err($$SELECT authctx._autonomous_call('audit', '{"detail": {"no": "event", "secret": "s3cr3t"}}')$$) AS call_bad_payload;
 SELECT pg_temp.err($$SELECT authctx._autonomous('bogus', '{}')$$) AS unknown_kind;
+SELECT pg_temp.err($$SELECT authctx._autonomous_call('bogus', '{}')$$) AS call_unknown_kind;
+SELECT pg_temp.err($$SELECT authctx._autonomous_call('cleanup', '{}')$$) AS call_internal_kind;
 SELECT pg_temp.err($$SELECT authctx._autonomous(NULL, '{}')$$) AS null_kind;
+SELECT pg_temp.err($$SELECT authctx._autonomous_call('audit', NULL)$$) AS call_null_payload;
+-- _autonomous_call returns what the record did
+BEGIN;
+SELECT authctx._autonomous_call('audit', '{"event": "auto_call_event"}') AS audit_result;
+SELECT authctx._autonomous_call('login_failed', jsonb_build_object(
+  'user_id', :'jack', 'reason', 'test', 'count', true, 'threshold', 1000,
+  'base_delay', 1, 'max_delay', 2, 'db_role', 'someone')) - 'locked_until' AS login_failed_result;
+SELECT authctx._autonomous_call('login_failed', jsonb_build_object(
+  'user_id', :'jack', 'reason', 'test', 'count', true, 'threshold', 1,
+  'base_delay', 60, 'max_delay', 120, 'db_role', 'someone')) ->> 'locked_until' IS NOT NULL AS login_failed_locks;
+ROLLBACK;
+SELECT t.failures AS counted_failures, t.locked_until > clock_timestamp() AS locked
+  FROM authctx.login_throttle t WHERE t.user_id = :'jack';
+DELETE FROM authctx.login_throttle t WHERE t.user_id = :'jack';
+SELECT count(*) AS call_events FROM authctx.audit_log a WHERE a.event = 'auto_call_event';
+-- internal: no one but the extension's owner may call them
+SELECT p.proname, p.prorettype::regtype AS returns,
+       has_function_privilege('public', p.oid, 'EXECUTE') AS public,
+       has_function_privilege('authctx_app', p.oid, 'EXECUTE') AS app,
+       has_function_privilege('authctx_admin', p.oid, 'EXECUTE') AS admin,
+       p.prosecdef AS secdef
+  FROM pg_proc p
+ WHERE p.pronamespace = 'authctx'::regnamespace
+   AND p.proname IN ('_autonomous', '_autonomous_call', '_autonomous_apply')
+ ORDER BY p.proname;
 SELECT pg_temp.err($$SELECT authctx._autonomous_apply('bogus', '{}')$$) AS apply_unknown_kind;
 
 -- 4. seen: last_seen_at / last_used_at move forward only, in the worker

@@ -5,8 +5,10 @@
  *
  * Each module of ARCHITECTURE.md (identity, token, session, request,
  * tenant, context, cache, worker, audit, crypto) exports its entry points
- * here.  The layering rule: identity, token, context, cache, audit and
- * crypto never call request or tenant.
+ * here.  The worker module is three files: worker.c (the task runner),
+ * seen.c (the last-seen writer) and cleanup.c (the cleanup worker).  The
+ * layering rule: identity, token, context, cache, audit and crypto never
+ * call request or tenant.
  *
  *-------------------------------------------------------------------------
  */
@@ -99,10 +101,32 @@ extern void ContextSetAdminBypass(const char *reason);
 extern bool ContextAdminBypass(void);
 extern const AuthctxContext *ContextCurrent(void);
 
-/* ---- worker.c ---- */
+/* ---- worker.c: the task runner (the worker module is worker.c, seen.c, cleanup.c) ---- */
+/* How a task went. */
+typedef enum WorkerTaskStatus
+{
+	WORKER_TASK_DONE,			/* committed (without waiting: registered) */
+	WORKER_TASK_NO_SLOT,		/* no background worker slot became free */
+	WORKER_TASK_NO_SEGMENT,		/* no dynamic shared memory segment */
+	WORKER_TASK_FAILED,			/* the worker failed or did not commit */
+	WORKER_TASK_STANDBY			/* a standby: nothing can be written */
+} WorkerTaskStatus;
+
 extern void WorkerInit(void);
-extern bool WorkerRunAutonomous(const char *kind, const char *payload_json);
+extern bool WorkerRunAutonomous(const char *kind, const char *payload_json,
+								char **result);
+/* for seen.c and cleanup.c */
+extern WorkerTaskStatus WorkerTaskRun(Oid database, const char *kind,
+									  const char *payload, bool wait, char **result);
+extern void WorkerRegisterStatic(const char *function, const char *name);
+extern void WorkerConnect(Oid database);
+
+/* ---- seen.c: last-seen times, written off the request path ---- */
+extern void SeenInit(void);
 extern void WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when);
+
+/* ---- cleanup.c: the periodic cleanup worker ---- */
+extern void CleanupInit(void);
 
 /* ---- cache.c ---- (lookups declared after SessionRecord, below) */
 extern int	authctx_cache_size;

@@ -235,7 +235,7 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 	appendStringInfo(&payload, ", \"detail\": %s}", detail.data);
 
 	/* the event must outlive this transaction, or there is no bypass */
-	if (!WorkerRunAutonomous("audit", payload.data))
+	if (!WorkerRunAutonomous("audit", payload.data, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("could not record the admin_bypass audit event"),

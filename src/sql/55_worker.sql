@@ -1,25 +1,35 @@
 -- ---------------------------------------------------------------------------
 -- 55 worker: records that must outlive the caller's transaction.
 --
--- authctx._autonomous(kind, payload) hands a record to a background worker
--- (src/worker.c) that runs authctx._autonomous_apply(kind, payload) in a
--- transaction of its own, as the bootstrap superuser, and waits for it.
--- The caller's later ERROR or ROLLBACK cannot undo what the worker
--- committed.  Kinds:
+-- authctx._autonomous_call(kind, payload) hands a record to a background
+-- worker (src/worker.c) that runs authctx._autonomous_apply(kind, payload)
+-- in a transaction of its own, as the extension's owner with pinned
+-- settings, and waits for it; it returns what _autonomous_apply returned,
+-- or raises 55000 (naming the kind, never the payload) when the record
+-- could not be written: no worker slot became free, the worker failed or
+-- did not commit, or this is a standby.  The caller's later ERROR or
+-- ROLLBACK cannot undo what the worker committed.  authctx._autonomous is
+-- the same call returning true (0.1.0's SQL calls it); it raises the same
+-- error.  Kinds, and what _autonomous_apply returns for them:
 --
---   audit          {event, user_id, tenant_id, session_id, db_role, detail}
---                  one audit_log row (admin_begin's admin_bypass)
---   login_failed   {user_id, reason, count, threshold, base_delay,
---                   max_delay, db_role}
---                  count the failure toward the lockout (when count is
---                  true and the user exists) and audit login_failed
---   refresh_reuse  {family_id, user_id, tenant_id, session_id, token_id,
---                   db_role}
---                  revoke every session and refresh token of the family and
---                  audit refresh_reuse
---   seen           {entries: [{k: "s"|"k", id, t}]}, t in microseconds since
---                  the Unix epoch: last_seen_at / last_used_at, only ever
---                  moved forward
+--   audit           {event, user_id, tenant_id, session_id, db_role, detail}
+--                   one audit_log row (admin_begin's admin_bypass); {}
+--   login_failed    {user_id, reason, method, count, threshold, base_delay,
+--                    max_delay, db_role}
+--                   count the failure toward the lockout (when count is
+--                   true and the user exists) and audit login_failed;
+--                   {failures, locked_until} as far as known
+--   webauthn_failed {challenge, credential_id, user_id, reason, clone,
+--                    stored_count, presented_count, login, db_role, ...}
+--                   spend the challenge, mark a suspected clone, audit
+--                   (login_failed for a login: then its result); {}
+--   refresh_reuse   {family_id, user_id, tenant_id, session_id, token_id,
+--                    db_role}
+--                   revoke every session and refresh token of the family and
+--                   audit refresh_reuse; {sessions_revoked}
+--   seen            {entries: [{k: "s"|"k", id, t}]}, t in microseconds since
+--                   the Unix epoch: last_seen_at / last_used_at, only ever
+--                   moved forward; {}
 --
 -- The payload is built by the extension's own functions: the caller's
 -- settings (lockout) and identity (db_role) travel in it, because the
@@ -30,10 +40,17 @@ CREATE FUNCTION authctx._autonomous(kind text, payload jsonb) RETURNS boolean
   AS 'MODULE_PATHNAME', 'authctx_autonomous'
   LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION authctx._autonomous(text, jsonb) IS
-  'internal: apply a record in a background worker''s own transaction and wait; false (with a WARNING) if it could not be written';
+  'internal: apply a record in a background worker''s own transaction and wait; true, or 55000 if it could not be written';
 REVOKE ALL ON FUNCTION authctx._autonomous(text, jsonb) FROM PUBLIC;
 
-CREATE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS void
+CREATE FUNCTION authctx._autonomous_call(kind text, payload jsonb) RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'authctx_autonomous_call'
+  LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION authctx._autonomous_call(text, jsonb) IS
+  'internal: apply a record in a background worker''s own transaction and wait; its result, or 55000 if it could not be written';
+REVOKE ALL ON FUNCTION authctx._autonomous_call(text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -51,6 +68,7 @@ DECLARE
   v_kind      text;
   v_ids       uuid[];
   v_ats       timestamptz[];
+  v_result    jsonb := '{}';
 BEGIN
   IF kind = 'audit' THEN
     IF coalesce(payload ->> 'event', '') = '' THEN
@@ -94,6 +112,8 @@ BEGIN
          WHERE t.user_id = v_user;
       END IF;
     END IF;
+    v_result := jsonb_strip_nulls(jsonb_build_object('failures', v_failures,
+                                                     'locked_until', v_locked));
     INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
     VALUES (v_now, 'login_failed', v_user, v_role,
             jsonb_strip_nulls(jsonb_build_object(
@@ -120,7 +140,7 @@ BEGIN
                                  'presented_count', (payload ->> 'presented_count')::bigint));
     END IF;
     IF coalesce((payload ->> 'login')::boolean, false) THEN
-      PERFORM authctx._autonomous_apply('login_failed', payload);
+      v_result := authctx._autonomous_apply('login_failed', payload);
     ELSE
       INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
       VALUES (v_now, 'webauthn_failed', (payload ->> 'user_id')::uuid, v_role,
@@ -144,6 +164,7 @@ BEGIN
               'family_id', v_family,
               'refresh_token_id', payload ->> 'token_id',
               'sessions_revoked', v_sessions));
+    v_result := jsonb_build_object('sessions_revoked', v_sessions);
 
   ELSIF kind = 'seen' THEN
     -- Last-seen (sessions) and last-used (API keys) times, moved forward
@@ -196,10 +217,11 @@ BEGIN
   ELSE
     RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
   END IF;
+  RETURN v_result;
 END
 $$;
 COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
-  'internal: what the autonomous worker runs in its own transaction (audit, login_failed, refresh_reuse, seen)';
+  'internal: what the autonomous worker runs in its own transaction (audit, login_failed, webauthn_failed, refresh_reuse, seen); returns what the record did';
 REVOKE ALL ON FUNCTION authctx._autonomous_apply(text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION authctx._seen_stats(

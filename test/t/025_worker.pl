@@ -1,10 +1,12 @@
 # The worker module: the cleanup background worker (preloaded only) runs
 # authctx.cleanup() every authctx.cleanup_interval in
 # authctx.cleanup_database, follows SIGHUP, skips quietly a database without
-# the extension; last-seen notes go through shared memory to the static
-# last-seen worker, for every database (preloaded), or wait in the backend
-# and are flushed when it exits (not preloaded); on a standby nothing autonomous is written and failures still
-# raise their usual errors.
+# the extension, and logs once (no restart loop) a database that does not
+# exist or does not accept connections, resuming when it is there;
+# last-seen notes go through shared memory to the static last-seen worker,
+# for every database (preloaded), or wait in the backend and are flushed
+# when it exits (not preloaded); on a standby nothing autonomous is written
+# and what needed it is refused (55000).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -28,11 +30,11 @@ $node->safe_psql('postgres', q{
   SELECT authctx.set_password(authctx.create_user('wk@example.com'), 'wk password 1');
 });
 
-# Insert n sessions that expired two days ago.
+# Insert n sessions that expired two days ago (in database postgres, or $db).
 sub add_expired
 {
-	my ($n) = @_;
-	$node->safe_psql('postgres', qq{
+	my ($n, $db) = @_;
+	$node->safe_psql($db // 'postgres', qq{
 	  INSERT INTO authctx.sessions (id, user_id, family_id, verifier, created_at, last_seen_at, expires_at)
 	  SELECT gen_random_uuid(), u.id, gen_random_uuid(), '\\x00'::bytea, now() - interval '3 days',
 	         now() - interval '3 days', now() - interval '2 days'
@@ -40,10 +42,11 @@ sub add_expired
 }
 my $expired_sql = q{SELECT count(*) FROM authctx.sessions WHERE expires_at < now() - interval '1 day'};
 
-# 1. the worker is there and cleans up periodically
-ok($node->poll_query_until('postgres',
-	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'authctx cleanup' AND datname = 'postgres'}),
-	'cleanup worker connected to authctx.cleanup_database');
+# 1. the worker is there and cleans up periodically; it is connected to no
+# database, each run goes through a worker connected to cleanup_database
+my $cleanup_pid_sql = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'authctx cleanup' AND datname IS NULL};
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($cleanup_pid_sql) w"),
+	'cleanup worker running, connected to no database');
 add_expired(50);
 ok($node->poll_query_until('postgres', "SELECT ($expired_sql) = 0", 't'),
 	'cleanup worker removed expired sessions');
@@ -58,22 +61,63 @@ $node->safe_psql('postgres', q{ALTER SYSTEM SET authctx.cleanup_interval = '1s';
 ok($node->poll_query_until('postgres', "SELECT ($expired_sql) = 0", 't'),
 	'after reload the worker cleans again');
 
-# 3. another database, without the extension: the worker reconnects there
-# and skips it quietly (no error in the log)
+# 3. another database, without the extension: the runs go there (its
+# commit counter moves, though nobody else connects to it) and skip it
+# quietly (no error in the log), without restarting the worker
 $node->safe_psql('postgres', q{CREATE DATABASE noext});
+my $cleanup_pid = $node->safe_psql('postgres', $cleanup_pid_sql);
+my $noext_commits = q{SELECT xact_commit FROM pg_stat_database WHERE datname = 'noext'};
+my $commits0 = $node->safe_psql('postgres', $noext_commits);
 my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{ALTER SYSTEM SET authctx.cleanup_database = 'noext'; SELECT pg_reload_conf();});
-ok($node->poll_query_until('postgres',
-	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'authctx cleanup' AND datname = 'noext'}),
-	'worker restarted in the new cleanup_database');
-sleep 3;
+ok($node->poll_query_until('postgres', "SELECT ($noext_commits) > $commits0 + 2"),
+	'runs go to the new cleanup_database');
 my $log = slurp_file($node->logfile, $log_offset);
-like($log, qr/authctx cleanup worker restarting for database "noext"/, 'restart logged');
+like($log, qr/authctx cleanup now runs in database "noext"/, 'change logged');
 unlike($log, qr/ERROR|FATAL/, 'no error for a database without the extension');
+is($node->safe_psql('postgres', $cleanup_pid_sql), $cleanup_pid, 'no restart for a change of database');
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET authctx.cleanup_database; SELECT pg_reload_conf();});
-ok($node->poll_query_until('postgres',
-	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'authctx cleanup' AND datname = 'postgres'}),
-	'worker back in postgres');
+add_expired(5);
+ok($node->poll_query_until('postgres', "SELECT ($expired_sql) = 0", 't'),
+	'cleanup back in postgres');
+
+# 3b. a database that does not exist, then one that does not accept
+# connections: said once in the log (not at every interval), no restart
+# loop, and cleanup resumes when the database is there
+my $count_in = sub { my ($re, $text) = @_; my @m = $text =~ /$re/g; return scalar @m; };
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{ALTER SYSTEM SET authctx.cleanup_database = 'later'; SELECT pg_reload_conf();});
+sleep 5;
+$log = slurp_file($node->logfile, $log_offset);
+is($count_in->(qr/database "later" named by authctx.cleanup_database does not exist/, $log), 1,
+	'a missing database is logged once in five intervals');
+unlike($log, qr/ERROR|FATAL/, 'and not connected to');
+is($node->safe_psql('postgres', $cleanup_pid_sql), $cleanup_pid, 'no restart');
+$node->safe_psql('postgres', q{CREATE DATABASE later});
+$node->safe_psql('later', q{
+  CREATE EXTENSION authctx;
+  SELECT authctx.create_user('wk@example.com');});
+add_expired(7, 'later');
+ok($node->poll_query_until('later', "SELECT ($expired_sql) = 0", 't'),
+	'cleanup resumes when the database appears');
+like(slurp_file($node->logfile, $log_offset), qr/authctx cleanup runs again in database "later"/,
+	'and says so');
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{ALTER DATABASE later ALLOW_CONNECTIONS false});
+sleep 5;
+$log = slurp_file($node->logfile, $log_offset);
+is($count_in->(qr/database "later" named by authctx.cleanup_database does not accept connections/, $log), 1,
+	'a database that does not accept connections is logged once in five intervals');
+unlike($log, qr/ERROR|FATAL/, 'and not connected to');
+is($node->safe_psql('postgres', $cleanup_pid_sql), $cleanup_pid, 'no restart');
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{ALTER DATABASE later ALLOW_CONNECTIONS true});
+add_expired(7, 'later');
+ok($node->poll_query_until('later', "SELECT ($expired_sql) = 0", 't'),
+	'cleanup resumes when the database accepts connections again');
+like(slurp_file($node->logfile, $log_offset), qr/authctx cleanup runs again in database "later"/,
+	'and says so');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET authctx.cleanup_database; SELECT pg_reload_conf();});
 
 # 4. last-seen notes, preloaded: they go to a queue in shared memory that
 # the static last-seen worker (connected to no database) empties every
@@ -162,17 +206,21 @@ ok($node->poll_query_until('postgres',
 	'last-seen worker still running');
 $bg->quit;
 
-# 5. on a standby: no autonomous write (false, WARNING), errors unchanged
+# 5. on a standby: no autonomous write (55000), a failed login is refused
 $node->backup('wk_backup');
 my $standby = PostgreSQL::Test::Cluster->new('worker_standby');
 $standby->init_from_backup($node, 'wk_backup', has_streaming => 1);
 $standby->start;
 $node->wait_for_catchup($standby);
 my ($rc, $out, $err) = $standby->psql('postgres', q{SELECT authctx._autonomous('audit', '{"event": "standby_test"}')});
-is($out, 'f', 'autonomous write refused on a standby');
-like($err, qr/WARNING:  could not write the "audit" record in a transaction of its own/, 'with a WARNING');
+like($err, qr/ERROR:  could not write the "audit" record in a transaction of its own\nDETAIL:  This server is a standby/,
+	'autonomous write refused on a standby: 55000');
+($rc, $out, $err) = $standby->psql('postgres', q{SELECT authctx._autonomous_call('audit', '{"event": "standby_test"}')});
+like($err, qr/ERROR:  could not write the "audit" record in a transaction of its own/, 'and through _autonomous_call');
 ($rc, $out, $err) = $standby->psql('postgres', q{SELECT authctx.login('wk@example.com', 'wrong password')});
-like($err, qr/ERROR:  login failed/, 'failed login on a standby: still 28P01, generic');
+isnt($rc, 0, 'failed login on a standby: refused');
+like($err, qr/ERROR:  (login failed|could not write the "login_failed" record in a transaction of its own)/,
+	'with a generic message');
 unlike($err, qr/wrong password/, 'password not echoed');
 ($rc, $out, $err) = $standby->psql('postgres', qq{SELECT (auth_begin('$s1')).auth_method},
 	extra_params => [ '-U', 'wk_app' ]);

@@ -35,19 +35,22 @@ authctx.cleanup_interval = 0
 $node->start;
 # The extension's objects as pg_dump --binary-upgrade writes them, without
 # what differs between any two installs (OIDs, LSNs, xids, the \restrict key).
+# The tables registered for pg_dump (pg_extension_config_dump) appear there
+# as an array of OIDs: compared instead by name, with their conditions, in
+# name order (the order of registration carries no meaning).
 sub schema_of
 {
 	my ($db) = @_;
 	my $out = $node->pg_dump_out($db);
-	# the extension's configuration tables (pg_extension_config_dump) are
-	# listed by OID: name them, in their order
-	my $config = $node->safe_psql($db, q{SELECT string_agg(u.c::regclass::text, ',' ORDER BY u.n)
-	  FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS u(c, n) WHERE e.extname = 'authctx'});
-	$out =~ s/(binary_upgrade_create_empty_extension\('authctx', [^\n]*?)'\{[0-9,]*\}'/$1'{$config}'/;
+	my $config = $node->safe_psql($db, q{
+	  SELECT string_agg(pg_catalog.format('%s %L', c::regclass, w), ', ' ORDER BY c::regclass::text)
+	    FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(c, w)
+	   WHERE e.extname = 'authctx'});
+	$out =~ s/(binary_upgrade_create_empty_extension\('authctx', .*?, )'\{[\d,]*\}', '\{(?:[^']|'')*\}'/$1<config>/;
 	my @keep = grep {
 		!/binary_upgrade_set_next_|^\\(un)?restrict |^-- Dumped |relfrozenxid|^WHERE oid = '\d+'/
 	} split /\n/, $out;
-	return join("\n", @keep) . "\n";
+	return join("\n", @keep) . "\n-- config tables: $config\n";
 }
 
 # pg_dump through the node's binaries, as the bootstrap superuser.
