@@ -55,7 +55,7 @@ Endpoints:
   GET  /notes               the tenant's notes
   POST /notes               {title, body?} -> 201
   GET|PATCH|DELETE /notes/<id>
-  POST /webauthn/challenge  {challenge, rp_id, user?} (user when signed in)
+  POST /webauthn/challenge  {purpose?: login|register} -> {challenge, rp_id, user?}
   POST /webauthn/register   {attestation_object, client_data_json, name?} (signed in)
   POST /webauthn/login      {credential_id, authenticator_data,
                              client_data_json, signature, tenant?} -> cookie
@@ -505,7 +505,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             cur.execute("SELECT authctx.webauthn_challenge() AS c")
             return cur.fetchone()["c"]
         answer = {"rp_id": self.server.rp_id, "timeout_ms": 300000}
-        if self.token():
+        purpose = self.field("purpose", required=False, max_len=20) or "login"
+        if purpose not in ("login", "register"):
+            raise ApiError(400, "invalid request: purpose is login or register")
+        if purpose == "register":
             # signed in: a registration; the user handle is the user's id
             def run(cur, ctx):
                 return challenge(cur), ctx

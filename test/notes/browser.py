@@ -236,7 +236,8 @@ try:
         const done = arguments[arguments.length - 1];
         (async () => {
           const h = {'Content-Type': 'application/json'};
-          const c = await (await fetch('/webauthn/challenge', {method: 'POST', headers: h})).json();
+          const c = await (await fetch('/webauthn/challenge', {method: 'POST', headers: h,
+                                        body: JSON.stringify({purpose: 'register'})})).json();
           const b = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), ch => ch.charCodeAt(0));
           const e = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
           const cred = await navigator.credentials.create({publicKey: {

@@ -151,7 +151,7 @@ async function addNote(ev) {
 async function registerPasskey() {
   const algs = {es256: [-7], eddsa: [-8], any: [-7, -8]}[$('passkey-alg').value];
   try {
-    const c = await api('POST', '/webauthn/challenge');
+    const c = await api('POST', '/webauthn/challenge', {purpose: 'register'});
     const cred = await navigator.credentials.create({publicKey: {
       challenge: b64u.dec(c.challenge),
       rp: {id: c.rp_id, name: 'Notes'},
