@@ -166,6 +166,24 @@ for my $mode ('nopreload', 'preload')
 	unlike($log, qr/Traceback|File "/, "$mode: no stack trace in the app's output");
 	unlike($log, qr/ax[srk]_[A-Za-z0-9_-]{20}/, "$mode: no token in the app's log");
 
+	# ------------------------------------------------------------ passkey endpoints
+	$r = $stack->request('POST', '/webauthn/challenge');
+	like($r->{json}{challenge} // '', qr/^[A-Za-z0-9_-]{43}$/, "$mode: a passkey challenge: 32 bytes, base64url");
+	is($r->{json}{rp_id}, 'localhost', "$mode: for the configured rp id");
+	is($stack->request('POST', '/webauthn/challenge', json => { purpose => 'register' })->{status}, 401,
+		"$mode: a registration challenge needs a session");
+	$r = $stack->request('POST', '/webauthn/challenge', cookie => $alice, json => { purpose => 'register' });
+	is($r->{json}{user}{name}, $uid{'alice@acme.test'}, "$mode: and names the session's user");
+	is($stack->request('POST', '/webauthn/register',
+		json => { attestation_object => 'AAAA', client_data_json => 'AAAA' })->{status}, 401,
+		"$mode: registering needs a session");
+	$r = $stack->request('POST', '/webauthn/login',
+		json => { map { $_ => 'AAAA' } qw(credential_id authenticator_data client_data_json signature) });
+	is_deeply([ $r->{status}, $r->{json}{sqlstate} ], [ 401, '28P01' ], "$mode: a bogus assertion is 401 (28P01)");
+	$r = $stack->request('POST', '/webauthn/login',
+		json => { map { $_ => '%%' } qw(credential_id authenticator_data client_data_json signature) });
+	is($r->{status}, 400, "$mode: a field that is not base64url is 400");
+
 	# ------------------------------------------------------------ logout, revocation
 	$r = $stack->request('POST', '/logout', cookie => $alice);
 	is($r->{status}, 204, "$mode: logout");
