@@ -119,6 +119,8 @@ SELECT pc_auth(:'k_alice') AS key_hit, pc_delta();
 SELECT authctx.has_scope('read') AS read, authctx.has_scope('deploy') AS deploy,
        authctx.has_scope('admin') AS admin, (authctx.current()).auth_method;
 COMMIT;
+-- A key naming another tenant is refused without asking the membership
+-- cache (a hit would tell that the key's user belongs to that tenant).
 SELECT pc_auth(:'k_alice', 'pc-globex') AS key_elsewhere, pc_delta();
 
 -- A tenant named by the request: the membership cache, by slug or by uuid.
@@ -228,7 +230,9 @@ PREPARE TRANSACTION 'pc_revoke';
 SET ROLE pc_app;
 SELECT pc_auth(:'s_bob') AS not_prepared, pc_delta();
 
--- 4. Disable and enable the user.
+-- 4. Disable and enable the user.  Disabling revokes the user's sessions
+-- for good (a stamp on the user's row, which invalidates the user's slot);
+-- a session made after the enable is cached again.
 RESET ROLE;
 SELECT authctx.disable_user(:'bob');
 SET ROLE pc_app;
@@ -236,7 +240,11 @@ SELECT pc_auth(:'s_bob') AS disabled, pc_delta();
 RESET ROLE;
 SELECT authctx.enable_user(:'bob');
 SET ROLE pc_app;
-SELECT pc_auth(:'s_bob') AS enabled, pc_auth(:'s_bob') AS cached, pc_delta();
+SELECT pc_auth(:'s_bob') AS enabled, pc_delta();
+RESET ROLE;
+SELECT pc_session(:'bob', :'acme') AS s_bob \gset
+SET ROLE pc_app;
+SELECT pc_auth(:'s_bob') AS new_session, pc_auth(:'s_bob') AS cached, pc_delta();
 
 -- 5. Role change: the session's own tenant and a named one.
 SELECT pc_auth(:'s_bob', 'pc-acme') AS named, pc_auth(:'s_bob', 'pc-acme') AS cached, pc_delta();

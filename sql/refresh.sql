@@ -102,10 +102,6 @@ UPDATE authctx.refresh_tokens rt SET expires_at = clock_timestamp() - interval '
 SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (h.r).refresh_token)) AS expired FROM h;
 UPDATE authctx.refresh_tokens rt SET expires_at = clock_timestamp() + interval '1 day'
   FROM h WHERE rt.id = authctx._token_id((h.r).refresh_token);
--- disabled user
-SELECT authctx.disable_user(:'erin');
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (h.r).refresh_token)) AS disabled_user FROM h;
-SELECT authctx.enable_user(:'erin');
 SELECT f.* FROM h, pg_temp.family((h.r).session_id) f;
 -- the token is never echoed
 SELECT position(substr(((h.r).session_token)::text, 5, 20)
@@ -113,6 +109,16 @@ SELECT position(substr(((h.r).session_token)::text, 5, 20)
   FROM h;
 -- and it still works after all that
 SELECT (authctx.refresh(((h.r).refresh_token)::text)).session_id IS NOT NULL AS still_works FROM h;
+-- disabling the user revokes the family for good (enable_user brings
+-- nothing back); a login after the enable works
+CREATE TEMP TABLE d AS SELECT r FROM authctx.login('ref-erin@example.com', 'erin password 1') r;
+SELECT authctx.disable_user(:'erin');
+SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (d.r).refresh_token)) AS disabled_user FROM d;
+SELECT authctx.enable_user(:'erin');
+SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (d.r).refresh_token)) AS enabled_again FROM d;
+SELECT f.* FROM d, pg_temp.family((d.r).session_id) f;
+SELECT (authctx.refresh(((authctx.login('ref-erin@example.com', 'erin password 1')).refresh_token)::text)).session_id
+       IS NOT NULL AS new_login_refreshes;
 
 -- presented twice inside one transaction: the second is refused at once
 -- (no worker, no WARNING: the first spend dies with the transaction)

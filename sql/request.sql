@@ -183,7 +183,12 @@ SELECT try(format('SELECT auth_begin(%L)', :'bob_tok')) AS disabled_user;
 RESET ROLE;
 SELECT authctx.enable_user(:'bob');
 SET ROLE rq_app;
+-- disabling revoked the session for good: enabling brings it not back
 SELECT try(format('SELECT auth_begin(%L)', :'bob_tok')) AS enabled_again;
+RESET ROLE;
+SELECT authctx.create_session(:'bob')::text AS bob_tok \gset
+SET ROLE rq_app;
+SELECT try(format('SELECT auth_begin(%L)', :'bob_tok')) AS new_session;
 
 -- removed from the session's tenant since the session began: 42501
 RESET ROLE;

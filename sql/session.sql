@@ -95,7 +95,8 @@ SELECT t.failures FROM authctx.login_throttle t, u WHERE t.user_id = u.alice;
 SELECT (authctx.login('sess-alice@example.com', 'alice password 1')).session_id IS NOT NULL AS ok;
 SELECT count(*) AS throttle_rows FROM authctx.login_throttle t, u WHERE t.user_id = u.alice;
 
--- list_sessions: live sessions only, no secrets
+-- list_sessions: live sessions, and the session of every login family that
+-- can still refresh; no secrets
 SELECT count(*) AS alice_sessions FROM u, authctx.list_sessions(u.alice);
 SELECT array_agg(c.parameter_name::text ORDER BY c.ordinal_position) AS columns
   FROM information_schema.routines r
@@ -106,14 +107,21 @@ SELECT ls.tenant_id IS NOT DISTINCT FROM l.tenant_id AS tenant_ok, ls.metadata, 
        ls.expires_at = l.expires_at AS expires_ok
   FROM u, authctx.list_sessions(u.carol) ls JOIN l ON l.session_id = ls.session_id;
 
--- idle timeout: a session unused for longer than it is not listed
+-- idle timeout: a session unused for longer than it is not live, but its
+-- login can still refresh, so it is listed (and can be revoked) until its
+-- refresh token is spent or revoked; a create_session session (no refresh
+-- token) is not listed once idle
 UPDATE authctx.sessions s SET last_seen_at = clock_timestamp() - interval '2 hours'
   FROM l WHERE s.id = l.session_id AND l.who = 'alice-upper';
 SELECT count(*) AS alice_sessions_after_idle FROM u, authctx.list_sessions(u.alice);
+SELECT authctx._token_id(authctx.create_session(alice)) AS idle_cs FROM u \gset
+UPDATE authctx.sessions s SET last_seen_at = clock_timestamp() - interval '2 hours' WHERE s.id = :'idle_cs';
+SELECT count(*) AS idle_create_session_listed FROM u, authctx.list_sessions(u.alice) ls
+ WHERE ls.session_id = :'idle_cs';
 SET authctx.session_idle_timeout = 0;
 SELECT count(*) AS with_idle_timeout_off FROM u, authctx.list_sessions(u.alice);
 RESET authctx.session_idle_timeout;
--- absolute expiry
+-- absolute expiry: the same (the family can still refresh)
 UPDATE authctx.sessions s SET expires_at = clock_timestamp() - interval '1 second'
   FROM l WHERE s.id = l.session_id AND l.who = 'bob-globex';
 SELECT count(*) AS bob_sessions FROM u, authctx.list_sessions(u.bob);
@@ -126,18 +134,25 @@ SELECT s.revoked_at IS NOT NULL AS session_revoked,
   FROM l JOIN authctx.sessions s ON s.id = l.session_id WHERE l.who = 'bob';
 SELECT count(*) AS logout_events FROM l JOIN authctx.audit_log a
     ON a.session_id = l.session_id AND a.event = 'logout' WHERE l.who = 'bob';
--- logout failures: all 28000, the token never echoed
+-- logout is idempotent (RFC 7009): again, and of an expired or an idle
+-- session, it returns without error, and it ends the family whatever state
+-- the session is in
 SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.session_token)) AS again FROM l WHERE l.who = 'bob';
 SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.session_token)) AS expired FROM l WHERE l.who = 'bob-globex';
 SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.session_token)) AS idle FROM l WHERE l.who = 'alice-upper';
+SELECT l.who, (SELECT count(*) FROM authctx.refresh_tokens r
+                WHERE r.family_id = s.family_id AND r.revoked_at IS NULL) AS unrevoked_refresh_tokens
+  FROM l JOIN authctx.sessions s ON s.id = l.session_id
+ WHERE l.who IN ('bob-globex', 'alice-upper') ORDER BY l.who;
+-- anything but a well-formed session token: 22P02, the input never echoed
 SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.refresh_token)) AS refresh_token FROM l WHERE l.who = 'alice';
 SELECT pg_temp.err($$SELECT authctx.logout('axs_garbage')$$) AS malformed;
 SELECT pg_temp.err($$SELECT authctx.logout(NULL)$$) AS null_token;
--- a well-formed token with a valid checksum but an unknown id / wrong secret
-SELECT pg_temp.err(format('SELECT authctx.logout(%L)', authctx._token_new('session'))) AS unknown;
-SELECT position(substr(l.session_token::text, 5, 20) IN pg_temp.err(format('SELECT authctx.logout(%L)', l.session_token))) = 0
+SELECT position(substr(l.refresh_token::text, 5, 20) IN pg_temp.err(format('SELECT authctx.logout(%L)', l.refresh_token))) = 0
        AS not_echoed
-  FROM l WHERE l.who = 'bob';
+  FROM l WHERE l.who = 'alice';
+-- a well-formed token with a valid checksum but an unknown id: no error
+SELECT pg_temp.err(format('SELECT authctx.logout(%L)', authctx._token_new('session'))) AS unknown;
 
 -- create_session: token of kind session, no refresh token, ttl and metadata
 CREATE TEMP TABLE cs AS

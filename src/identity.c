@@ -28,11 +28,36 @@
  * Passwords never appear in a message; copies this file makes are wiped with
  * sodium_memzero before they are freed.
  *
+ * Emails.  One normalisation decides which emails are the same account, on
+ * write (the unique index on authctx._email_key(email)) and on lookup
+ * (login, verify_password) alike:
+ *
+ *		authctx._email_key(email) = UTF-8 bytes of NFC(casefold(NFC(email)))
+ *
+ * Unicode NFC, then ICU's default full case folding (u_strFoldCase with
+ * U_FOLD_CASE_DEFAULT: locale-free, so neither the database's collation nor
+ * its ctype plays any part), then NFC again (folding can undo composition).
+ * The key is bytea, compared byte by byte: no collation applies to it
+ * either.  In a database whose encoding is not UTF-8 the text is converted
+ * to UTF-8 first (in SQL_ASCII it must be valid UTF-8: 22021 otherwise).
+ * Input longer than EMAIL_KEY_MAX_BYTES gets NULL: no storable email is
+ * that long (_check_email allows 254 characters), so such a lookup finds
+ * nobody.  The key depends on the Unicode tables of the ICU library the
+ * server runs with; after an ICU major upgrade, REINDEX INDEX
+ * authctx.users_email_key (as for ICU collations).
+ *
+ * The per-account lock of login is a transaction advisory lock on
+ * authctx._keyed_hash64('authctx account' || email key, per-database
+ * secret): keyed, so that pg_locks, which every role can read, does not
+ * tell which email is being tried.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <sodium.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -66,6 +91,11 @@ PG_FUNCTION_INFO_V1(authctx_password_rehash);
 PG_FUNCTION_INFO_V1(authctx_password_verify);
 PG_FUNCTION_INFO_V1(authctx_password_needs_rehash);
 PG_FUNCTION_INFO_V1(authctx_password_dummy_verify);
+PG_FUNCTION_INFO_V1(authctx_email_key);
+PG_FUNCTION_INFO_V1(authctx_keyed_hash64);
+
+/* Longest email (in bytes of the server encoding) that gets a key. */
+#define EMAIL_KEY_MAX_BYTES			1024
 
 /* Define the password settings; all superuser-only, they set the cost. */
 void
@@ -332,4 +362,139 @@ authctx_password_dummy_verify(PG_FUNCTION_ARGS)
 						  VARDATA_ANY(pw), VARSIZE_ANY_EXHDR(pw));
 	PasswordWipeArg(pw, PG_GETARG_DATUM(0));
 	PG_RETURN_BOOL(false);
+}
+
+/* ---------------------------------------------------------------------
+ * Emails and the per-account lock key.
+ * ---------------------------------------------------------------------
+ */
+
+/* Turn an ICU failure into an error (can only be out of memory here). */
+static void
+EmailIcuCheck(UErrorCode status, bool preflight)
+{
+	if (preflight && status == U_BUFFER_OVERFLOW_ERROR)
+		return;
+	if (U_FAILURE(status))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not normalize an email address: %s", u_errorName(status))));
+}
+
+/* NFC of a UTF-16 string, in a palloc'd buffer sized by preflighting. */
+static UChar *
+EmailNfc(const UChar *src, int32_t len, int32_t *outlen)
+{
+	UErrorCode	status = U_ZERO_ERROR;
+	const UNormalizer2 *nfc = unorm2_getNFCInstance(&status);
+	int32_t		need;
+	UChar	   *dst;
+
+	EmailIcuCheck(status, false);
+	need = unorm2_normalize(nfc, src, len, NULL, 0, &status);
+	EmailIcuCheck(status, true);
+	status = U_ZERO_ERROR;
+	dst = palloc((need + 1) * sizeof(UChar));
+	*outlen = unorm2_normalize(nfc, src, len, dst, need + 1, &status);
+	EmailIcuCheck(status, false);
+	return dst;
+}
+
+/* Default (locale-free) full case folding, in a palloc'd buffer. */
+static UChar *
+EmailFold(const UChar *src, int32_t len, int32_t *outlen)
+{
+	UErrorCode	status = U_ZERO_ERROR;
+	int32_t		need;
+	UChar	   *dst;
+
+	need = u_strFoldCase(NULL, 0, src, len, U_FOLD_CASE_DEFAULT, &status);
+	EmailIcuCheck(status, true);
+	status = U_ZERO_ERROR;
+	dst = palloc((need + 1) * sizeof(UChar));
+	*outlen = u_strFoldCase(dst, need + 1, src, len, U_FOLD_CASE_DEFAULT, &status);
+	EmailIcuCheck(status, false);
+	return dst;
+}
+
+/*
+ * authctx._email_key(email text) -> bytea
+ *
+ * The identity of an email for uniqueness and lookup: UTF-8 bytes of
+ * NFC(casefold(NFC(email))); NULL for input no storable email can equal.
+ */
+Datum
+authctx_email_key(PG_FUNCTION_ARGS)
+{
+	text	   *email = PG_GETARG_TEXT_PP(0);
+	int			len = VARSIZE_ANY_EXHDR(email);
+	char	   *utf8;
+	UChar	   *u16;
+	UChar	   *nfc;
+	UChar	   *folded;
+	UChar	   *key;
+	int32_t		n16;
+	int32_t		n;
+	int32_t		nout;
+	UErrorCode	status = U_ZERO_ERROR;
+	bytea	   *result;
+
+	if (len > EMAIL_KEY_MAX_BYTES)
+		PG_RETURN_NULL();
+	/* to UTF-8 (validated, in SQL_ASCII too); a no-op in UTF-8 databases */
+	utf8 = pg_server_to_any(VARDATA_ANY(email), len, PG_UTF8);
+	if (utf8 != VARDATA_ANY(email))
+		len = strlen(utf8);
+
+	/* UTF-8 never needs more UTF-16 units than it has bytes */
+	u16 = palloc((len + 1) * sizeof(UChar));
+	u_strFromUTF8(u16, len + 1, &n16, utf8, len, &status);
+	if (U_FAILURE(status))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("email address is not valid UTF-8")));
+
+	nfc = EmailNfc(u16, n16, &n);
+	folded = EmailFold(nfc, n, &n);
+	key = EmailNfc(folded, n, &n);
+
+	u_strToUTF8(NULL, 0, &nout, key, n, &status);
+	EmailIcuCheck(status, true);
+	status = U_ZERO_ERROR;
+	result = palloc(VARHDRSZ + nout + 1);
+	u_strToUTF8(VARDATA(result), nout + 1, &nout, key, n, &status);
+	EmailIcuCheck(status, false);
+	SET_VARSIZE(result, VARHDRSZ + nout);
+
+	pfree(u16);
+	pfree(nfc);
+	pfree(folded);
+	pfree(key);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * authctx._keyed_hash64(data bytea, key bytea) -> bigint
+ *
+ * The first 64 bits of keyed BLAKE2b: a lock key that nobody without the
+ * key can compute or recognise (pg_locks shows advisory keys to everyone).
+ */
+Datum
+authctx_keyed_hash64(PG_FUNCTION_ARGS)
+{
+	bytea	   *data = PG_GETARG_BYTEA_PP(0);
+	bytea	   *key = PG_GETARG_BYTEA_PP(1);
+	unsigned char digest[16];
+	int64		result;
+
+	if (VARSIZE_ANY_EXHDR(key) < crypto_generichash_KEYBYTES_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("hash key must have at least %d bytes",
+						(int) crypto_generichash_KEYBYTES_MIN)));
+	CryptoHash(digest, sizeof(digest),
+			   VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
+			   (const unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	memcpy(&result, digest, sizeof(result));
+	PG_RETURN_INT64(result);
 }

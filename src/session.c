@@ -8,6 +8,12 @@
  * lifetime settings and SessionLookup(), which finds a session or API key by
  * its public id and checks it (see request.c for the order of checks).
  *
+ * The liveness rule is written down once, in the header of
+ * src/sql/50_session.sql; SessionLookup() applies its row and user parts
+ * (revoked_at, the user's disabled_at and the user's revocation stamp:
+ * SessionRevokedByUser() is the C twin of authctx._revoked_by_user()), and
+ * request.c the clock parts (expiry, idle timeout).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -104,13 +110,31 @@ SessionInit(void)
 
 /* the row's own id comes last: see SessionLookup */
 static const char *const session_cols[] = {
-	"user_id", "tenant_id", "verifier", "expires_at", "last_seen_at", "revoked_at", "id"
+	"user_id", "tenant_id", "verifier", "expires_at", "last_seen_at", "revoked_at",
+	"created_at", "family_id", "id"
 };
 static const char *const key_cols[] = {
 	"user_id", "tenant_id", "verifier", "expires_at", "last_used_at", "revoked_at", "scopes", "id"
 };
-static const char *const user_cols[] = {"disabled_at"};
+static const char *const user_cols[] = {
+	"disabled_at", "sessions_revoked_before", "sessions_revoked_except"
+};
 static const char *const member_cols[] = {"role"};
+
+/*
+ * Is a session of this user revoked by the user's revocation stamp?  It is
+ * when it was issued at or before users.sessions_revoked_before and is not
+ * of the one login family the stamp spares (sessions_revoked_except).  The
+ * C twin of authctx._revoked_by_user() (src/sql/50_session.sql).
+ */
+static bool
+SessionRevokedByUser(TimestampTz created_at, const pg_uuid_t *family_id,
+					 const Datum *uv, const bool *un)
+{
+	if (un[1] || created_at > DatumGetTimestampTz(uv[1]))
+		return false;
+	return un[2] || memcmp(DatumGetUUIDP(uv[2]), family_id, sizeof(pg_uuid_t)) != 0;
+}
 
 /* The user's role in a tenant, or false when not a member. */
 bool
@@ -311,10 +335,10 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	static const pg_uuid_t nobody = {{0}};
 	Datum		key = UUIDPGetDatum((pg_uuid_t *) id);
 	Oid			eq = F_UUID_EQ;
-	Datum		v[8];
-	bool		n[8];
-	Datum		uv[1];
-	bool		un[1];
+	Datum		v[9];
+	bool		n[9];
+	Datum		uv[3];
+	bool		un[3];
 	uint64		stamp;
 	Snapshot	snap;
 	bool		found;
@@ -356,7 +380,8 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 				other_tenant = *DatumGetUUIDP(v[1]);
 		}
 		key = UUIDPGetDatum(&other_user);
-		(void) FetchRow("users", "users_pkey", 1, &key, &eq, snap, 1, user_cols, uv, un);
+		(void) FetchRow("users", "users_pkey", 1, &key, &eq, snap,
+						lengthof(user_cols), user_cols, uv, un);
 		(void) SessionMemberRole(&other_tenant, &other_user, snap, role);
 		UnregisterSnapshot(snap);
 		CacheSessionPut(kind, id, NULL, stamp);
@@ -383,7 +408,13 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	/* a session row without its user cannot exist (foreign key); be safe */
 	key = UUIDPGetDatum(&rec->user_id);
 	rec->user_disabled = !FetchRow("users", "users_pkey", 1, &key, &eq, snap,
-								   1, user_cols, uv, un) || !un[0];
+								   lengthof(user_cols), user_cols, uv, un) || !un[0];
+
+	/* sessions issued before a user-wide revocation (not API keys) */
+	if (kind == TOKEN_SESSION && !rec->user_disabled && !rec->revoked &&
+		(n[6] || n[7] ||
+		 SessionRevokedByUser(DatumGetTimestampTz(v[6]), DatumGetUUIDP(v[7]), uv, un)))
+		rec->revoked = true;
 
 	rec->member_known = true;
 	rec->is_member = rec->has_tenant &&

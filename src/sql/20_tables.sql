@@ -17,15 +17,31 @@ CREATE TABLE authctx.tenants (
 );
 COMMENT ON TABLE authctx.tenants IS 'tenants (organisations); slug is the human name used in URLs';
 
+-- The identity of an email (src/identity.c): UTF-8 bytes of
+-- NFC(casefold(NFC(email))), independent of the database's collation and
+-- ctype.  Declared here because the unique index on users needs it.
+CREATE FUNCTION authctx._email_key(email text) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'authctx_email_key'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._email_key(text) IS
+  'internal: the normalised form of an email that uniqueness and lookup compare (NFC, Unicode default case folding, NFC; UTF-8 bytes)';
+REVOKE ALL ON FUNCTION authctx._email_key(text) FROM PUBLIC;
+
+-- sessions_revoked_before / sessions_revoked_except: the user's revocation
+-- stamp (src/sql/50_session.sql): every session and refresh token of the
+-- user issued at or before that time is revoked, except those of the one
+-- login family named (set_password from the user's own session keeps it).
 CREATE TABLE authctx.users (
   id            uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
   email         text NOT NULL,
   display_name  text,
   disabled_at   timestamptz,
-  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  sessions_revoked_before  timestamptz,
+  sessions_revoked_except  uuid
 );
-CREATE UNIQUE INDEX users_email_lower_key ON authctx.users (pg_catalog.lower(email));
-COMMENT ON TABLE authctx.users IS 'users; email unique case-insensitively; disabled_at set when disabled';
+CREATE UNIQUE INDEX users_email_key ON authctx.users (authctx._email_key(email));
+COMMENT ON TABLE authctx.users IS 'users; email unique by authctx._email_key (Unicode NFC and case folding); disabled_at set when disabled; sessions_revoked_before: sessions and refresh tokens issued until then are revoked (except family sessions_revoked_except)';
 
 CREATE TABLE authctx.memberships (
   tenant_id   uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,
@@ -117,7 +133,8 @@ CREATE TABLE authctx.refresh_tokens (
   created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   expires_at  timestamptz NOT NULL,
   spent_at    timestamptz,
-  revoked_at  timestamptz
+  revoked_at  timestamptz,
+  spent_xid   xid8                    -- top-level transaction that spent it
 );
 CREATE INDEX refresh_tokens_family_idx ON authctx.refresh_tokens (family_id);
 CREATE INDEX refresh_tokens_user_idx ON authctx.refresh_tokens (user_id);
@@ -138,6 +155,22 @@ CREATE TABLE authctx.api_keys (
 ) WITH (fillfactor = 80);
 CREATE INDEX api_keys_user_idx ON authctx.api_keys (user_id);
 COMMENT ON TABLE authctx.api_keys IS 'API keys with scopes, bound to one tenant';
+
+-- per-database secret -------------------------------------------------------
+-- One random key per database, made at installation: it keys the hash of
+-- the per-account lock (src/identity.c), so that the advisory lock keys
+-- every role can see in pg_locks do not tell which email is being tried.
+-- Not in any dump (not a configuration table): a restored database makes
+-- its own, and nothing stored depends on it.
+CREATE TABLE authctx.database_secret (
+  id      boolean PRIMARY KEY DEFAULT true CHECK (id),
+  secret  bytea NOT NULL CHECK (pg_catalog.octet_length(secret) OPERATOR(pg_catalog.>=) 32)
+);
+INSERT INTO authctx.database_secret (secret)
+SELECT pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                         OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                         OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid()));
+COMMENT ON TABLE authctx.database_secret IS 'one random per-database key (keys the per-account lock); never dumped';
 
 -- audit ---------------------------------------------------------------------
 CREATE TABLE authctx.audit_log (

@@ -13,6 +13,20 @@
 --                                  OAuth subject linked to another user
 --   42704 undefined_object         unknown tenant or user, or no such
 --                                  membership (management calls only)
+--
+-- Emails are one account when their keys are equal: authctx._email_key
+-- (src/identity.c), the UTF-8 bytes of NFC(casefold(NFC(email))) with
+-- Unicode's default, locale-free case folding.  The unique index on users
+-- and every lookup by email (login, verify_password) use it, so neither
+-- the database's collation or ctype nor the Unicode spelling (NFC or NFD)
+-- of an email can make two accounts of one address.  The address itself is
+-- stored as given.  In a database whose encoding is not UTF-8 the email is
+-- converted to UTF-8 first; in SQL_ASCII it must be valid UTF-8 (22021).
+--
+-- Revocations (set_password, disable_user) lock the user's row and stamp
+-- it through authctx._revoke_user_sessions (src/sql/50_session.sql, whose
+-- header has the lock order and the liveness rule), so they win over a
+-- login or refresh in flight whatever the order of commits.
 -- ---------------------------------------------------------------------------
 
 -- Password primitives (src/identity.c).  Internal: no grant to anyone; the
@@ -49,9 +63,48 @@ CREATE FUNCTION authctx._password_dummy_verify(password text) RETURNS boolean
 COMMENT ON FUNCTION authctx._password_dummy_verify(text) IS
   'internal: costs one verification with the current parameters, returns false (unknown emails take as long as known ones)';
 
+-- 64 bits of keyed BLAKE2b (src/identity.c): lock keys nobody without the
+-- key can compute.
+CREATE FUNCTION authctx._keyed_hash64(data bytea, key bytea) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'authctx_keyed_hash64'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._keyed_hash64(bytea, bytea) IS
+  'internal: the first 64 bits of keyed BLAKE2b of data (an advisory lock key)';
+
 REVOKE ALL ON FUNCTION authctx._password_hash(text), authctx._password_rehash(text),
   authctx._password_verify(text, text), authctx._password_needs_rehash(text),
-  authctx._password_dummy_verify(text) FROM PUBLIC;
+  authctx._password_dummy_verify(text), authctx._keyed_hash64(bytea, bytea) FROM PUBLIC;
+
+-- The per-account lock of password attempts: a transaction advisory lock
+-- on the keyed hash of the email's key, taken for every email, known or
+-- unknown, so that parallel attempts cost the same either way.  Keyed with
+-- the per-database secret, so that pg_locks does not tell which email is
+-- being tried.  Emails without a key (NULL, or too long to be anyone's)
+-- share one lock.
+CREATE FUNCTION authctx._lock_account(email text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_lock bigint;
+BEGIN
+  SELECT authctx._keyed_hash64('authctx account '::bytea
+                                 OPERATOR(pg_catalog.||)
+                                 coalesce(authctx._email_key(_lock_account.email), ''::bytea),
+                               s.secret)
+    INTO v_lock
+    FROM authctx.database_secret s;
+  IF v_lock IS NULL THEN
+    RAISE EXCEPTION 'authctx.database_secret is empty'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Reinstall the extension, or insert a random 32-byte secret.';
+  END IF;
+  PERFORM pg_catalog.pg_advisory_xact_lock(v_lock);
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_account(text) IS
+  'internal: the per-account lock of password attempts (a keyed hash of the email''s key), for known and unknown emails alike';
+REVOKE ALL ON FUNCTION authctx._lock_account(text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Internal validation helpers.
@@ -136,7 +189,8 @@ AS $$
 BEGIN
   IF _check_email.email IS NULL
      OR pg_catalog.length(_check_email.email) OPERATOR(pg_catalog.>) 254
-     OR _check_email.email OPERATOR(pg_catalog.!~) '^[^@[:space:][:cntrl:]]+@[^@[:space:][:cntrl:]]+$' THEN
+     OR _check_email.email OPERATOR(pg_catalog.!~) '^[^@[:space:][:cntrl:]]+@[^@[:space:][:cntrl:]]+$'
+     OR authctx._email_key(_check_email.email) IS NULL THEN
     RAISE EXCEPTION 'invalid email address'
       USING ERRCODE = 'invalid_parameter_value',
             DETAIL = 'An email address has exactly one "@" with text on both sides, no whitespace, and at most 254 characters.';
@@ -228,13 +282,13 @@ BEGIN
   IF new_id IS NULL THEN
     RAISE EXCEPTION 'a user with this email address already exists'
       USING ERRCODE = 'unique_violation',
-            DETAIL = 'Email addresses are compared case-insensitively.';
+            DETAIL = 'Email addresses are compared after Unicode normalization (NFC) and case folding.';
   END IF;
   RETURN new_id;
 END
 $$;
 COMMENT ON FUNCTION authctx.create_user(text, text) IS
-  'create a user; email unique case-insensitively (23505), invalid email 22023; returns its id';
+  'create a user; email unique after Unicode normalization and case folding (23505), invalid email 22023; returns its id';
 
 CREATE FUNCTION authctx.set_email(user_id uuid, email text)
 RETURNS void
@@ -251,29 +305,35 @@ BEGIN
   EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'a user with this email address already exists'
       USING ERRCODE = 'unique_violation',
-            DETAIL = 'Email addresses are compared case-insensitively.';
+            DETAIL = 'Email addresses are compared after Unicode normalization (NFC) and case folding.';
   END;
 END
 $$;
 COMMENT ON FUNCTION authctx.set_email(uuid, text) IS
-  'change a user''s email (unique case-insensitively); sessions are untouched';
+  'change a user''s email (unique after Unicode normalization and case folding); sessions are untouched';
 
 CREATE FUNCTION authctx.disable_user(user_id uuid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 BEGIN
   PERFORM authctx._require_user(disable_user.user_id);
-  -- auth_begin checks users.disabled_at itself: no session needs revoking.
   UPDATE authctx.users AS u
      SET disabled_at = pg_catalog.clock_timestamp()
    WHERE u.id OPERATOR(pg_catalog.=) disable_user.user_id
      AND u.disabled_at IS NULL;
+  -- A revocation: every session and refresh token issued until now is
+  -- revoked for good (enable_user brings none back), those of a login or
+  -- refresh in flight included.  API keys are only refused while disabled.
+  IF FOUND THEN
+    PERFORM authctx._revoke_user_sessions(disable_user.user_id, NULL, 'disable_user');
+  END IF;
 END
 $$;
 COMMENT ON FUNCTION authctx.disable_user(uuid) IS
-  'disable a user: no login, and every session and API key stops working (idempotent)';
+  'disable a user: no login, every session and refresh token revoked for good, API keys refused while disabled (idempotent)';
 
 CREATE FUNCTION authctx.enable_user(user_id uuid)
 RETURNS void
@@ -289,7 +349,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authctx.enable_user(uuid) IS
-  'enable a disabled user again (idempotent)';
+  'enable a disabled user again: logins and API keys work again, sessions revoked by the disable stay revoked (idempotent)';
 
 -- ---------------------------------------------------------------------------
 -- Memberships.
@@ -356,7 +416,9 @@ BEGIN
   tid := authctx._require_tenant(remove_member.tenant);
   PERFORM authctx._require_user(remove_member.user_id);
 
-  -- Sessions stay: auth_begin refuses them for this tenant from now on.
+  -- Sessions stay: auth_begin refuses them for this tenant from now on,
+  -- and refresh refuses their families (a login or refresh in flight holds
+  -- the membership FOR SHARE: we wait for it, then it is refused too).
   DELETE FROM authctx.memberships AS m
    WHERE m.tenant_id OPERATOR(pg_catalog.=) tid
      AND m.user_id OPERATOR(pg_catalog.=) remove_member.user_id;
@@ -377,6 +439,7 @@ CREATE FUNCTION authctx.set_password(user_id uuid, password text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 DECLARE
   new_hash text;
@@ -388,7 +451,13 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM authctx._require_user(set_password.user_id);
+  -- hash first (slow), then lock the user's row (lock order, 2): logins of
+  -- this user wait from here until we commit, and a login in flight holds
+  -- the row already and will have its session revoked by our stamp
   new_hash := authctx._password_hash(set_password.password);
+  PERFORM 1 FROM authctx.users u
+   WHERE u.id OPERATOR(pg_catalog.=) set_password.user_id
+     FOR NO KEY UPDATE;
 
   INSERT INTO authctx.password_credentials AS c (user_id, hash, updated_at)
   VALUES (set_password.user_id, new_hash, pg_catalog.clock_timestamp())
@@ -401,7 +470,8 @@ BEGIN
     keep := authctx.session_id();
   END IF;
   -- (authctx._revoke_user_sessions, 50_session.sql, keeps that session's
-  -- login family and repeats until a concurrent refresh cannot slip by)
+  -- login family, and stamps the user so that what a login or refresh in
+  -- flight issues is revoked too)
   revoked := authctx._revoke_user_sessions(set_password.user_id, keep, 'password_changed');
 
   PERFORM authctx._audit('password_changed', set_password.user_id, NULL, keep,
@@ -430,7 +500,7 @@ BEGIN
     FROM authctx.users u
     LEFT JOIN authctx.password_credentials c
       ON c.user_id OPERATOR(pg_catalog.=) u.id
-   WHERE pg_catalog.lower(u.email) OPERATOR(pg_catalog.=) pg_catalog.lower(verify_password.email);
+   WHERE authctx._email_key(u.email) OPERATOR(pg_catalog.=) authctx._email_key(verify_password.email);
 
   -- Unknown email or no password: spend the same time, then fail.
   IF old_hash IS NULL THEN
@@ -459,7 +529,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authctx.verify_password(text, text) IS
-  'id of the user with this email (case-insensitive) and password, or NULL (unknown email, disabled user, no or wrong password); rehashes when the parameters changed';
+  'id of the user with this email (compared by authctx._email_key) and password, or NULL (unknown email, disabled user, no or wrong password); rehashes when the parameters changed';
 
 -- ---------------------------------------------------------------------------
 -- OAuth / OIDC identities: matched by (provider, subject), never by email.
@@ -555,3 +625,77 @@ GRANT EXECUTE ON FUNCTION
   authctx.link_identity(uuid, text, text),
   authctx.find_identity(text, text)
 TO authctx_manager;
+
+-- ---------------------------------------------------------------------------
+-- Tenant discovery: which tenants a user belongs to, and which exist.
+--
+-- A user with several memberships logs in without a tenant (login_result's
+-- tenant_id is NULL); the application then calls my_tenants() under
+-- auth_begin(token), shows the list, and calls auth_begin(token, chosen).
+-- my_tenants() trusts only the context auth_begin published in this
+-- transaction: it asks authctx.current(), whose C accessor answers "no
+-- context" for anything else (a value that did not come from auth_begin in
+-- this transaction, or one left from an earlier transaction).
+--
+-- An API key acts in its own tenant only, so under an API key my_tenants()
+-- lists that tenant alone: a key handed to a machine does not reveal the
+-- other tenants its user belongs to.
+--
+-- All three only read, so they work in a read-only transaction and on a
+-- standby; like list_sessions, list_memberships of an unknown user is
+-- empty.  my_tenants() without a context raises 28000.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION authctx.list_memberships(user_id uuid)
+RETURNS TABLE (tenant_id uuid, slug text, name text, role text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT m.tenant_id, t.slug, t.name, m.role, m.created_at
+    FROM authctx.memberships m
+    JOIN authctx.tenants t ON t.id OPERATOR(pg_catalog.=) m.tenant_id
+   WHERE m.user_id OPERATOR(pg_catalog.=) list_memberships.user_id
+   ORDER BY t.slug
+$$;
+COMMENT ON FUNCTION authctx.list_memberships(uuid) IS
+  'the tenants a user belongs to, with the user''s role there and when the membership began (none for an unknown user, as list_sessions)';
+
+CREATE FUNCTION authctx.my_tenants()
+RETURNS TABLE (tenant_id uuid, slug text, name text, role text, created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  ctx authctx.context := authctx.current();
+BEGIN
+  IF ctx.user_id IS NULL THEN
+    RAISE EXCEPTION 'no authentication context in this transaction'
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Call auth_begin(token) earlier in the same transaction; a session without a tenant is enough.';
+  END IF;
+  RETURN QUERY
+    SELECT l.* FROM authctx.list_memberships(ctx.user_id) l
+     WHERE ctx.auth_method OPERATOR(pg_catalog.<>) 'api_key'
+        OR l.tenant_id OPERATOR(pg_catalog.=) ctx.tenant_id
+     ORDER BY l.slug;
+END
+$$;
+COMMENT ON FUNCTION authctx.my_tenants() IS
+  'the tenants the user of this transaction''s auth_begin context belongs to (an API key: its own tenant only); 28000 without a context';
+
+CREATE FUNCTION authctx.list_tenants()
+RETURNS TABLE (tenant_id uuid, slug text, name text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT t.id, t.slug, t.name, t.created_at
+    FROM authctx.tenants t
+   ORDER BY t.slug
+$$;
+COMMENT ON FUNCTION authctx.list_tenants() IS 'every tenant';
+
+REVOKE ALL ON FUNCTION authctx.list_memberships(uuid), authctx.my_tenants(),
+  authctx.list_tenants() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION authctx.list_memberships(uuid), authctx.list_tenants()
+  TO authctx_manager;
+GRANT EXECUTE ON FUNCTION authctx.my_tenants() TO authctx_app;

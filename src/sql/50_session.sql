@@ -15,6 +15,79 @@
 -- is written off the request path with a granularity of
 -- authctx.last_seen_interval (src/worker.c).
 --
+-- The liveness rule, in one place.  A session is live when its row exists,
+-- the presented secret matches its verifier, revoked_at is NULL, it has not
+-- expired and has not been idle too long (by the wall clock), its user
+-- exists and is not disabled, and it is not revoked by its user's stamp
+-- (authctx._revoked_by_user: issued at or before
+-- users.sessions_revoked_before, and not of the one login family
+-- users.sessions_revoked_except).  auth_begin applies it in C
+-- (src/session.c SessionLookup, src/request.c); list_sessions below in SQL.
+-- A refresh token is usable on the same terms, with "not spent" instead of
+-- the idle timeout (within authctx.refresh_reuse_grace a spent one still
+-- is, see Refresh) and, when its login had a tenant, the user still a
+-- member of it.  An API key is live when not revoked, not expired and its
+-- user is not disabled; the stamp does not apply to API keys.
+--
+-- What revokes what (docs/lifecycle.md has the table):
+--   * logout(token), revoke_session(id), reuse of a spent refresh token:
+--     the whole login family (every session and refresh token descended
+--     from one login), physically (revoked_at).
+--   * revoke_user_sessions, set_password (except the caller's own family
+--     when called from the user's own session), disable_user: every
+--     session and refresh token of the user issued until then, by the
+--     user's stamp (the rule above, effective whatever the order of
+--     commits) and physically as far as the revoker's snapshot sees.
+--     enable_user brings none of them back.  API keys are not revoked; a
+--     disabled user's keys are refused while the user stays disabled.
+--   * remove_member: the user's sessions and refresh tokens of that tenant
+--     stop working (auth_begin 42501, refresh 28000) while the user is not
+--     a member; nothing is revoked.
+--
+-- Revocation wins over a concurrent login or refresh, whatever the order of
+-- commits.  Every path that creates sessions or refresh tokens (login,
+-- login_webauthn through _issue_session, create_session, refresh) locks the
+-- user's row FOR SHARE before it reads the credential it checks, and every
+-- user-wide revoker (set_password, revoke_user_sessions, disable_user)
+-- locks it FOR NO KEY UPDATE, then reads the clock for its stamp in a later
+-- statement and writes it to that row.  So either the creator's lock came
+-- first, its rows carry an earlier time and the stamp revokes them (even a
+-- revoker in REPEATABLE READ, whose snapshot cannot see those rows); or the
+-- revoker's came first, and the creator, once it has the lock, reads the
+-- new password and the stamp (READ COMMITTED) or fails with 40001 because
+-- the row changed after its snapshot (REPEATABLE READ, SERIALIZABLE):
+-- either way no session comes out of a credential that was already
+-- replaced, disabled or revoked.  A creator never issues a row dated at or
+-- before its user's stamp (authctx._issue_time), and a revoker dates its
+-- stamp no earlier than the newest row of the user it can see, so a wall
+-- clock that steps back does not undo this (in READ COMMITTED; a revoker in
+-- REPEATABLE READ relies on the clock not stepping back between a
+-- creator's commit and its own stamp).  The membership of the session's
+-- tenant is locked FOR SHARE the same way, against remove_member.
+--
+-- Lock order.  Every function here takes its locks in this order and never
+-- the other way round, so none of them can deadlock with another:
+--   1. the account lock: a transaction advisory lock on a keyed hash of the
+--      normalised email (authctx._lock_account), login only, taken for
+--      unknown emails exactly as for known ones;
+--   2. the user's row in authctx.users: FOR SHARE by login, _issue_session,
+--      create_session, refresh, logout, revoke_session, _revoke_family;
+--      FOR NO KEY UPDATE by _revoke_user_sessions (set_password,
+--      revoke_user_sessions, disable_user), which excludes all of the
+--      former for that user while it runs;
+--   3. the membership row of the session's tenant (FOR SHARE);
+--   4. the login family: a transaction advisory lock on the family id
+--      (authctx._lock_family), by refresh (both paths), logout,
+--      revoke_session and _revoke_family, so one family changes in one
+--      transaction at a time;
+--   5. refresh_tokens rows of the family, then 6. sessions rows.
+-- _revoke_user_sessions, holding 2 exclusively, goes straight to 5 and 6.
+-- The cleanup and last-seen writers lock with SKIP LOCKED and never wait;
+-- nobody waits for cleanup either (see Cleanup).  Lock waits are bounded:
+-- the functions that can wait run with lock_timeout = 10s, and a wait that
+-- times out fails the call (55P03): nothing is half revoked, and no
+-- session is issued.
+--
 -- Login failures.  Unknown email, wrong password, disabled user, a tenant
 -- the user does not belong to and a locked account all raise SQLSTATE
 -- 28P01 with the same message from the same RAISE, after the same amount
@@ -22,7 +95,10 @@
 -- verify).  Only audit_log, readable by authctx_admin, records which it
 -- was.  Before raising, the failure is written by a background worker in a
 -- transaction of its own (authctx._autonomous), so the caller's rollback
--- cannot erase it.
+-- cannot erase it; when it cannot be written the call fails with 55000
+-- instead, never with a mere warning.  In a read-only transaction (a
+-- standby, BEGIN READ ONLY), where no session can be issued nor a failure
+-- recorded, login refuses (28P01) before it tries any password.
 --
 -- Lockout: bounded exponential back-off per account.
 --   * Only a wrong password for an existing account counts.  After
@@ -36,9 +112,11 @@
 --     the lock.
 --   * A successful login clears the streak; a streak whose last failure is
 --     older than twice lockout_max_delay is forgotten.
---   * Logins of one account are serialised by a transaction advisory lock
---     while the password is checked, so parallel guesses cannot all slip in
---     before the first failure is counted.
+--   * Password attempts for one email are serialised by the account lock
+--     (lock order, 1) while the password is checked and the failure
+--     recorded, so parallel guesses cannot all slip in before the first
+--     failure is counted.  Unknown emails take the same lock, so parallel
+--     attempts cost the same whether or not the email exists.
 -- Why this is not a denial-of-service lever: an attacker who knows an email
 -- can delay that one account's password logins by at most lockout_max_delay
 -- after each failure he spends, and must keep spending them (each one
@@ -52,8 +130,9 @@
 -- member (login: 28P01 like any other failure, so login does not reveal
 -- memberships or tenants; create_session: 42501, unknown tenant 42704);
 -- without one, the session takes the user's only membership, or no tenant
--- when there are several or none (auth_begin then names one).  API keys
--- always name their tenant.
+-- when there are several or none (auth_begin then names one).  refresh
+-- refuses (28000) a family whose tenant the user no longer belongs to.  API
+-- keys always name their tenant.
 --
 -- Management errors follow identity's: unknown user or tenant 42704, bad
 -- argument 22023; in addition a disabled user is 55000 and a user who is
@@ -67,29 +146,50 @@
 -- raises 28000; within authctx.refresh_reuse_grace of the first spend it
 -- instead issues another pair, for clients that race themselves.
 -- Concurrency:
---   * Spending is UPDATE ... WHERE spent_at IS NULL AND revoked_at IS NULL:
---     of two concurrent refreshes one updates the row, the other waits for
---     it, re-checks, matches nothing and takes the reuse path.  Without
---     grace exactly one wins.
---   * The spending UPDATE runs in a subtransaction that is rolled back when
---     it matched nothing (re-checking a concurrently updated row locks it
---     even when the check then fails), so the reuse path calls the worker
---     holding no lock on the family: the worker would otherwise wait for us
---     while we wait for it (see src/worker.c).  A token spent earlier in
---     the caller's own transaction is refused without calling the worker:
---     our error undoes that spend anyway.
---   * Every row of a family is created by a transaction that holds a lock
---     on an unrevoked refresh token of the family (the one it spends, or
---     locks in the grace path); family revocation (_revoke_family) repeats
---     its UPDATEs until a pass changes nothing, so it also catches rows
---     committed by a refresh it had to wait for.
+--   * A refresh holds the family lock while it spends (and, in the grace
+--     path, while it re-spends: a real UPDATE of the spent row, so that a
+--     revoker in REPEATABLE READ that cannot see the new rows fails with
+--     40001 on that row instead of missing them).  Of two concurrent
+--     refreshes one spends, the other waits for the lock, then finds the
+--     token spent and takes the reuse path.  Without grace exactly one wins.
+--   * The locks a refresh takes before spending (user, membership, family)
+--     are taken in a subtransaction that is rolled back when the token turns
+--     out to be spent, so the reuse path calls the worker holding none of
+--     them: the worker's _revoke_family needs them, and would wait for us
+--     while we wait for it (see src/worker.c).  A token spent earlier in the
+--     caller's own transaction (refresh_tokens.spent_xid, a 64-bit xid that
+--     wraparound cannot alias) is refused without calling the worker: our
+--     error undoes that spend anyway.  A caller whose transaction already
+--     holds the family's lock (it refreshed or logged out another token of
+--     the family earlier in the same transaction) is refused with 55000: the
+--     family cannot be revoked durably from inside that transaction.
+--   * Family revocation holds the family lock, so no refresh adds rows
+--     while it runs: one pass revokes everything.
+--
+-- Logout.  logout(token) revokes the token's whole login family whatever
+-- state the session is in (live, idle, expired, refreshed away, revoked),
+-- and is idempotent as RFC 7009 asks: a token whose session is already
+-- revoked, expired, unknown or whose secret does not match returns without
+-- error (and without revoking anything when the secret does not match).
+-- Anything that is not a well-formed session token (NULL, garbage, a bad
+-- checksum, a refresh token or API key) is 22P02.
 --
 -- Cleanup.  authctx.cleanup() deletes revoked and expired rows a slice at
 -- a time (64 heap blocks, a few thousand rows, per statement, by ctid,
 -- FOR UPDATE SKIP LOCKED), so it never waits for a row lock, reads each
--- table once, and each statement stays short; concurrent logins only
--- insert new rows and never touch the rows it deletes.  Spent
--- refresh tokens are kept until they expire: they are what detects reuse.
+-- table once, and each statement stays short.  It runs in its caller's
+-- transaction and keeps the locks of the rows it deleted until that
+-- commits, so it deletes only rows that no safety write will ever touch:
+-- rows revoked, expired or idle for longer than the margin (one hour plus
+-- authctx.last_seen_interval, authctx._cleanup_margin()), while every
+-- revocation leaves alone rows dead for longer than half of it, and skips
+-- (SKIP LOCKED) the long-idle sessions among the rest that someone holds.
+-- A session row stays while its login family has a usable refresh token:
+-- logout, revoke_session and list_sessions reach the family through it,
+-- and a refresh copies its metadata.  Spent refresh tokens are kept until
+-- they expire: they are what detects reuse.  Lockout rows are not deleted
+-- (one per account at most; a streak forgets itself after a quiet period,
+-- and deleting a row could make a lockout write wait for the run).
 -- ---------------------------------------------------------------------------
 
 -- internal helpers ----------------------------------------------------------
@@ -147,100 +247,235 @@ END
 $$;
 COMMENT ON FUNCTION authctx._parse_token(text, text) IS 'internal: parse a token of one kind; NULL when it is not one';
 
--- True when a row version we can see was written by our own, still open
--- transaction (or one of its subtransactions): a visible row version whose
--- creator is still in progress can only be ours.  xmin is 32 bits; our
--- subtransactions' xids are never older than our top-level xid, so it is
--- widened with that xid's epoch, and anything older is not ours.  (A
--- transaction whose subtransactions straddle an epoch boundary may get a
--- false "not ours": the caller then merely waits for its lock_timeout.)
-CREATE FUNCTION authctx._written_by_us(p_xmin xid) RETURNS boolean
+-- The user-wide part of the liveness rule: is a session or refresh token
+-- issued at p_created in family p_family revoked by its user's stamp
+-- (users.sessions_revoked_before / sessions_revoked_except)?  The C twin is
+-- SessionRevokedByUser() in src/session.c.  A plain SQL function, so that
+-- it is inlined where it is used.
+CREATE FUNCTION authctx._revoked_by_user(p_created timestamptz, p_family uuid,
+                                         p_before timestamptz, p_except uuid)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT p_before IS NOT NULL
+     AND (p_created IS NULL OR p_created OPERATOR(pg_catalog.<=) p_before)
+     AND (p_except IS NULL OR p_family IS NULL OR p_family OPERATOR(pg_catalog.<>) p_except);
+$$;
+COMMENT ON FUNCTION authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid) IS
+  'internal: whether a session or refresh token (issue time, family) is revoked by its user''s revocation stamp';
+
+-- The time a new session or refresh token of a user is issued at: the wall
+-- clock, but always after the user's stamp, so that a clock that stepped
+-- back never issues a row its user's last revocation already revokes.  The
+-- caller holds the user's row (FOR SHARE).
+CREATE FUNCTION authctx._issue_time(p_user_id uuid) RETURNS timestamptz
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT coalesce(max(greatest(clock_timestamp(), u.sessions_revoked_before + interval '1 microsecond')),
+                  clock_timestamp())
+    FROM authctx.users u WHERE u.id = p_user_id;
+$$;
+COMMENT ON FUNCTION authctx._issue_time(uuid) IS
+  'internal: issue time of a new session or refresh token: the wall clock, and after the user''s revocation stamp';
+
+-- How long a row stays after it is revoked, expired or idle before cleanup()
+-- deletes it (last-seen times arrive late).  Revocations leave alone rows
+-- dead for more than half of it, so that they never wait for a cleanup run.
+CREATE FUNCTION authctx._cleanup_margin() RETURNS interval
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN interval '1 hour' + authctx._setting('authctx.last_seen_interval');
+END
+$$;
+COMMENT ON FUNCTION authctx._cleanup_margin() IS
+  'internal: how long revoked, expired and idle rows stay before cleanup() deletes them';
+
+-- The advisory lock key of a login family: the first 64 bits of its id (a
+-- random uuid).
+CREATE FUNCTION authctx._family_lock_key(p_family_id uuid) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT ('x' OPERATOR(pg_catalog.||)
+          pg_catalog.translate(pg_catalog.left(p_family_id::text, 18), '-', ''))::bit(64)::bigint;
+$$;
+COMMENT ON FUNCTION authctx._family_lock_key(uuid) IS 'internal: advisory lock key of a login family';
+
+-- Lock a login family for the rest of the transaction (lock order, 4).
+CREATE FUNCTION authctx._lock_family(p_family_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(authctx._family_lock_key(p_family_id));
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_family(uuid) IS
+  'internal: take the transaction lock of a login family (lock order: user, membership, family, refresh tokens, sessions)';
+
+-- Does this transaction already hold a family's lock?
+CREATE FUNCTION authctx._holds_family_lock(p_family_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_locks l, (SELECT authctx._family_lock_key(p_family_id) AS k) f
+     WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                          WHERE d.datname = pg_catalog.current_database())
+       AND l.classid = ((f.k >> 32) & 4294967295)::oid
+       AND l.objid = (f.k & 4294967295)::oid
+       AND l.objsubid = 1);
+$$;
+COMMENT ON FUNCTION authctx._holds_family_lock(uuid) IS 'internal: whether this transaction holds a login family''s lock';
+
+-- Revoke the rows of one login family, for a caller that holds the locks
+-- (the family's, or its user's exclusively).  Rows dead for longer than half
+-- the cleanup margin are left alone (expiry is final, and cleanup() may be
+-- deleting them: we must not wait for it); long-idle sessions, which
+-- cleanup() may be deleting too, are revoked unless someone holds them.
+-- live: how many of the revoked sessions were live at p_at.
+CREATE FUNCTION authctx._revoke_family_rows(p_family_id uuid, p_at timestamptz,
+                                            OUT sessions integer, OUT tokens integer,
+                                            OUT live integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_top bigint := pg_current_xact_id_if_assigned()::text::bigint;
-  v_low bigint := p_xmin::text::bigint;
+  v_half  interval := authctx._cleanup_margin() / 2;
+  v_idle  interval := authctx._setting('authctx.session_idle_timeout');
+  v_idled integer;
 BEGIN
-  IF v_top IS NULL OR v_low IS NULL THEN
-    RETURN false;                 -- we have written nothing
+  UPDATE authctx.refresh_tokens rt SET revoked_at = p_at
+   WHERE rt.family_id = p_family_id AND rt.revoked_at IS NULL
+     AND rt.expires_at > p_at - v_half;
+  GET DIAGNOSTICS tokens = ROW_COUNT;
+  WITH r AS (
+    UPDATE authctx.sessions s SET revoked_at = p_at
+     WHERE s.family_id = p_family_id AND s.revoked_at IS NULL
+       AND s.expires_at > p_at - v_half
+       AND (v_idle = '0' OR s.last_seen_at + v_idle > p_at - v_half)
+    RETURNING s.expires_at, s.last_seen_at)
+  SELECT count(*),
+         count(*) FILTER (WHERE r.expires_at > p_at
+                            AND (v_idle = '0' OR r.last_seen_at + v_idle > p_at))
+    INTO sessions, live
+    FROM r;
+  IF v_idle > '0' THEN
+    WITH r AS (
+      UPDATE authctx.sessions s SET revoked_at = p_at
+       WHERE s.ctid = ANY (ARRAY(
+               SELECT i.ctid FROM authctx.sessions i
+                WHERE i.family_id = p_family_id AND i.revoked_at IS NULL
+                  AND i.expires_at > p_at - v_half
+                  AND i.last_seen_at + v_idle <= p_at - v_half
+                  FOR NO KEY UPDATE OF i SKIP LOCKED))
+      RETURNING 1)
+    SELECT count(*) INTO v_idled FROM r;
+    sessions := sessions + v_idled;
   END IF;
-  IF v_low < (v_top & 4294967295) THEN
-    RETURN false;                 -- older than our top-level xid
-  END IF;
-  RETURN pg_xact_status(((v_top & ~4294967295::bigint) | v_low)::text::xid8) = 'in progress';
 END
 $$;
-COMMENT ON FUNCTION authctx._written_by_us(xid) IS 'internal: whether a visible row version was written by the current transaction';
+COMMENT ON FUNCTION authctx._revoke_family_rows(uuid, timestamptz) IS
+  'internal: revoke a login family''s rows for a caller holding its locks; returns sessions, tokens and live sessions revoked';
 
--- Revoke every session and refresh token of a login family.  Repeats until
--- a pass changes nothing: a refresh we had to wait for may have committed
--- new rows of the family that the first pass's snapshot did not show.
+-- Revoke every session and refresh token of a login family, taking the
+-- locks in order (user, family).  With the family lock held no refresh can
+-- add rows meanwhile, so one pass revokes everything; a revoker in
+-- REPEATABLE READ that cannot see rows a refresh committed after its
+-- snapshot fails with 40001 on the token that refresh spent (or re-spent).
 CREATE FUNCTION authctx._revoke_family(p_family_id uuid, p_at timestamptz,
                                        OUT sessions integer, OUT tokens integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_tokens   integer;
-  v_sessions integer;
+  v_user uuid;
 BEGIN
   sessions := 0;
   tokens := 0;
-  LOOP
-    UPDATE authctx.refresh_tokens rt SET revoked_at = p_at
-     WHERE rt.family_id = p_family_id AND rt.revoked_at IS NULL;
-    GET DIAGNOSTICS v_tokens = ROW_COUNT;
-    UPDATE authctx.sessions s SET revoked_at = p_at
-     WHERE s.family_id = p_family_id AND s.revoked_at IS NULL;
-    GET DIAGNOSTICS v_sessions = ROW_COUNT;
-    sessions := sessions + v_sessions;
-    tokens := tokens + v_tokens;
-    EXIT WHEN v_tokens = 0 AND v_sessions = 0;
-  END LOOP;
+  SELECT rt.user_id INTO v_user FROM authctx.refresh_tokens rt
+   WHERE rt.family_id = p_family_id LIMIT 1;
+  IF v_user IS NULL THEN
+    SELECT s.user_id INTO v_user FROM authctx.sessions s
+     WHERE s.family_id = p_family_id LIMIT 1;
+  END IF;
+  IF v_user IS NULL THEN
+    RETURN;
+  END IF;
+  PERFORM 1 FROM authctx.users u WHERE u.id = v_user FOR SHARE;
+  PERFORM authctx._lock_family(p_family_id);
+  SELECT r.sessions, r.tokens INTO sessions, tokens
+    FROM authctx._revoke_family_rows(p_family_id, p_at) r;
 END
 $$;
 COMMENT ON FUNCTION authctx._revoke_family(uuid, timestamptz) IS
   'internal: revoke a login family (sessions and refresh tokens); returns how many of each it revoked';
 
 -- Revoke a user's sessions and refresh tokens, except (optionally) one
--- session and its family; returns how many live sessions were revoked.
--- Loops like _revoke_family, for the same reason.  identity's set_password
--- can pass the caller's own session as p_except.
+-- session's login family; returns how many live sessions were revoked
+-- (0 for an unknown user).  Locks the user's row exclusively (lock order,
+-- 2), then stamps it: every session and refresh token issued until the
+-- stamp is revoked by the liveness rule, including those of a login or
+-- refresh that committed after our snapshot; the rows we can see are also
+-- revoked one by one (in REPEATABLE READ, those of a family that changed
+-- after our snapshot are left to the stamp).  Used by revoke_user_sessions,
+-- and by identity's set_password (p_except: the caller's own session) and
+-- disable_user.
 CREATE FUNCTION authctx._revoke_user_sessions(p_user_id uuid, p_except uuid, p_reason text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_now     timestamptz := clock_timestamp();
-  v_idle    interval := authctx._setting('authctx.session_idle_timeout');
-  v_family  uuid;
-  v_tokens  integer;
-  v_changed integer;
-  v_live    integer;
-  v_total   integer := 0;
+  v_now    timestamptz;
+  v_stamp  timestamptz;
+  v_keep   uuid;
+  v_family uuid;
+  v_live   integer;
+  v_total  integer := 0;
 BEGIN
-  IF p_except IS NOT NULL THEN
-    SELECT s.family_id INTO v_family FROM authctx.sessions s WHERE s.id = p_except;
+  PERFORM 1 FROM authctx.users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RETURN 0;
   END IF;
-  LOOP
-    UPDATE authctx.refresh_tokens rt SET revoked_at = v_now
+  IF p_except IS NOT NULL THEN
+    SELECT s.family_id INTO v_keep FROM authctx.sessions s
+     WHERE s.id = p_except AND s.user_id = p_user_id;
+  END IF;
+  -- The clock is read only now that we hold the row: whoever issued rows
+  -- before us has committed them, with earlier times.  Nor is the stamp
+  -- earlier than the newest of them we can see (a clock that stepped back).
+  v_now := clock_timestamp();
+  v_stamp := greatest(v_now,
+                      (SELECT max(s.created_at) FROM authctx.sessions s WHERE s.user_id = p_user_id),
+                      (SELECT max(rt.created_at) FROM authctx.refresh_tokens rt WHERE rt.user_id = p_user_id));
+  UPDATE authctx.users u
+     SET sessions_revoked_before = v_stamp, sessions_revoked_except = v_keep
+   WHERE u.id = p_user_id;
+  FOR v_family IN
+    SELECT s.family_id FROM authctx.sessions s
+     WHERE s.user_id = p_user_id AND s.revoked_at IS NULL
+    UNION
+    SELECT rt.family_id FROM authctx.refresh_tokens rt
      WHERE rt.user_id = p_user_id AND rt.revoked_at IS NULL
-       AND rt.family_id IS DISTINCT FROM v_family;
-    GET DIAGNOSTICS v_tokens = ROW_COUNT;
-    WITH r AS (
-      UPDATE authctx.sessions s SET revoked_at = v_now
-       WHERE s.user_id = p_user_id AND s.revoked_at IS NULL
-         AND s.family_id IS DISTINCT FROM v_family
-      RETURNING s.expires_at, s.last_seen_at)
-    SELECT count(*),
-           count(*) FILTER (WHERE r.expires_at > v_now
-                              AND (v_idle = '0' OR r.last_seen_at + v_idle > v_now))
-      INTO v_changed, v_live
-      FROM r;
+  LOOP
+    CONTINUE WHEN v_family IS NOT DISTINCT FROM v_keep;
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+      SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+    ELSE
+      -- A login or refresh that committed after our snapshot changed this
+      -- family (40001 on its rows).  What it issued is revoked by the stamp
+      -- all the same; only its rows stay unmarked.
+      BEGIN
+        SELECT r.live INTO v_live FROM authctx._revoke_family_rows(v_family, v_now) r;
+      EXCEPTION WHEN serialization_failure THEN
+        v_live := 0;
+      END;
+    END IF;
     v_total := v_total + v_live;
-    EXIT WHEN v_tokens = 0 AND v_changed = 0;
   END LOOP;
   IF v_total > 0 THEN
     PERFORM authctx._audit('session_revoked', p_user_id, NULL, NULL,
@@ -250,31 +485,50 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authctx._revoke_user_sessions(uuid, uuid, text) IS
-  'internal: revoke a user''s sessions and refresh tokens except one session''s family; returns live sessions revoked';
+  'internal: revoke a user''s sessions and refresh tokens (stamp and rows) except one session''s family; returns live sessions revoked';
+
+-- Is the user a member of the tenant?  The membership row is locked FOR
+-- SHARE (lock order, 3), so that a concurrent remove_member either waits
+-- for what the caller issues (and that stops working with the membership)
+-- or is seen.
+CREATE FUNCTION authctx._lock_membership(p_tenant_id uuid, p_user_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM 1 FROM authctx.memberships m
+    WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id FOR SHARE;
+  RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_membership(uuid, uuid) IS
+  'internal: whether the user is a member of the tenant, the membership locked FOR SHARE';
 
 -- The tenant a new session or key of a user gets, for the management
 -- functions: the named tenant (unknown: 42704; the user must be a member:
 -- 42501), else the user's only membership, else none (p_required: 22023).
+-- The memberships read are locked FOR SHARE (lock order, 3), so that a
+-- concurrent remove_member either waits for the new session or is seen.
 CREATE FUNCTION authctx._member_tenant(p_user_id uuid, p_tenant text, p_required boolean)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_tenant uuid;
-  v_count  bigint;
+  v_tenant  uuid;
+  v_tenants uuid[];
 BEGIN
   IF p_tenant IS NULL THEN
     IF p_required THEN
       RAISE EXCEPTION 'tenant must not be null' USING ERRCODE = '22023';
     END IF;
-    SELECT count(*), (array_agg(m.tenant_id))[1] INTO v_count, v_tenant
-      FROM authctx.memberships m WHERE m.user_id = p_user_id;
-    RETURN CASE WHEN v_count = 1 THEN v_tenant END;
+    SELECT array_agg(x.tenant_id) INTO v_tenants
+      FROM (SELECT m.tenant_id FROM authctx.memberships m
+             WHERE m.user_id = p_user_id FOR SHARE) x;
+    RETURN CASE WHEN cardinality(v_tenants) = 1 THEN v_tenants[1] END;
   END IF;
   v_tenant := authctx._require_tenant(p_tenant);
-  IF NOT EXISTS (SELECT 1 FROM authctx.memberships m
-                  WHERE m.tenant_id = v_tenant AND m.user_id = p_user_id) THEN
+  IF NOT authctx._lock_membership(v_tenant, p_user_id) THEN
     RAISE EXCEPTION 'user is not a member of this tenant' USING ERRCODE = '42501';
   END IF;
   RETURN v_tenant;
@@ -283,23 +537,25 @@ $$;
 COMMENT ON FUNCTION authctx._member_tenant(uuid, text, boolean) IS 'internal: tenant for a new session or API key, checked for membership';
 
 -- The user for the management functions: must exist (42704, identity's
--- rule, and is then locked against deletion) and be enabled (55000).
+-- rule) and be enabled (55000); its row is locked FOR SHARE (lock order, 2).
 CREATE FUNCTION authctx._enabled_user(p_user_id uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM authctx._require_user(p_user_id);
-  IF EXISTS (SELECT 1 FROM authctx.users u
-              WHERE u.id = p_user_id AND u.disabled_at IS NOT NULL) THEN
+  PERFORM 1 FROM authctx.users u
+    WHERE u.id = p_user_id AND u.disabled_at IS NULL FOR SHARE;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'user is disabled' USING ERRCODE = '55000';
   END IF;
   RETURN p_user_id;
 END
 $$;
-COMMENT ON FUNCTION authctx._enabled_user(uuid) IS 'internal: check that a user exists (42704) and is enabled (55000)';
+COMMENT ON FUNCTION authctx._enabled_user(uuid) IS 'internal: check that a user exists (42704) and is enabled (55000), and lock it';
 
--- A new session and refresh token in a family; stores only verifiers.
+-- A new session and refresh token in a family; stores only verifiers.  The
+-- caller holds the user's row (FOR SHARE).
 CREATE FUNCTION authctx._new_pair(p_user_id uuid, p_tenant_id uuid, p_family_id uuid,
                                   p_parent_id uuid, p_metadata jsonb)
 RETURNS authctx.login_result
@@ -309,7 +565,7 @@ AS $$
 DECLARE
   v_session authctx.token := authctx._token_new('session');
   v_refresh authctx.token := authctx._token_new('refresh');
-  v_now     timestamptz := clock_timestamp();
+  v_now     timestamptz := authctx._issue_time(p_user_id);
   v_expires timestamptz := v_now + authctx._setting('authctx.session_lifetime');
   v_result  authctx.login_result;
 BEGIN
@@ -331,8 +587,9 @@ COMMENT ON FUNCTION authctx._new_pair(uuid, uuid, uuid, uuid, jsonb) IS 'interna
 
 -- Start a login: a session and a refresh token in a new family, and a
 -- login audit event.  For callers that have already authenticated the user
--- (login, login_webauthn) and checked that the user is enabled and a
--- member of p_tenant_id (NULL: no tenant).
+-- (login, login_webauthn).  Locks the user's row and the membership FOR
+-- SHARE (lock order) and checks again, under the locks, that the user is
+-- enabled and a member of p_tenant_id (NULL: no tenant): 28P01 otherwise.
 CREATE FUNCTION authctx._issue_session(user_id uuid, tenant_id uuid, method text, metadata jsonb)
 RETURNS authctx.login_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -342,6 +599,15 @@ DECLARE
   v_family uuid := gen_random_uuid();
   v_result authctx.login_result;
 BEGIN
+  PERFORM 1 FROM authctx.users u
+    WHERE u.id = _issue_session.user_id AND u.disabled_at IS NULL FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  IF _issue_session.tenant_id IS NOT NULL
+     AND NOT authctx._lock_membership(_issue_session.tenant_id, _issue_session.user_id) THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
   v_result := authctx._new_pair(_issue_session.user_id, _issue_session.tenant_id, v_family,
                                 NULL, _issue_session.metadata);
   PERFORM authctx._audit('login', _issue_session.user_id, _issue_session.tenant_id,
@@ -353,32 +619,102 @@ $$;
 COMMENT ON FUNCTION authctx._issue_session(uuid, uuid, text, jsonb) IS
   'internal: create a session and refresh token in a new family for an authenticated user, audit login';
 
+-- The locks a refresh takes before it spends a token (lock order: user,
+-- membership, family) and the checks that need them: the user exists, is
+-- enabled and has not revoked the token with a stamp, and the login's
+-- tenant (if any) still counts the user as a member.  28000 otherwise.
+CREATE FUNCTION authctx._refresh_lock(p_user_id uuid, p_tenant_id uuid, p_family_id uuid,
+                                      p_created timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user authctx.users;
+BEGIN
+  SELECT * INTO v_user FROM authctx.users u WHERE u.id = p_user_id FOR SHARE;
+  IF NOT FOUND OR v_user.disabled_at IS NOT NULL
+     OR authctx._revoked_by_user(p_created, p_family_id, v_user.sessions_revoked_before,
+                                 v_user.sessions_revoked_except) THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+  END IF;
+  IF p_tenant_id IS NOT NULL AND NOT authctx._lock_membership(p_tenant_id, p_user_id) THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+  END IF;
+  PERFORM authctx._lock_family(p_family_id);
+END
+$$;
+COMMENT ON FUNCTION authctx._refresh_lock(uuid, uuid, uuid, timestamptz) IS
+  'internal: lock user, membership and family for a refresh, and check that the family may still refresh (28000)';
+
+-- The new pair of a refresh (a spend, or a grace re-spend) and its audit
+-- record.  The metadata comes from the session issued with the spent token
+-- (cleanup() keeps it while the family can refresh), else from the family's
+-- newest session.
+CREATE FUNCTION authctx._refresh_pair(p_token authctx.refresh_tokens, p_grace boolean)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_meta   jsonb;
+  v_result authctx.login_result;
+BEGIN
+  SELECT s.metadata INTO v_meta FROM authctx.sessions s
+   WHERE s.family_id = p_token.family_id
+   ORDER BY s.id = p_token.session_id DESC, s.created_at DESC
+   LIMIT 1;
+  v_result := authctx._new_pair(p_token.user_id, p_token.tenant_id, p_token.family_id,
+                                p_token.id, v_meta);
+  PERFORM authctx._audit('refresh', p_token.user_id, p_token.tenant_id, v_result.session_id,
+                         CASE WHEN p_grace
+                              THEN jsonb_build_object('family_id', p_token.family_id, 'grace', true)
+                              ELSE jsonb_build_object('family_id', p_token.family_id) END);
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx._refresh_pair(authctx.refresh_tokens, boolean) IS
+  'internal: issue the new pair of a refresh in the spent token''s family, with its metadata, and audit it';
+
 -- public functions ----------------------------------------------------------
 
 CREATE FUNCTION authctx.login(email text, password text, tenant text DEFAULT NULL)
 RETURNS authctx.login_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 DECLARE
+  v_key      bytea := authctx._email_key(login.email);
   v_user     uuid;
   v_disabled timestamptz;
   v_failures integer;
   v_locked   timestamptz;
   v_verified uuid;
   v_tenant   uuid;
-  v_count    bigint;
   v_reason   text;
   v_counts   boolean := false;
   v_base     interval;
   v_max      interval;
 BEGIN
-  SELECT u.id, u.disabled_at INTO v_user, v_disabled
-    FROM authctx.users u WHERE lower(u.email) = lower(login.email);
-
+  -- A read-only transaction (a standby, BEGIN READ ONLY) can issue nothing
+  -- and record no failure: refuse before any password is tried, so that it
+  -- is no place to test guesses without the lockout counting them.
+  IF current_setting('transaction_read_only') = 'on' THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- one password attempt per email at a time, known or not (lock order, 1)
+  PERFORM authctx._lock_account(login.email);
+  -- the user's row, FOR SHARE before the password is read (lock order, 2):
+  -- a set_password, disable_user or revoke_user_sessions either committed
+  -- before (we read its results, or fail with 40001 in REPEATABLE READ) or
+  -- waits for us and then revokes what we issue
+  IF v_key IS NOT NULL THEN
+    SELECT u.id, u.disabled_at INTO v_user, v_disabled
+      FROM authctx.users u WHERE authctx._email_key(u.email) = v_key
+       FOR SHARE;
+  END IF;
   IF v_user IS NOT NULL THEN
-    -- one password check per account at a time (see the lockout notes)
-    PERFORM pg_advisory_xact_lock(hashtextextended('authctx.login ' || v_user::text, 0));
     SELECT t.failures, t.locked_until INTO v_failures, v_locked
       FROM authctx.login_throttle t WHERE t.user_id = v_user;
   END IF;
@@ -402,16 +738,12 @@ BEGIN
       v_reason := 'disabled';
     ELSIF tenant IS NOT NULL THEN
       v_tenant := authctx._resolve_tenant(tenant);
-      IF v_tenant IS NULL OR NOT EXISTS (SELECT 1 FROM authctx.memberships m
-                                          WHERE m.tenant_id = v_tenant AND m.user_id = v_user) THEN
+      IF v_tenant IS NULL OR NOT authctx._lock_membership(v_tenant, v_user) THEN
         v_reason := 'not_member';
       END IF;
     ELSE
-      SELECT count(*), (array_agg(m.tenant_id))[1] INTO v_count, v_tenant
-        FROM authctx.memberships m WHERE m.user_id = v_user;
-      IF v_count <> 1 THEN
-        v_tenant := NULL;
-      END IF;
+      -- the only membership, or none
+      v_tenant := authctx._member_tenant(v_user, NULL, false);
     END IF;
   END IF;
 
@@ -419,8 +751,9 @@ BEGIN
     -- our settings travel with the record (the worker does not see them)
     v_base := authctx._setting('authctx.lockout_base_delay');
     v_max := authctx._setting('authctx.lockout_max_delay');
-    -- in a transaction of its own: our caller's rollback must not undo it
-    PERFORM authctx._autonomous('login_failed', jsonb_build_object(
+    -- in a transaction of its own: our caller's rollback must not undo it;
+    -- a failure that cannot be recorded fails closed
+    IF NOT coalesce(authctx._autonomous('login_failed', jsonb_build_object(
       'user_id', v_user,
       'reason', v_reason,
       'method', 'password',
@@ -428,7 +761,9 @@ BEGIN
       'threshold', current_setting('authctx.lockout_threshold')::integer,
       'base_delay', extract(epoch FROM v_base),
       'max_delay', extract(epoch FROM v_max),
-      'db_role', session_user));
+      'db_role', session_user)), false) THEN
+      RAISE EXCEPTION 'could not record a failed login' USING ERRCODE = '55000';
+    END IF;
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
 
@@ -444,17 +779,15 @@ COMMENT ON FUNCTION authctx.login(text, text, text) IS
 CREATE FUNCTION authctx.refresh(refresh_token text) RETURNS authctx.login_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 DECLARE
   v_tok    authctx.token := authctx._parse_token(refresh_token, 'refresh');
   v_id     uuid;
   v_now    timestamptz := clock_timestamp();
   v_row    authctx.refresh_tokens;
-  v_xmin   xid;
   v_spent  boolean;
   v_grace  interval;
-  v_meta   jsonb;
-  v_result authctx.login_result;
 BEGIN
   IF v_tok IS NULL THEN
     RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
@@ -465,21 +798,19 @@ BEGIN
   IF NOT FOUND
      OR NOT authctx._verifier_equal(v_row.verifier, authctx._token_verifier(v_tok))
      OR v_row.revoked_at IS NOT NULL
-     OR v_row.expires_at <= v_now
-     OR NOT EXISTS (SELECT 1 FROM authctx.users u
-                     WHERE u.id = v_row.user_id AND u.disabled_at IS NULL) THEN
+     OR v_row.expires_at <= v_now THEN
     RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
   END IF;
 
-  SELECT s.metadata INTO v_meta FROM authctx.sessions s WHERE s.id = v_row.session_id;
-
-  -- Spend it.  Of concurrent spenders one updates; the others wait for its
-  -- row lock, re-check and match nothing.  Re-checking locks the newest row
-  -- version even when the check then fails, so the UPDATE runs in a
-  -- subtransaction that is rolled back when it matched nothing: that
-  -- releases the lock, and the reuse path below holds none.
+  -- Lock (user, membership, family) and spend.  Holding the family lock,
+  -- nobody else changes the token: the UPDATE sees its latest state (or, in
+  -- REPEATABLE READ, fails with 40001 when it changed after our snapshot).
+  -- When it is already spent, the subtransaction is rolled back: that
+  -- releases every lock taken here, and the reuse path below holds none.
   BEGIN
-    UPDATE authctx.refresh_tokens rt SET spent_at = v_now
+    PERFORM authctx._refresh_lock(v_row.user_id, v_row.tenant_id, v_row.family_id,
+                                  v_row.created_at);
+    UPDATE authctx.refresh_tokens rt SET spent_at = v_now, spent_xid = pg_current_xact_id()
      WHERE rt.id = v_id AND rt.spent_at IS NULL AND rt.revoked_at IS NULL;
     IF NOT FOUND THEN
       RAISE EXCEPTION 'refresh token not spendable' USING ERRCODE = 'AX001';
@@ -492,50 +823,56 @@ BEGIN
     -- rotation: the session issued with this refresh token ends here
     UPDATE authctx.sessions s SET revoked_at = v_now
      WHERE s.id = v_row.session_id AND s.revoked_at IS NULL;
-    v_result := authctx._new_pair(v_row.user_id, v_row.tenant_id, v_row.family_id, v_id, v_meta);
-    PERFORM authctx._audit('refresh', v_row.user_id, v_row.tenant_id, v_result.session_id,
-                           jsonb_build_object('family_id', v_row.family_id));
-    RETURN v_result;
+    RETURN authctx._refresh_pair(v_row, false);
   END IF;
 
   -- Spent (or revoked) by someone else.  We hold no lock on the family.
-  SELECT rt.xmin, rt.spent_at, rt.revoked_at
-    INTO v_xmin, v_row.spent_at, v_row.revoked_at
-    FROM authctx.refresh_tokens rt WHERE rt.id = v_id;
+  SELECT * INTO v_row FROM authctx.refresh_tokens rt WHERE rt.id = v_id;
   v_now := clock_timestamp();
   IF NOT FOUND OR v_row.revoked_at IS NOT NULL OR v_row.spent_at IS NULL THEN
     RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
   END IF;
-  v_grace := authctx._setting('authctx.refresh_reuse_grace');
-  IF v_grace > '0' AND v_now - v_row.spent_at <= v_grace THEN
-    -- A client racing itself.  Lock the spent token so that a concurrent
-    -- family revocation either waits for our new rows or we see it.
-    PERFORM 1 FROM authctx.refresh_tokens rt
-      WHERE rt.id = v_id AND rt.revoked_at IS NULL
-      FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
-    END IF;
-    v_result := authctx._new_pair(v_row.user_id, v_row.tenant_id, v_row.family_id, v_id, v_meta);
-    PERFORM authctx._audit('refresh', v_row.user_id, v_row.tenant_id, v_result.session_id,
-                           jsonb_build_object('family_id', v_row.family_id, 'grace', true));
-    RETURN v_result;
-  END IF;
 
   -- Spent earlier in this very transaction: that spend dies with the error
-  -- we raise, and the worker would wait for our row lock.  Not a reuse.
-  IF authctx._written_by_us(v_xmin) THEN
+  -- we raise, and the worker would wait for our locks.  Not a reuse.
+  IF v_row.spent_xid = pg_current_xact_id_if_assigned() THEN
     RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
   END IF;
 
+  v_grace := authctx._setting('authctx.refresh_reuse_grace');
+  IF v_grace > '0' AND v_now - v_row.spent_at <= v_grace THEN
+    -- A client racing itself.  Lock as a spend does and re-spend the token:
+    -- a real update, which a concurrent family revocation either waits for
+    -- (then revokes our rows too) or has already made impossible.
+    PERFORM authctx._refresh_lock(v_row.user_id, v_row.tenant_id, v_row.family_id,
+                                  v_row.created_at);
+    UPDATE authctx.refresh_tokens rt SET spent_at = rt.spent_at
+     WHERE rt.id = v_id AND rt.revoked_at IS NULL;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+    END IF;
+    RETURN authctx._refresh_pair(v_row, true);
+  END IF;
+
   -- Reuse of a spent token: revoke the family in a transaction of its own.
-  PERFORM authctx._autonomous('refresh_reuse', jsonb_build_object(
+  -- Not from a transaction that holds the family's lock already (it
+  -- refreshed or logged out in this family earlier): the worker would wait
+  -- for it, and whatever it revoked itself dies with our error.
+  IF authctx._holds_family_lock(v_row.family_id) THEN
+    RAISE EXCEPTION 'cannot revoke a login family from a transaction that holds its lock'
+      USING ERRCODE = '55000',
+            DETAIL = 'A spent refresh token was presented again in a transaction that already changed its login family.',
+            HINT = 'Present each refresh token in a transaction of its own.';
+  END IF;
+  IF NOT coalesce(authctx._autonomous('refresh_reuse', jsonb_build_object(
     'family_id', v_row.family_id,
     'user_id', v_row.user_id,
     'tenant_id', v_row.tenant_id,
     'session_id', v_row.session_id,
     'token_id', v_id,
-    'db_role', session_user));
+    'db_role', session_user)), false) THEN
+    RAISE EXCEPTION 'could not revoke the login family of a reused refresh token' USING ERRCODE = '55000';
+  END IF;
   RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
 END
 $$;
@@ -545,50 +882,55 @@ COMMENT ON FUNCTION authctx.refresh(text) IS
 CREATE FUNCTION authctx.logout(session_token text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 DECLARE
-  v_tok  authctx.token := authctx._parse_token(session_token, 'session');
+  v_tok  authctx.token;
   v_now  timestamptz := clock_timestamp();
-  v_idle interval;
   v_row  authctx.sessions;
+  v_rev  record;
 BEGIN
-  IF v_tok IS NOT NULL THEN
-    v_idle := authctx._setting('authctx.session_idle_timeout');
-    SELECT * INTO v_row FROM authctx.sessions s WHERE s.id = authctx._token_id(v_tok);
+  -- 22P02 for anything that is not a well-formed session token; the input
+  -- is never echoed
+  IF session_token IS NOT NULL THEN
+    v_tok := session_token::authctx.token;
   END IF;
+  IF v_tok IS NULL OR authctx._token_kind(v_tok) <> 'session' THEN
+    RAISE EXCEPTION 'invalid input syntax for type authctx.token'
+      USING ERRCODE = '22P02', DETAIL = 'logout takes a session token (axs_).';
+  END IF;
+  SELECT * INTO v_row FROM authctx.sessions s WHERE s.id = authctx._token_id(v_tok);
+  -- unknown, or not its secret: nothing to revoke, and no error (RFC 7009)
   IF v_row.id IS NULL
-     OR NOT authctx._verifier_equal(v_row.verifier, authctx._token_verifier(v_tok))
-     OR v_row.revoked_at IS NOT NULL
-     OR v_row.expires_at <= v_now
-     OR (v_idle > '0' AND v_row.last_seen_at + v_idle <= v_now) THEN
-    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+     OR NOT authctx._verifier_equal(v_row.verifier, authctx._token_verifier(v_tok)) THEN
+    RETURN;
   END IF;
-  UPDATE authctx.sessions s SET revoked_at = v_now
-   WHERE s.id = v_row.id AND s.revoked_at IS NULL;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+  -- the whole login ends, whatever state this session is in
+  PERFORM 1 FROM authctx.users u WHERE u.id = v_row.user_id FOR SHARE;
+  PERFORM authctx._lock_family(v_row.family_id);
+  SELECT * INTO v_rev FROM authctx._revoke_family_rows(v_row.family_id, v_now) r;
+  IF v_rev.sessions > 0 OR v_rev.tokens > 0 THEN
+    PERFORM authctx._audit('logout', v_row.user_id, v_row.tenant_id, v_row.id,
+                           jsonb_build_object('family_id', v_row.family_id));
   END IF;
-  -- the whole login ends: its refresh tokens cannot bring it back
-  PERFORM authctx._revoke_family(v_row.family_id, v_now);
-  PERFORM authctx._audit('logout', v_row.user_id, v_row.tenant_id, v_row.id,
-                         jsonb_build_object('family_id', v_row.family_id));
 END
 $$;
 COMMENT ON FUNCTION authctx.logout(text) IS
-  'revoke the session of a session token, with its login family''s refresh tokens; 28000 for an invalid token';
+  'revoke the login family of a session token (its sessions and refresh tokens) in whatever state; idempotent (RFC 7009), 22P02 for anything but a session token';
 
 CREATE FUNCTION authctx.create_session(user_id uuid, tenant text DEFAULT NULL,
                                        ttl interval DEFAULT NULL, metadata jsonb DEFAULT '{}')
 RETURNS authctx.token
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 DECLARE
   v_tok    authctx.token := authctx._token_new('session');
   v_user   uuid := authctx._enabled_user(create_session.user_id);
   v_tenant uuid := authctx._member_tenant(v_user, create_session.tenant, false);
   v_ttl    interval := coalesce(create_session.ttl, authctx._setting('authctx.session_lifetime'));
-  v_now    timestamptz := clock_timestamp();
+  v_now    timestamptz := authctx._issue_time(v_user);
   v_family uuid := gen_random_uuid();
 BEGIN
   IF v_ttl <= '0' THEN
@@ -609,32 +951,31 @@ COMMENT ON FUNCTION authctx.create_session(uuid, text, interval, jsonb) IS
 CREATE FUNCTION authctx.revoke_session(session_id uuid) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 DECLARE
   v_now    timestamptz := clock_timestamp();
   v_family uuid;
   v_user   uuid;
   v_tenant uuid;
-  v_own    boolean;
-  v_rest   record;
+  v_rev    record;
 BEGIN
   SELECT s.family_id, s.user_id, s.tenant_id INTO v_family, v_user, v_tenant
     FROM authctx.sessions s WHERE s.id = revoke_session.session_id;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  UPDATE authctx.sessions s SET revoked_at = v_now
-   WHERE s.id = revoke_session.session_id AND s.revoked_at IS NULL;
-  v_own := FOUND;
   -- The whole login goes: its refresh tokens must not bring it back, and a
   -- refresh may already have replaced this session by a newer one.
-  SELECT * INTO v_rest FROM authctx._revoke_family(v_family, v_now);
-  IF NOT v_own AND v_rest.sessions = 0 AND v_rest.tokens = 0 THEN
+  PERFORM 1 FROM authctx.users u WHERE u.id = v_user FOR SHARE;
+  PERFORM authctx._lock_family(v_family);
+  SELECT * INTO v_rev FROM authctx._revoke_family_rows(v_family, v_now) r;
+  IF v_rev.sessions = 0 AND v_rev.tokens = 0 THEN
     RETURN false;
   END IF;
   PERFORM authctx._audit('session_revoked', v_user, v_tenant, revoke_session.session_id,
                          jsonb_build_object('reason', 'revoke_session', 'family_id', v_family,
-                                            'sessions', v_rest.sessions + v_own::integer));
+                                            'sessions', v_rev.sessions));
   RETURN true;
 END
 $$;
@@ -644,12 +985,15 @@ COMMENT ON FUNCTION authctx.revoke_session(uuid) IS
 CREATE FUNCTION authctx.revoke_user_sessions(user_id uuid) RETURNS integer
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
   SELECT authctx._revoke_user_sessions(revoke_user_sessions.user_id, NULL, 'revoke_user_sessions');
 $$;
 COMMENT ON FUNCTION authctx.revoke_user_sessions(uuid) IS
-  'revoke every session and refresh token of a user; returns how many live sessions were revoked';
+  'revoke every session and refresh token of a user issued until now, including those of logins and refreshes still in flight; returns how many live sessions were revoked';
 
+-- Live sessions, and every login family that can still be refreshed (by
+-- the session issued with its unspent refresh token, live or not).
 CREATE FUNCTION authctx.list_sessions(user_id uuid)
 RETURNS TABLE (session_id uuid, tenant_id uuid, created_at timestamptz,
                last_seen_at timestamptz, expires_at timestamptz, metadata jsonb)
@@ -657,16 +1001,25 @@ LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT s.id, s.tenant_id, s.created_at, s.last_seen_at, s.expires_at, s.metadata
-    FROM authctx.sessions s,
+    FROM authctx.users u
+    JOIN authctx.sessions s ON s.user_id = u.id,
          (SELECT clock_timestamp() AS now,
                  authctx._setting('authctx.session_idle_timeout') AS idle) c
-   WHERE s.user_id = list_sessions.user_id
-     AND s.revoked_at IS NULL
-     AND s.expires_at > c.now
-     AND (c.idle = '0' OR s.last_seen_at + c.idle > c.now)
+   WHERE u.id = list_sessions.user_id
+     AND u.disabled_at IS NULL
+     AND NOT authctx._revoked_by_user(s.created_at, s.family_id,
+                                      u.sessions_revoked_before, u.sessions_revoked_except)
+     AND ((s.revoked_at IS NULL
+           AND s.expires_at > c.now
+           AND (c.idle = '0' OR s.last_seen_at + c.idle > c.now))
+          OR EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
+                      WHERE rt.family_id = s.family_id AND rt.session_id = s.id
+                        AND rt.revoked_at IS NULL AND rt.spent_at IS NULL
+                        AND rt.expires_at > c.now))
    ORDER BY s.created_at, s.id;
 $$;
-COMMENT ON FUNCTION authctx.list_sessions(uuid) IS 'a user''s live sessions (not revoked, not expired, not idle), without secrets';
+COMMENT ON FUNCTION authctx.list_sessions(uuid) IS
+  'a user''s live sessions, and the session of every login family that can still be refreshed; without secrets';
 
 -- The scope rule lives in C (session.c), where auth_begin checks the stored
 -- scopes again: 1 to 128 characters from A-Z a-z 0-9 _ . : / * + -, at most
@@ -753,7 +1106,8 @@ COMMENT ON FUNCTION authctx.revoke_api_key(uuid) IS 'revoke an API key; true whe
 -- anyone) and deleted by ctid.  Rows added behind the table's end while we
 -- run are new, hence live.  p_condition is fixed text from cleanup()
 -- below, over alias t and parameters $1 (now), $2 (idle timeout),
--- $3 (margin), $4 (throttle window).
+-- $3 (margin); $4 is unused (it was the lockout window when cleanup
+-- still deleted login_throttle rows).
 CREATE FUNCTION authctx._delete_in_batches(p_table regclass, p_condition text, p_now timestamptz,
                                            p_idle interval, p_margin interval, p_window interval)
 RETURNS bigint
@@ -789,6 +1143,7 @@ $$;
 COMMENT ON FUNCTION authctx._delete_in_batches(regclass, text, timestamptz, interval, interval, interval) IS
   'internal: sliced, lock-skipping delete used by cleanup()';
 
+
 CREATE FUNCTION authctx.cleanup() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -796,48 +1151,53 @@ AS $$
 DECLARE
   v_now    timestamptz := clock_timestamp();
   v_idle   interval := authctx._setting('authctx.session_idle_timeout');
-  -- rows stay a little past their end: last-seen times arrive late
-  v_margin interval := interval '1 hour' + authctx._setting('authctx.last_seen_interval');
-  -- a failure streak is forgotten after twice the longest lockout
-  v_window interval := 2 * authctx._setting('authctx.lockout_max_delay');
+  -- rows stay a little past their end: last-seen times arrive late, and
+  -- revocations leave rows dead for more than half of it alone
+  v_margin interval := authctx._cleanup_margin();
   v_total  bigint := 0;
 BEGIN
+  -- a session row stays while its login family can still be refreshed
   v_total := v_total + authctx._delete_in_batches(
     'authctx.sessions',
-    $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3
-       OR ($2 > interval '0' AND t.last_seen_at + $2 < $1 - $3)$c$,
-    v_now, v_idle, v_margin, v_window);
+    $c$(t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3
+        OR ($2 > interval '0' AND t.last_seen_at + $2 < $1 - $3))
+       AND NOT EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
+                        WHERE rt.family_id = t.family_id AND rt.revoked_at IS NULL
+                          AND rt.spent_at IS NULL AND rt.expires_at > $1)$c$,
+    v_now, v_idle, v_margin, NULL);
   -- spent tokens are kept until they expire: they are what detects reuse
   v_total := v_total + authctx._delete_in_batches(
     'authctx.refresh_tokens',
     $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3$c$,
-    v_now, v_idle, v_margin, v_window);
+    v_now, v_idle, v_margin, NULL);
   v_total := v_total + authctx._delete_in_batches(
     'authctx.api_keys',
     $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3$c$,
-    v_now, v_idle, v_margin, v_window);
+    v_now, v_idle, v_margin, NULL);
   v_total := v_total + authctx._delete_in_batches(
     'authctx.webauthn_challenges',
     $c$t.expires_at < $1 - $3$c$,
-    v_now, v_idle, v_margin, v_window);
-  v_total := v_total + authctx._delete_in_batches(
-    'authctx.login_throttle',
-    $c$t.last_failure_at < $1 - $4 AND (t.locked_until IS NULL OR t.locked_until < $1)$c$,
-    v_now, v_idle, v_margin, v_window);
+    v_now, v_idle, v_margin, NULL);
   RETURN v_total;
 END
 $$;
 COMMENT ON FUNCTION authctx.cleanup() IS
-  'delete revoked and expired sessions, refresh tokens, API keys, expired WebAuthn challenges and stale lockout rows in small batches; returns rows removed';
+  'delete revoked and expired sessions (not while their login family can refresh), refresh tokens, API keys and expired WebAuthn challenges in small batches; returns rows removed';
 
 -- privileges ----------------------------------------------------------------
 
 REVOKE ALL ON FUNCTION
   authctx._setting(text), authctx._verifier_equal(bytea, bytea),
-  authctx._parse_token(text, text), authctx._written_by_us(xid), authctx._revoke_family(uuid, timestamptz),
+  authctx._parse_token(text, text),
+  authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid), authctx._issue_time(uuid),
+  authctx._cleanup_margin(), authctx._family_lock_key(uuid), authctx._lock_family(uuid),
+  authctx._holds_family_lock(uuid), authctx._revoke_family_rows(uuid, timestamptz),
+  authctx._revoke_family(uuid, timestamptz), authctx._lock_membership(uuid, uuid),
   authctx._revoke_user_sessions(uuid, uuid, text), authctx._member_tenant(uuid, text, boolean),
   authctx._enabled_user(uuid), authctx._new_pair(uuid, uuid, uuid, uuid, jsonb),
   authctx._issue_session(uuid, uuid, text, jsonb),
+  authctx._refresh_lock(uuid, uuid, uuid, timestamptz),
+  authctx._refresh_pair(authctx.refresh_tokens, boolean),
   authctx._delete_in_batches(regclass, text, timestamptz, interval, interval, interval),
   authctx.login(text, text, text), authctx.refresh(text), authctx.logout(text),
   authctx.create_session(uuid, text, interval, jsonb), authctx.revoke_session(uuid),

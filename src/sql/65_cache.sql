@@ -91,10 +91,12 @@ CREATE TRIGGER cache_invalidate_truncate
   AFTER TRUNCATE ON authctx.api_keys FOR EACH STATEMENT
   EXECUTE FUNCTION authctx._cache_invalidate('all');
 
--- users: disable / enable, deletion -----------------------------------------
+-- users: disable / enable, a user-wide revocation stamp, deletion ----------
 CREATE TRIGGER cache_invalidate_update
   AFTER UPDATE ON authctx.users FOR EACH ROW
-  WHEN ((OLD.id, OLD.disabled_at) IS DISTINCT FROM (NEW.id, NEW.disabled_at))
+  WHEN ((OLD.id, OLD.disabled_at, OLD.sessions_revoked_before, OLD.sessions_revoked_except)
+        IS DISTINCT FROM
+        (NEW.id, NEW.disabled_at, NEW.sessions_revoked_before, NEW.sessions_revoked_except))
   EXECUTE FUNCTION authctx._cache_invalidate('user', 'id');
 CREATE TRIGGER cache_invalidate_delete
   AFTER DELETE ON authctx.users FOR EACH ROW
