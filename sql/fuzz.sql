@@ -56,7 +56,7 @@ CREATE TEMP TABLE input (target text, file text, data bytea);
 INSERT INTO input
 SELECT t.target, d || '/' || f, pg_read_binary_file(:'abs_srcdir' || '/test/fuzz/' || d || '/' || t.target || '/' || f)
   FROM unnest(ARRAY['token_text', 'token_binary', 'base64url', 'cose_key',
-                    'authdata', 'clientdata', 'redact']) t(target),
+                    'authdata', 'clientdata', 'redact', 'attestation']) t(target),
        unnest(ARRAY['corpus', 'regressions']) d,
        LATERAL pg_ls_dir(:'abs_srcdir' || '/test/fuzz/' || d || '/' || t.target, true, false) f;
 SELECT target, count(*) > 0 AS has_inputs FROM input GROUP BY target ORDER BY target;
@@ -156,6 +156,12 @@ BEGIN
     RETURN 'ok ' || coalesce(authctx.verify_webauthn('\x00'::bytea,
              '\xa379a6f6eeafb9a55e378c118034e2751e682fab9f2d30ab13d2125586ce19470500000001'::bytea,
              data, '\x00'::bytea, 'example.com', 'https://example.com')::text, 'null');
+  WHEN 'attestation' THEN
+    f := pg_temp.fields(data, 2);
+    txt := pg_temp.as_text(f[1]);
+    IF txt IS NULL THEN RETURN 'not text'; END IF;
+    n := (authctx._webauthn_parse_registration(f[2], txt)).status;
+    RETURN CASE WHEN n = 0 THEN 'ok' WHEN n BETWEEN -9 AND -1 THEN 'refused' ELSE 'code ' || n END;
   WHEN 'redact' THEN
     IF txt IS NULL THEN RETURN 'not text'; END IF;
     -- the server log only; emit_log_hook scans it
@@ -181,6 +187,7 @@ SELECT target, file, outcome
          WHEN 'authdata' THEN outcome IN ('not text', 'ok', 'refused')
          WHEN 'clientdata' THEN outcome = 'ok null'
          WHEN 'redact' THEN outcome IN ('not text', 'ok')
+         WHEN 'attestation' THEN outcome IN ('not text', 'ok', 'refused')
        END
  ORDER BY target, file;
 -- The seeds are valid: each is accepted where acceptance can be seen (an
@@ -191,3 +198,7 @@ SELECT target, file, outcome
    AND target IN ('token_text', 'token_binary', 'base64url', 'cose_key', 'authdata')
    AND outcome NOT LIKE 'ok%'
  ORDER BY target, file;
+-- The registration seeds: accepted, but for the one with a batch
+-- certificate (packed with x5c), which register_webauthn refuses.
+SELECT file, outcome FROM result WHERE target = 'attestation' AND file LIKE 'corpus/%'
+ ORDER BY file;

@@ -13,7 +13,9 @@ RESET client_min_messages;
 \pset null '(null)'
 \i test/support/try.sql
 
--- the default rule, whatever the server's configuration says
+-- the default rule, whatever the server's configuration says (the library
+-- loaded first, so that the setting is defined in both preload modes)
+LOAD 'authctx';
 SET authctx.webauthn_user_verification = 'required';
 SELECT name, setting, boot_val, context, enumvals FROM pg_settings
  WHERE name = 'authctx.webauthn_user_verification';
@@ -166,11 +168,12 @@ INSERT INTO wr_fx VALUES
 
 -- issue(challenge no., expiry) stores a challenge, as webauthn_challenge()
 -- would have in an earlier request.
-CREATE FUNCTION pg_temp.issue(chal int, ttl interval DEFAULT '1 hour') RETURNS void
+CREATE FUNCTION pg_temp.issue(chal int, ttl interval DEFAULT '1 hour') RETURNS int
 LANGUAGE sql AS $$
   INSERT INTO authctx.webauthn_challenges (challenge, expires_at)
   SELECT c.challenge, clock_timestamp() + ttl FROM wr_chal c WHERE c.n = chal
-  ON CONFLICT (challenge) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+  ON CONFLICT (challenge) DO UPDATE SET expires_at = EXCLUDED.expires_at
+  RETURNING chal;
 $$;
 -- register(fixture, ...) presents a registration to register_webauthn: the
 -- new credential's id, or the error and the reason the audit record gives
@@ -227,8 +230,8 @@ INSERT INTO authctx.tenants (id, slug) VALUES
   ('00000000-0000-4000-8000-00000000b101', 'wr-one');
 INSERT INTO authctx.memberships (tenant_id, user_id, role) VALUES
   ('00000000-0000-4000-8000-00000000b101', '00000000-0000-4000-8000-00000000a101', 'member');
-SELECT pg_temp.issue(n) FROM wr_chal WHERE n NOT IN (14, 15);
-SELECT pg_temp.issue(15, '-1 second');
+SELECT count(pg_temp.issue(n)) AS issued FROM wr_chal WHERE n NOT IN (14, 15);
+SELECT pg_temp.issue(15, '-1 second') AS issued_expired;
 
 -- ------------------------------------------------------------ good ceremonies
 SELECT pg_temp.register('ok_es_none', nm => 'laptop') AS es256_none;
@@ -243,18 +246,20 @@ SELECT convert_from(c.credential_id, 'UTF8') AS credential, u.email, c.alg, c.si
   FROM authctx.webauthn_credentials c JOIN authctx.users u ON u.id = c.user_id
  WHERE u.email LIKE 'wr-%' ORDER BY c.created_at;
 SELECT event, detail FROM authctx.audit_log
- WHERE event = 'webauthn_credential_added' ORDER BY id;
+ WHERE event = 'webauthn_credential_added'
+   AND user_id = '00000000-0000-4000-8000-00000000a101' ORDER BY id;
 
 -- user verification: required by default, 'preferred' lets it go
 SELECT pg_temp.register('uv_missing') AS no_uv_required;
 SET authctx.webauthn_user_verification = 'preferred';
 SELECT pg_temp.register('uv_missing_preferred') AS no_uv_preferred;
 SET authctx.webauthn_user_verification = 'required';
-SELECT pg_temp.try($$SET authctx.webauthn_user_verification = 'sometimes'$$) AS bad_value;
+SELECT try($$SET authctx.webauthn_user_verification = 'sometimes'$$) AS bad_value;
 
 -- ------------------------------------------------------------ broken ceremonies
 -- each fails with the same generic 22023 and stores nothing; the reason is
--- in the audit log; the challenge is spent by the attempt
+-- in the audit log; the challenge is spent by the attempt (client data
+-- that is not JSON names no challenge, so there is none to spend)
 SELECT r.name AS ceremony, pg_temp.register(r.name) AS result
   FROM wr_reg r
  WHERE r.name NOT LIKE 'ok\_%' AND r.name NOT LIKE 'uv\_missing%'
@@ -264,7 +269,7 @@ SELECT count(*) AS stored_after_failures FROM authctx.webauthn_credentials c
 -- a failure spends its challenge even when the caller's transaction rolls back
 SELECT pg_temp.issue(7);
 BEGIN;
-SELECT pg_temp.try($$SELECT authctx.register_webauthn('00000000-0000-4000-8000-00000000a101',
+SELECT try($$SELECT authctx.register_webauthn('00000000-0000-4000-8000-00000000a101',
          (SELECT att FROM wr_reg WHERE name = 'uv_missing_preferred'),
          (SELECT cd FROM wr_reg WHERE name = 'uv_missing_preferred'),
          'example.com', 'https://example.com')$$) AS in_transaction;
@@ -285,8 +290,8 @@ SELECT pg_temp.register('ok_es_none') AS registered_again;
 SELECT pg_temp.issue(2);
 DELETE FROM authctx.webauthn_credentials WHERE credential_id = 'reg-ed';
 SELECT pg_temp.register('ok_ed_none', usr => '00000000-0000-4000-8000-0000000fffff') AS unknown_user;
-SELECT pg_temp.try($$SELECT authctx.register_webauthn(NULL, '\x00', '\x00', 'example.com', 'https://example.com')$$) AS null_user;
-SELECT pg_temp.try($$SELECT authctx.register_webauthn('00000000-0000-4000-8000-00000000a101', '\x00', '\x00', NULL, 'https://example.com')$$) AS null_rp_id;
+SELECT try($$SELECT authctx.register_webauthn(NULL, '\x00', '\x00', 'example.com', 'https://example.com')$$) AS null_user;
+SELECT try($$SELECT authctx.register_webauthn('00000000-0000-4000-8000-00000000a101', '\x00', '\x00', NULL, 'https://example.com')$$) AS null_rp_id;
 SELECT pg_temp.register('ok_ed_none') AS ed25519_after_caller_errors;
 
 -- ------------------------------------------------------------ the registered keys sign in
@@ -299,7 +304,7 @@ SELECT s.name, r.session_token IS NOT NULL AS session, r.tenant_id
  ORDER BY s.n;
 
 -- ------------------------------------------------------------ assertions: the same rules
-SELECT pg_temp.issue(n) FROM wr_fx WHERE n BETWEEN 42 AND 46;
+SELECT count(pg_temp.issue(n)) AS issued FROM wr_fx WHERE n BETWEEN 42 AND 46;
 SELECT pg_temp.attempt('asrt_cross_origin') AS cross_origin;
 SELECT pg_temp.attempt('asrt_top_origin') AS top_origin;
 SELECT pg_temp.attempt('asrt_no_uv') AS no_uv_required;
@@ -308,8 +313,8 @@ SELECT pg_temp.attempt('asrt_no_uv_preferred') AS no_uv_preferred;
 RESET authctx.webauthn_user_verification;
 SET authctx.webauthn_user_verification = 'required';
 SELECT pg_temp.attempt('asrt_top_origin_same') AS top_origin_same_as_origin;
-SELECT pg_temp.issue(n) FROM wr_fx WHERE name = 'asrt_no_uv';
-SELECT pg_temp.try(format('SELECT authctx.login_webauthn(%L, %L, %L, %L, %L, %L)',
+SELECT pg_temp.issue(n) AS issued FROM wr_fx WHERE name = 'asrt_no_uv';
+SELECT try(format('SELECT authctx.login_webauthn(%L, %L, %L, %L, %L, %L)',
          cred, ad, cd, sig, 'example.com', 'https://example.com')) AS login_without_uv
   FROM wr_fx WHERE name = 'asrt_no_uv';
 
