@@ -177,6 +177,10 @@ for my $mode ('nopreload', 'preload')
 	is($stack->request('POST', '/webauthn/register',
 		json => { attestation_object => 'AAAA', client_data_json => 'AAAA' })->{status}, 401,
 		"$mode: registering needs a session");
+	$r = $stack->request('POST', '/webauthn/register', cookie => $alice,
+		json => { attestation_object => 'AAAA', client_data_json => 'AAAA' });
+	is_deeply([ $r->{status}, $r->{json}{sqlstate} ], [ 400, '22023' ],
+		"$mode: a bogus registration is 400 (22023 from register_webauthn, as notes_registrar)");
 	$r = $stack->request('POST', '/webauthn/login',
 		json => { map { $_ => 'AAAA' } qw(credential_id authenticator_data client_data_json signature) });
 	is_deeply([ $r->{status}, $r->{json}{sqlstate} ], [ 401, '28P01' ], "$mode: a bogus assertion is 401 (28P01)");
