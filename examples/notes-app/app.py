@@ -51,7 +51,7 @@ Endpoints:
   POST /login               {email, password, tenant?} -> cookie, {refresh_token, ...}
   POST /refresh             {refresh_token} -> new cookie, {refresh_token, ...}
   POST /logout              revokes the session and its refresh family
-  GET  /me                  the request's authctx context
+  GET  /me                  the request's authctx context and the user's tenants
   GET  /notes               the tenant's notes
   POST /notes               {title, body?} -> 201
   GET|PATCH|DELETE /notes/<id>
@@ -449,12 +449,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return 204, None
 
     def me(self):
-        ctx = self.authenticated(lambda cur, ctx: ctx)
-        # the tenant's name when the request named it (Host or X-Tenant)
+        def run(cur, ctx):
+            # the user's tenants, for a switcher, from the context alone
+            cur.execute("SELECT tenant_id, slug, name, role FROM authctx.my_tenants()")
+            return ctx, cur.fetchall()
+        ctx, tenants = self.authenticated(run)
+        current = next((t for t in tenants if t["tenant_id"] == ctx["tenant_id"]), None)
         return 200, {"user_id": ctx["user_id"], "tenant_id": ctx["tenant_id"],
-                     "tenant": self.tenant if self.tenant and SLUG.match(self.tenant) else None,
+                     "tenant": current["slug"] if current else None,
+                     "tenant_name": current["name"] if current else None,
                      "role": ctx["role"], "auth_method": ctx["auth_method"],
-                     "expires_at": ctx["expires_at"]}
+                     "expires_at": ctx["expires_at"], "tenants": tenants}
 
     def list_notes(self):
         def run(cur, ctx):

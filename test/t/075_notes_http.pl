@@ -135,8 +135,11 @@ for my $mode ('nopreload', 'preload')
 		json => { title => 'globex: from carol' });
 	is($r->{status}, 201, "$mode: in globex, where she is a member, she can");
 	$r = $stack->request('GET', '/me', cookie => $carol, headers => { Host => "globex.localhost:" . $stack->port });
-	is_deeply([ @{ $r->{json} }{qw(tenant_id role auth_method)} ], [ $tid{globex}, 'member', 'session' ],
+	is_deeply([ @{ $r->{json} }{qw(tenant_id tenant tenant_name role auth_method)} ],
+		[ $tid{globex}, 'globex', 'Globex Corp.', 'member', 'session' ],
 		"$mode: /me shows the context auth_begin published");
+	is_deeply([ map { "$_->{slug}:$_->{role}" } @{ $r->{json}{tenants} } ], [ 'acme:viewer', 'globex:member' ],
+		"$mode: and the user's tenants (my_tenants), for a switcher");
 
 	# ------------------------------------------------------------ errors
 	$r = $stack->request('GET', '/notes/abc', cookie => $alice);

@@ -127,8 +127,15 @@ async function loadNotes(retried) {
     return;
   }
   const me = await api('GET', '/me');
-  $('tenant-name').textContent = me.tenant ||
-    (me.tenant_id ? 'your tenant (' + me.tenant_id.slice(0, 8) + ')' : 'no tenant');
+  $('tenant-name').textContent = me.tenant_name || me.tenant || 'no tenant yet';
+  // a user of several tenants picks one; the choice goes along as X-Tenant
+  $('tenants').replaceChildren(...me.tenants.filter((t) => t.tenant_id !== me.tenant_id).map((t) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = 'Switch to ' + (t.name || t.slug);
+    b.addEventListener('click', () => { sessionStorage.setItem('tenant', t.slug); loadNotes(false); });
+    return b;
+  }));
   $('who').textContent = sessionStorage.getItem('email') || me.user_id;
   $('role').textContent = me.role || '(none)';
   $('method').textContent = me.auth_method;
