@@ -12,7 +12,11 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 # test/fuzz.  A new parser file is one more line here.
 PARSER_SRCS = \
 	src/base64url.c \
+	src/jwk.c \
+	src/jws.c \
+	src/pkey.c \
 	src/redact_scan.c \
+	src/sjson.c \
 	src/token_parse.c \
 	src/webauthn_parse.c
 
@@ -28,14 +32,10 @@ OBJS = \
 	src/fetch.o \
 	src/identity.o \
 	src/issuer.o \
-	src/jwk.o \
-	src/jws.o \
-	src/pkey.o \
 	src/redact.o \
 	src/request.o \
 	src/seen.o \
 	src/session.o \
-	src/sjson.o \
 	src/tenant.o \
 	src/token.o \
 	src/webauthn.o \
@@ -125,7 +125,7 @@ FUZZ_RUNS    ?=
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_OUT)/%)
 
-$(FUZZ_OUT)/obj/%.o: src/%.c src/parse.h
+$(FUZZ_OUT)/obj/%.o: src/%.c src/parse.h src/jwk.h src/jws.h src/pkey.h src/sjson.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Isrc -c -o $@ $<
 
