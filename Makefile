@@ -51,35 +51,63 @@ SQL_SOURCES = $(sort $(wildcard src/sql/*.sql))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
-# pg_regress: every sql/*.sql, on a throwaway instance (test/run drives both
-# preload modes; `make installcheck` alone runs the non-preloaded mode).
-REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/nopreload.conf
-ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/preload.conf
+# Tests against an installed, running server, as in every PGXS extension
+# (PGHOST, PGPORT, PGUSER choose it; the user must be a superuser):
+#   make installcheck            sql/*.sql and test/specs/*.spec, any server
+#                                configuration, preloaded or not
+#   make installcheck-preload    the preload_* ones: need
+#                                shared_preload_libraries = 'authctx'
+#   make installcheck-nopreload  the nopreload_* ones: need it unset
+#   make prove_installcheck      the TAP tests (test/t/*.pl), which start
+#                                their own clusters from the installed
+#                                binaries; run as a non-root user
+# `make test` (test/run) runs all of them on throwaway instances, in both
+# preload modes; its pg_regress options are its own.
+MODE_TESTS     = preload_% nopreload_%
+ALL_REGRESS    = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+ALL_ISOLATION  = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+REGRESS        = $(filter-out $(MODE_TESTS),$(ALL_REGRESS))
+ISOLATION      = $(filter-out $(MODE_TESTS),$(ALL_ISOLATION))
+ISOLATION_OPTS = --inputdir=test
+PROVE_TESTS   ?= test/t/*.pl
 
 PG_CPPFLAGS += -I$(srcdir)/src -DAUTHCTX_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK  += -lsodium -lcrypto -licuuc
-EXTRA_CLEAN  = $(DATA_built) tmp_check tmp_check_iso results output_iso log regression.diffs regression.out $(FUZZ_OUT)
+EXTRA_CLEAN  = $(DATA_built) META.json tmp_check tmp_check_iso results output_iso log regression.diffs regression.out $(FUZZ_OUT)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 .DEFAULT_GOAL := all
-.PHONY: test demo deps bench fuzz fuzz-build fuzz-smoke fuzz-coverage
+.PHONY: test demo demo-sql deps bench fuzz fuzz-build fuzz-smoke fuzz-coverage
 
 # Targets that must run before PGXS exists.
 test:
 	bash test/run
 
 demo:
-	bash examples/demo.sh
+	KEEP='$(KEEP)' bash examples/demo.sh
+
+demo-sql:
+	bash examples/demo-sql.sh
 
 deps:
 	bash test/deps
 
 bench:
 	bash bench/run
+
+# PGXN: META.json is generated from META.json.in with the control file's
+# version, so that the version is written in one place; `make dist` builds
+# the release archive (the committed tree of HEAD plus META.json).
+.PHONY: dist
+META.json: META.json.in $(EXTENSION).control
+	sed 's/@VERSION@/$(EXTVERSION)/g' META.json.in > $@
+
+dist: META.json
+	/usr/bin/python3 test/pgxn_meta.py META.json --root .
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ \
+		--add-file=META.json -o $(EXTENSION)-$(EXTVERSION).zip HEAD
 
 # libFuzzer targets (docs/fuzzing.md): each test/fuzz/<target>.c is one
 # target, linked with every parser of PARSER_SRCS; no PostgreSQL needed.
@@ -126,7 +154,30 @@ src/authctx.o: $(EXTENSION).control
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	cat $(SQL_SOURCES) > $@
+
+# The preload-mode tests, against a server in that mode (checked first: a
+# preload_* test on a server without the cache would fail or wait forever).
+.PHONY: installcheck-preload installcheck-nopreload prove_installcheck
+installcheck-preload installcheck-nopreload: installcheck-%:
+	@spl=$$('$(bindir)/psql' -XAtqc 'SHOW shared_preload_libraries' postgres) || exit 1; \
+	case ",$$(echo "$$spl" | tr -d ' ')," in *,authctx,*) mode=preload ;; *) mode=nopreload ;; esac; \
+	if [ "$$mode" != '$*' ]; then \
+		echo "make $@: these tests need a server in $* mode; this one has shared_preload_libraries = '$$spl'" >&2; \
+		exit 1; \
+	fi
+	$(if $(filter $*_%,$(ALL_REGRESS)),$(pg_regress_installcheck) --dbname=$(CONTRIB_TESTDB) $(filter $*_%,$(ALL_REGRESS)))
+	$(if $(filter $*_%,$(ALL_ISOLATION)),$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(filter $*_%,$(ALL_ISOLATION)))
+
+# PGXS defines the recipe (prove over PROVE_TESTS with the installed
+# binaries first in PATH); only the target is ours, since the TAP tests stay
+# out of `make installcheck`.
+prove_installcheck:
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "make $@: the TAP tests start PostgreSQL servers, which refuse to run as root; run it as another user (runuser -u postgres -- make $@), or run make test" >&2; \
+		exit 1; \
+	fi
+	$(prove_installcheck)
 else
-all install installcheck clean:
+all install installcheck installcheck-preload installcheck-nopreload prove_installcheck clean:
 	@echo "PGXS not found (install postgresql-server-dev-15, or run 'make deps')" >&2; exit 1
 endif

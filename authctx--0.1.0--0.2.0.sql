@@ -2610,3 +2610,289 @@ AS $$
     FROM checked k
    ORDER BY k.relid::regclass::text;
 $$;
+
+-- app: WebAuthn registration in the database (authctx.register_webauthn: the
+-- attestation object read by C, "none" and "packed" self-attestation taken
+-- without being evaluated), and the rules added to both ceremonies:
+-- crossOrigin true and a topOrigin other than origin are refused, and the
+-- setting authctx.webauthn_user_verification (required by default) decides
+-- whether the user-verified flag must be set.  _webauthn_verify now takes
+-- its clientDataJSON checks from _webauthn_client_data and checks user
+-- verification; existing credentials and challenges are unchanged.
+
+CREATE FUNCTION authctx._webauthn_parse_registration(attestation_object bytea, rp_id text,
+    OUT status integer, OUT credential_id bytea, OUT public_key bytea,
+    OUT alg integer, OUT sign_count bigint, OUT flags integer, OUT fmt text)
+  AS 'MODULE_PATHNAME', 'authctx_webauthn_parse_registration'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._webauthn_parse_registration(bytea, text) IS
+  'internal: a registration''s attestation object read strictly: status 0 and the credential, or -1 malformed, -2 rp_id, -3 user not present, -6 no attested credential, -7 attestation format, -8 key, -9 credential id length';
+
+CREATE FUNCTION authctx._webauthn_client_data(p_client_data_json bytea,
+    p_type text, p_origin text, OUT failure text, OUT challenge bytea)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_client   jsonb;
+  v_chal     bytea;
+  v_expires  timestamptz;
+BEGIN
+  failure := 'malformed';
+  IF pg_catalog.octet_length(p_client_data_json) > 65536 THEN
+    RETURN;
+  END IF;
+  -- UTF-8 JSON; garbage of any kind is a failed check
+  BEGIN
+    v_client := pg_catalog.convert_from(p_client_data_json, 'UTF8')::jsonb;
+  EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+    RETURN;
+  END;
+  IF pg_catalog.jsonb_typeof(v_client) IS DISTINCT FROM 'object'
+     OR pg_catalog.jsonb_typeof(v_client -> 'challenge') IS DISTINCT FROM 'string' THEN
+    RETURN;
+  END IF;
+
+  -- the challenge: issued here, spent by this attempt whatever follows
+  failure := 'challenge';
+  v_chal := authctx._webauthn_b64url_decode(v_client ->> 'challenge');
+  IF v_chal IS NULL THEN
+    RETURN;
+  END IF;
+  challenge := v_chal;
+  DELETE FROM authctx.webauthn_challenges c
+   WHERE c.challenge = v_chal
+  RETURNING c.expires_at INTO v_expires;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  IF v_expires <= pg_catalog.clock_timestamp() THEN
+    failure := 'challenge_expired';
+    RETURN;
+  END IF;
+
+  IF pg_catalog.jsonb_typeof(v_client -> 'type') IS DISTINCT FROM 'string'
+     OR (v_client ->> 'type') <> p_type THEN
+    failure := 'type';
+    RETURN;
+  END IF;
+  IF pg_catalog.jsonb_typeof(v_client -> 'origin') IS DISTINCT FROM 'string'
+     OR (v_client ->> 'origin') <> p_origin THEN
+    failure := 'origin';
+    RETURN;
+  END IF;
+  -- made in a cross-origin iframe: refused, whatever the value's spelling
+  -- (only an absent member or JSON false is same-origin)
+  IF v_client ? 'crossOrigin' AND (v_client -> 'crossOrigin') <> 'false'::jsonb THEN
+    failure := 'cross_origin';
+    RETURN;
+  END IF;
+  IF v_client ? 'topOrigin'
+     AND (v_client -> 'topOrigin') IS DISTINCT FROM pg_catalog.to_jsonb(p_origin) THEN
+    failure := 'top_origin';
+    RETURN;
+  END IF;
+  failure := NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_client_data(bytea, text, text) IS
+  'internal: check a ceremony''s clientDataJSON and spend its challenge; why it failed, or NULL';
+
+CREATE FUNCTION authctx._webauthn_user_verified(flags integer) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT (flags & 4) <> 0
+      OR pg_catalog.current_setting('authctx.webauthn_user_verification') = 'preferred';
+$$;
+COMMENT ON FUNCTION authctx._webauthn_user_verified(integer) IS
+  'internal: the user-verified flag is set, or authctx.webauthn_user_verification does not require it';
+
+CREATE FUNCTION authctx.register_webauthn(user_id uuid, attestation_object bytea,
+    client_data_json bytea, rp_id text, origin text, name text DEFAULT NULL)
+RETURNS bytea
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_failure  text;
+  v_chal     bytea;
+  v_status   integer;
+  v_cred     bytea;
+  v_key      bytea;
+  v_alg      integer;
+  v_count    bigint;
+  v_flags    integer;
+  v_fmt      text;
+BEGIN
+  IF register_webauthn.user_id IS NULL OR register_webauthn.attestation_object IS NULL
+     OR register_webauthn.client_data_json IS NULL OR register_webauthn.rp_id IS NULL
+     OR register_webauthn.origin IS NULL THEN
+    RAISE EXCEPTION 'user_id, attestation_object, client_data_json, rp_id and origin must not be null'
+      USING ERRCODE = '22004';
+  END IF;
+  PERFORM 1 FROM authctx.users u
+    WHERE u.id = register_webauthn.user_id
+    FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user does not exist' USING ERRCODE = '42704';
+  END IF;
+
+  BEGIN
+    SELECT c.failure, c.challenge INTO v_failure, v_chal
+      FROM authctx._webauthn_client_data(register_webauthn.client_data_json,
+                                         'webauthn.create', register_webauthn.origin) c;
+    IF v_failure IS NULL THEN
+      SELECT r.status, r.credential_id, r.public_key, r.alg, r.sign_count, r.flags, r.fmt
+        INTO v_status, v_cred, v_key, v_alg, v_count, v_flags, v_fmt
+        FROM authctx._webauthn_parse_registration(register_webauthn.attestation_object,
+                                                  register_webauthn.rp_id) r;
+      v_failure := CASE v_status
+                     WHEN 0 THEN NULL
+                     WHEN -2 THEN 'rp_id'
+                     WHEN -3 THEN 'user_presence'
+                     WHEN -6 THEN 'no_credential'
+                     WHEN -7 THEN 'attestation'
+                     WHEN -8 THEN 'key'
+                     WHEN -9 THEN 'credential_id'
+                     ELSE 'malformed'
+                   END;
+    END IF;
+    IF v_failure IS NULL AND NOT authctx._webauthn_user_verified(v_flags) THEN
+      v_failure := 'user_verification';
+    END IF;
+    IF v_failure IS NULL THEN
+      INSERT INTO authctx.webauthn_credentials
+             (credential_id, user_id, public_key, alg, sign_count, name)
+      VALUES (v_cred, register_webauthn.user_id, v_key, v_alg, v_count,
+              register_webauthn.name)
+      ON CONFLICT DO NOTHING;
+      IF NOT FOUND THEN
+        v_failure := 'credential_exists';
+      END IF;
+    END IF;
+    IF v_failure IS NOT NULL THEN
+      RAISE EXCEPTION 'webauthn registration failed' USING ERRCODE = 'AXW00';
+    END IF;
+  EXCEPTION WHEN SQLSTATE 'AXW00' THEN
+    NULL;                       -- rolled back: no spend, no row
+  END;
+
+  IF v_failure IS NULL THEN
+    PERFORM authctx._audit('webauthn_credential_added', register_webauthn.user_id,
+                           NULL, NULL,
+                           pg_catalog.jsonb_build_object('alg', v_alg,
+                                                         'name', register_webauthn.name,
+                                                         'attestation', v_fmt));
+    RETURN v_cred;
+  END IF;
+
+  -- in a transaction of its own: our caller's rollback must not undo it
+  PERFORM authctx._autonomous('webauthn_failed', pg_catalog.jsonb_build_object(
+    'challenge', pg_catalog.encode(v_chal, 'hex'),
+    'credential_id', pg_catalog.encode(v_cred, 'hex'),
+    'user_id', register_webauthn.user_id,
+    'reason', 'registration: ' || v_failure,
+    'clone', false,
+    'login', false,
+    'db_role', pg_catalog.session_user()));
+  RAISE EXCEPTION 'webauthn registration failed' USING ERRCODE = '22023',
+    DETAIL = 'The attestation object or client data does not show a valid registration of a supported passkey for this challenge, relying party and origin.';
+END
+$$;
+COMMENT ON FUNCTION authctx.register_webauthn(uuid, bytea, bytea, text, text, text) IS
+  'register a passkey from a navigator.credentials.create() response (attestation none or packed self-attestation, not evaluated); its credential id; any failure raises 22023, stores nothing and spends the challenge';
+
+CREATE OR REPLACE FUNCTION authctx._webauthn_verify(p_credential_id bytea,
+    p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
+    p_rp_id text, p_origin text,
+    OUT verified_user uuid, OUT credential_user uuid, OUT failure text,
+    OUT challenge bytea, OUT stored_count bigint, OUT presented_count bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_cred     record;
+  v_counter  bigint;
+BEGIN
+  failure := 'malformed';
+  IF p_credential_id IS NULL OR p_authenticator_data IS NULL
+     OR p_client_data_json IS NULL OR p_signature IS NULL
+     OR p_rp_id IS NULL OR p_origin IS NULL THEN
+    RETURN;
+  END IF;
+
+  -- clientDataJSON; the challenge is spent here, whatever follows
+  SELECT c.failure, c.challenge INTO failure, challenge
+    FROM authctx._webauthn_client_data(p_client_data_json, 'webauthn.get', p_origin) c;
+  IF failure IS NOT NULL THEN
+    RETURN;
+  END IF;
+
+  -- the credential, locked so that concurrent assertions see each other's counter
+  SELECT c.user_id, c.public_key, c.sign_count, c.clone_suspected_at, u.disabled_at
+    INTO v_cred
+    FROM authctx.webauthn_credentials c
+    JOIN authctx.users u ON u.id = c.user_id
+   WHERE c.credential_id = p_credential_id
+     FOR UPDATE OF c;
+  IF NOT FOUND THEN
+    failure := 'credential';
+    RETURN;
+  END IF;
+  credential_user := v_cred.user_id;
+  IF v_cred.disabled_at IS NOT NULL THEN
+    failure := 'disabled';
+    RETURN;
+  END IF;
+  IF v_cred.clone_suspected_at IS NOT NULL THEN
+    failure := 'clone_suspected';
+    RETURN;
+  END IF;
+
+  v_counter := authctx._webauthn_check_assertion(v_cred.public_key,
+                 p_authenticator_data, p_client_data_json, p_signature, p_rp_id);
+  IF v_counter < 0 THEN
+    failure := CASE v_counter
+                 WHEN -2 THEN 'rp_id'
+                 WHEN -3 THEN 'user_presence'
+                 WHEN -4 THEN 'signature'
+                 ELSE 'malformed'
+               END;
+    RETURN;
+  END IF;
+  -- the signature covers the flags: a byte C has just read (authData >= 37 bytes)
+  IF NOT authctx._webauthn_user_verified(pg_catalog.get_byte(p_authenticator_data, 32)) THEN
+    failure := 'user_verification';
+    RETURN;
+  END IF;
+
+  -- a counter that does not grow (either side non-zero): possibly cloned;
+  -- the caller marks the credential out of band (_webauthn_attempt)
+  IF (v_cred.sign_count <> 0 OR v_counter <> 0) AND v_counter <= v_cred.sign_count THEN
+    failure := 'counter';
+    stored_count := v_cred.sign_count;
+    presented_count := v_counter;
+    RETURN;
+  END IF;
+
+  UPDATE authctx.webauthn_credentials c
+     SET sign_count = v_counter,
+         last_used_at = pg_catalog.clock_timestamp()
+   WHERE c.credential_id = p_credential_id;
+  verified_user := v_cred.user_id;
+  failure := NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text) IS
+  'internal: verify a WebAuthn assertion; the user, the credential''s owner, and why it failed';
+
+REVOKE ALL ON FUNCTION
+  authctx._webauthn_parse_registration(bytea, text),
+  authctx._webauthn_client_data(bytea, text, text),
+  authctx._webauthn_user_verified(integer),
+  authctx.register_webauthn(uuid, bytea, bytea, text, text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+  authctx.register_webauthn(uuid, bytea, bytea, text, text, text)
+TO authctx_manager;

@@ -1,125 +1,136 @@
 #!/usr/bin/env bash
-# examples/demo.sh — what `make demo` runs.
+# examples/demo.sh — what `make demo` runs: the notes web application.
 #
 # On a fresh Debian 12 machine, as root: installs what it needs, builds and
-# installs authctx, starts a throwaway cluster as the postgres OS user, and
-# walks through two tenants, login, isolation, a forged context and a
-# revoked session.  The cluster is removed at the end.
+# installs authctx, then starts a throwaway stack on loopback, as the
+# postgres OS user: a PostgreSQL cluster (authctx preloaded) with the notes
+# schema and two tenants (examples/notes-app/schema.sql, seed.sql),
+# PgBouncer in transaction mode, and the notes app
+# (examples/notes-app/app.py).  It then walks through the JSON API with
+# printed HTTP requests and responses (walkthrough.py): login, notes kept
+# apart by tenant, a forged tenant refused, refresh rotation and reuse,
+# logout.  Everything is removed at the end.
+#
+#   make demo                 the walkthrough, then clean up
+#   make demo KEEP=1          leave the stack running afterwards, to open
+#                             http://localhost:PORT/ in a browser (passkeys
+#                             too); Ctrl-C stops it
+#   DEMO_PORT=8080 make demo  the app's port (default: a free one)
+#
+# `make demo-sql` is the same tour in psql, without the web application.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 bash test/deps
-exec 9>/tmp/authctx-install.lock
+# AUTHCTX_PGROOT: a private copy of the PostgreSQL installation made by
+# `make test` (test/run), so that the demo installs nothing system-wide
+pg_config=pg_config
+lock=/tmp/authctx-install.lock
+if [ -n "${AUTHCTX_PGROOT:-}" ]; then
+	pg_config=$AUTHCTX_PGROOT$(pg_config --bindir)/pg_config
+	lock=$AUTHCTX_PGROOT/authctx-install.lock
+	[ -x "$pg_config" ] || { echo "demo: no PostgreSQL copy in $AUTHCTX_PGROOT (make test creates it)" >&2; exit 1; }
+fi
+exec 9>"$lock"
 flock 9
-make -s >/dev/null
-make -s install >/dev/null
+make -s PG_CONFIG="$pg_config" >/dev/null
+make -s PG_CONFIG="$pg_config" install >/dev/null
+exec 9>&-
 
-bindir=$(pg_config --bindir)
+bindir=$("$pg_config" --bindir)
 work=$(mktemp -d /tmp/authctx-demo.XXXXXX)
+chmod 755 "$work"
 chown postgres "$work"
-port=$(( 20000 + RANDOM % 20000 ))
-# run as postgres from a directory it can enter (the checkout may be in a
-# directory only root can read, and psql warns about its working directory)
+free_port() {
+	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+pgport=$(free_port)
+bport=$(free_port)
+port=${DEMO_PORT:-$(free_port)}
+# run as postgres from a directory it can enter
 as_pg() { (cd "$work" && runuser -u postgres -- "$@"); }
+app_pid=""
 cleanup() {
-  as_pg "$bindir/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
+	[ -n "$app_pid" ] && kill "$app_pid" 2>/dev/null && wait "$app_pid" 2>/dev/null
+	[ -f "$work/pgbouncer.pid" ] && kill "$(cat "$work/pgbouncer.pid")" 2>/dev/null
+	as_pg "$bindir/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+if [ -t 1 ]; then
+	say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+else
+	say() { printf '\n%s\n' "$*"; }
+fi
 
+say "Starting a throwaway stack: PostgreSQL (authctx preloaded) -> PgBouncer (transaction mode) -> notes app"
 as_pg "$bindir/initdb" -D "$work/data" -A trust >/dev/null
 cat >> "$work/data/postgresql.conf" <<CONF
-port = $port
+port = $pgport
 listen_addresses = ''
 unix_socket_directories = '$work'
 shared_preload_libraries = 'authctx'
 CONF
-as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
+as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/postgresql.log" -w start >/dev/null
+as_pg "$bindir/createdb" -h "$work" -p "$pgport" notes
+for f in schema.sql seed.sql; do
+	as_pg "$bindir/psql" -X -q -o /dev/null -v ON_ERROR_STOP=1 -h "$work" -p "$pgport" \
+		-d notes -f "$root/examples/notes-app/$f"
+done
 
-psql_su()  { as_pg psql -X -q -h "$work" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-psql_app() { as_pg psql -X -q -v SHOW_CONTEXT=never -h "$work" -p "$port" -U app -d postgres "$@"; }
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+cat > "$work/pgbouncer.ini" <<INI
+[databases]
+notes = host=$work port=$pgport dbname=notes
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bport
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/users.txt
+pool_mode = transaction
+default_pool_size = 2
+server_reset_query =
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+INI
+printf '"notes_app" ""\n"notes_registrar" ""\n' > "$work/users.txt"
+chown postgres "$work/pgbouncer.ini" "$work/users.txt"
+as_pg pgbouncer -d -q "$work/pgbouncer.ini"
 
-say "1. CREATE EXTENSION authctx; two tenants, one user each, an application role"
-psql_su <<'SQL'
-CREATE EXTENSION authctx;
-CREATE ROLE app LOGIN;
-GRANT authctx_app TO app;
-SELECT authctx.create_tenant('acme', 'Acme Inc.') IS NOT NULL AS acme_created,
-       authctx.create_tenant('globex', 'Globex Corp.') IS NOT NULL AS globex_created;
-SELECT authctx.add_member('acme', authctx.create_user('alice@acme.test', 'Alice'), 'owner');
-SELECT authctx.add_member('globex', authctx.create_user('bob@globex.test', 'Bob'));
-SELECT authctx.set_password(id, 'correct horse battery staple') FROM authctx.users;
-SQL
-echo "tenants acme and globex; alice@acme.test (owner of acme), bob@globex.test (member of globex)"
+# the app reads its pages from the checkout: a copy postgres can read
+cp -r "$root/examples/notes-app" "$work/app"
+chown -R postgres "$work/app"
+# setpriv execs (runuser would stay in between and not pass on a signal)
+(cd "$work" && exec setpriv --reuid=postgres --regid=postgres --init-groups -- \
+	/usr/bin/python3 "$work/app/app.py" --quiet \
+	--dsn "host=127.0.0.1 port=$bport dbname=notes user=notes_app" \
+	--registrar-dsn "host=127.0.0.1 port=$bport dbname=notes user=notes_registrar" \
+	--listen "127.0.0.1:$port" --origin "http://localhost:$port") >"$work/app.log" 2>&1 &
+app_pid=$!
+for _ in $(seq 1 100); do
+	/usr/bin/python3 - "$port" <<'PY' 2>/dev/null && break
+import sys, urllib.request
+urllib.request.urlopen("http://127.0.0.1:%s/healthz" % sys.argv[1], timeout=1)
+PY
+	sleep 0.1
+done
+echo "postgresql :$pgport (unix socket in $work), pgbouncer 127.0.0.1:$bport, notes app http://localhost:$port"
 
-say "2. A DBA isolates a table by tenant (RLS, enforced inside the database)"
-psql_su <<'SQL'
-CREATE TABLE invoices (id serial PRIMARY KEY, tenant_id uuid NOT NULL, amount numeric);
-SELECT authctx.enable_tenant_isolation('invoices');
-GRANT SELECT, INSERT, UPDATE, DELETE ON invoices TO app;
-GRANT USAGE ON SEQUENCE invoices_id_seq TO app;
-\x on
-SELECT table_name, rls_enabled, rls_forced, has_policy, has_index, coalesce(problem, 'none') AS problem
-  FROM authctx.isolation_report();
-SQL
+/usr/bin/python3 "$root/examples/notes-app/walkthrough.py" "http://127.0.0.1:$port"
 
-say "3. Alice and Bob log in (argon2id password check); the app receives bearer tokens"
-alice=$(psql_app -At -c "SELECT session_token FROM authctx.login('alice@acme.test', 'correct horse battery staple')")
-bob=$(psql_app -At -c "SELECT session_token FROM authctx.login('bob@globex.test', 'correct horse battery staple')")
-echo "alice's token: ${alice:0:12}... (${#alice} characters)"
-echo "bob's token:   ${bob:0:12}... (${#bob} characters)"
-echo "a wrong password:"
-psql_app -c "SELECT authctx.login('alice@acme.test', 'wrong')" 2>&1 | sed 's/^/   /' || true
-
-say "4. Each request: BEGIN; SELECT auth_begin(token); ... COMMIT"
-psql_app <<SQL
-BEGIN;
-SELECT user_id IS NOT NULL AS authenticated, role, auth_method FROM auth_begin('$alice');
-INSERT INTO invoices (amount) VALUES (100), (250);
-COMMIT;
-BEGIN;
-SELECT role FROM auth_begin('$bob');
-INSERT INTO invoices (amount) VALUES (999);
-COMMIT;
-SQL
-echo "-- alice's view:"
-psql_app <<SQL
-BEGIN;
-SELECT true AS authenticated FROM auth_begin('$alice') \gset
-SELECT id, amount, tenant_id = authctx.tenant_id() AS own_tenant FROM invoices ORDER BY id;
-COMMIT;
-SQL
-echo "-- bob's view:"
-psql_app <<SQL
-BEGIN;
-SELECT true AS authenticated FROM auth_begin('$bob') \gset
-SELECT id, amount FROM invoices ORDER BY id;
-COMMIT;
-SQL
-echo "-- without auth_begin (no context): no rows, no writes"
-psql_app -c "SELECT count(*) AS visible_rows FROM invoices"
-psql_app -c "INSERT INTO invoices (amount) VALUES (1)" 2>&1 | sed 's/^/   /' || true
-
-say "5. Bob tries to forge Alice's tenant"
-acme=$(psql_su -At -c "SELECT id FROM authctx.tenants WHERE slug = 'acme'")
-psql_app <<SQL 2>&1 | sed 's/^/   /' || true
-BEGIN;
-SELECT role FROM auth_begin('$bob');
-SET LOCAL authctx.tenant_id = '$acme';
-ROLLBACK;
-BEGIN;
-SELECT role FROM auth_begin('$bob');
-SELECT set_config('authctx.tenant_id', '$acme', true);
-ROLLBACK;
-SELECT auth_begin('$bob', 'acme');
-SQL
-
-say "6. Alice logs out; her token is refused by the very next request"
-psql_app -c "SELECT authctx.logout('$alice')"
-psql_app -c "SELECT auth_begin('$alice')" 2>&1 | sed 's/^/   /' || true
-
-say "7. The audit log (readable by authctx_admin)"
-psql_su -c "SELECT event, count(*) FROM authctx.audit_log GROUP BY event ORDER BY event"
-
-say "Done: the throwaway cluster is removed."
+if [ -n "${KEEP:-}" ]; then
+	say "The stack keeps running: open http://localhost:$port/ in a browser on this machine"
+	cat <<EOF
+  sign in as alice@acme.test, bob@globex.test or carol@both.test,
+  password: correct horse battery staple (carol: type a tenant, acme or globex)
+  each tenant's own host: http://acme.localhost:$port/ and http://globex.localhost:$port/
+  passkeys: "Add a passkey" on the notes page, then "Sign in with a passkey"
+  from another machine: ssh -L $port:127.0.0.1:$port <this machine>, then the same URLs
+Ctrl-C stops everything and removes the throwaway cluster.
+EOF
+	wait "$app_pid"
+else
+	say "Done: the throwaway stack is removed (make demo KEEP=1 keeps it running for a browser)."
+fi

@@ -26,12 +26,15 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+-- roles outlive the test database: quiet when a previous run left them
+SET client_min_messages = warning;
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sc_app') THEN
     CREATE ROLE sc_app LOGIN;
   END IF;
 END $$;
 GRANT authctx_app TO sc_app;
+RESET client_min_messages;
 SELECT authctx.create_tenant('sc-acme') AS acme \gset
 SELECT authctx.create_user('sc-alice@example.com') AS alice \gset
 SELECT authctx.add_member('sc-acme', :'alice');

@@ -20,6 +20,8 @@ RESET client_min_messages;
 
 \i test/support/try.sql
 
+-- roles outlive the test database: quiet when a previous run left them
+SET client_min_messages = warning;
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ov_hijacker') THEN
     CREATE ROLE ov_hijacker NOLOGIN;
@@ -29,6 +31,7 @@ DO $$ BEGIN
   END IF;
 END $$;
 GRANT authctx_app TO ov_app;
+RESET client_min_messages;
 GRANT CREATE ON SCHEMA public TO ov_hijacker;
 SELECT authctx.create_tenant('ov-acme') AS acme \gset
 SELECT authctx.create_user('ov-alice@example.com') AS alice \gset

@@ -13,6 +13,8 @@ RESET client_min_messages;
 \set VERBOSITY terse
 SELECT current_user AS su \gset
 
+-- roles outlive the test database: quiet when a previous run left them
+SET client_min_messages = warning;
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hc_app') THEN
     CREATE ROLE hc_app LOGIN;
@@ -23,6 +25,7 @@ DO $$ BEGIN
 END $$;
 GRANT authctx_app TO hc_app;
 GRANT authctx_admin TO hc_admin;
+RESET client_min_messages;
 SELECT authctx.create_tenant('hc-acme') AS acme \gset
 SELECT authctx.create_tenant('hc-globex') AS globex \gset
 SELECT authctx.create_user('hc-alice@example.com') AS alice \gset

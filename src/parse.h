@@ -118,8 +118,36 @@ typedef struct WebauthnAuthData
 #define ASSERT_SIGNATURE	(-4)
 #define ASSERT_NOMEM		(-5)	/* never reaches SQL: the wrapper raises */
 
+/* A registration's attestation object, as WebauthnRegistrationParse reads it. */
+typedef struct WebauthnRegistration
+{
+	WebauthnAuthData ad;		/* rpIdHash, flags, signCount */
+	const unsigned char *cred_id;	/* credential id, inside the input */
+	size_t		cred_id_len;	/* 1 to 1023 */
+	const unsigned char *cose;	/* credential public key, inside the input */
+	size_t		cose_len;
+	WebauthnKey key;			/* that key, parsed and usable */
+	const unsigned char *fmt;	/* attestation format name, inside the input */
+	size_t		fmt_len;
+} WebauthnRegistration;
+
+/*
+ * Results of WebauthnRegistrationParse other than 0; the SQL side maps them
+ * to the reason recorded in the audit log.
+ */
+#define REGISTER_MALFORMED		(-1)	/* not an attestation object we read */
+#define REGISTER_RP_ID			(-2)
+#define REGISTER_NOT_PRESENT	(-3)
+#define REGISTER_NO_CREDENTIAL	(-6)	/* no attested credential data */
+#define REGISTER_ATTESTATION	(-7)	/* a format or statement we refuse */
+#define REGISTER_KEY			(-8)	/* not an EdDSA or ES256 key, or invalid */
+#define REGISTER_CREDENTIAL_ID	(-9)	/* credential id of 0 or over 1023 bytes */
+
 extern ParseStatus CoseKeyParse(const unsigned char *buf, size_t len,
 								WebauthnKey *key);
+extern int	WebauthnRegistrationParse(const unsigned char *att, size_t attlen,
+									  const char *rp_id, size_t rp_idlen,
+									  WebauthnRegistration *out);
 extern bool WebauthnKeyUsable(const WebauthnKey *key);
 extern ParseStatus WebauthnAuthDataParse(const unsigned char *buf, size_t len,
 										 WebauthnAuthData *out);

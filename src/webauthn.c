@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * webauthn.c
- *		WebAuthn (passkey) assertions: challenges, COSE keys, signatures.
+ *		WebAuthn (passkeys): challenges, COSE keys, signatures, registration.
  *
- * The SQL side (src/sql/60_webauthn.sql) owns the flow of a verification:
- * parsing clientDataJSON, spending the challenge, finding the credential,
- * the counter rule and the login.  C holds only what SQL cannot do safely
- * or at all:
+ * The SQL side (src/sql/60_webauthn.sql) owns the flow of a verification
+ * and of a registration: parsing clientDataJSON, spending the challenge,
+ * the rules on type, origin, crossOrigin and topOrigin, user verification
+ * (authctx.webauthn_user_verification, defined here), finding or storing
+ * the credential, the counter rule and the login.  C holds only what SQL
+ * cannot do safely or at all:
  *
  *	- issuing a challenge: 32 bytes from libsodium's CSPRNG, stored with an
  *	  expiry taken from authctx.webauthn_challenge_ttl (this file);
@@ -15,9 +17,13 @@
  *	- checking an assertion: rpIdHash, the user-present flag and the
  *	  signature over authenticatorData || SHA-256(clientDataJSON), with
  *	  libsodium (Ed25519, SHA-256) and OpenSSL's libcrypto (P-256 ECDSA);
+ *	- reading a registration's attestation object: authenticatorData with
+ *	  its attested credential data and extensions, and the attestation
+ *	  statement, of which only "none" and "packed" self-attestation are
+ *	  taken (and not evaluated: authctx trusts no attestation);
  *	- decoding the base64url challenge of clientDataJSON (libsodium).
  *
- * The last three read attacker-supplied bytes: they are plain C, free of
+ * The last four read attacker-supplied bytes: they are plain C, free of
  * the server, in webauthn_parse.c and base64url.c (fuzzed on their own by
  * test/fuzz); this file holds their SQL-callable wrappers.
  *
@@ -36,9 +42,11 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
@@ -49,9 +57,28 @@ PG_FUNCTION_INFO_V1(authctx_webauthn_challenge);
 PG_FUNCTION_INFO_V1(authctx_webauthn_key_alg);
 PG_FUNCTION_INFO_V1(authctx_webauthn_check_assertion);
 PG_FUNCTION_INFO_V1(authctx_webauthn_b64url_decode);
+PG_FUNCTION_INFO_V1(authctx_webauthn_parse_registration);
 
 /* Lifetime of an issued challenge, in seconds. */
 int			authctx_webauthn_challenge_ttl = 300;
+
+/*
+ * Must a ceremony prove user verification (the UV flag)?  A passkey login
+ * is passwordless, so by default it must show a PIN or biometric, not mere
+ * possession.  Read by the SQL side, for assertions and registrations.
+ */
+typedef enum WebauthnUserVerification
+{
+	WEBAUTHN_UV_REQUIRED,
+	WEBAUTHN_UV_PREFERRED
+} WebauthnUserVerification;
+
+static const struct config_enum_entry webauthn_uv_options[] = {
+	{"required", WEBAUTHN_UV_REQUIRED, false},
+	{"preferred", WEBAUTHN_UV_PREFERRED, false},
+	{NULL, 0, false}
+};
+static int	authctx_webauthn_user_verification = WEBAUTHN_UV_REQUIRED;
 
 #define WEBAUTHN_CHALLENGE_LEN	32
 #define WEBAUTHN_CHALLENGE_SWEEP 16 /* expired rows removed per new challenge */
@@ -208,6 +235,61 @@ authctx_webauthn_b64url_decode(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(out);
 }
 
+/*
+ * authctx._webauthn_parse_registration(attestation_object bytea, rp_id text,
+ *		OUT status integer, OUT credential_id bytea, OUT public_key bytea,
+ *		OUT alg integer, OUT sign_count bigint, OUT flags integer,
+ *		OUT fmt text)
+ *
+ * register_webauthn must store nothing an attacker shaped beyond what the
+ * ceremony allows, so the attestation object is read here, strictly, by
+ * WebauthnRegistrationParse: status 0 with the credential (its COSE_Key
+ * exactly as the authenticator sent it), or a negative REGISTER_* code and
+ * NULLs.  Never raises for bad input; the user-verification rule is the
+ * caller's (flags).
+ */
+Datum
+authctx_webauthn_parse_registration(PG_FUNCTION_ARGS)
+{
+	bytea	   *att = PG_GETARG_BYTEA_PP(0);
+	text	   *rp_id = PG_GETARG_TEXT_PP(1);
+	WebauthnRegistration reg;
+	TupleDesc	tupdesc;
+	Datum		values[7];
+	bool		nulls[7] = {false, true, true, true, true, true, true};
+	int			status;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	CryptoInit();
+	status = WebauthnRegistrationParse((const unsigned char *) VARDATA_ANY(att),
+									   VARSIZE_ANY_EXHDR(att),
+									   VARDATA_ANY(rp_id), VARSIZE_ANY_EXHDR(rp_id),
+									   &reg);
+	values[0] = Int32GetDatum(status);
+	if (status == 0)
+	{
+		bytea	   *cred = (bytea *) palloc(VARHDRSZ + reg.cred_id_len);
+		bytea	   *cose = (bytea *) palloc(VARHDRSZ + reg.cose_len);
+
+		SET_VARSIZE(cred, VARHDRSZ + reg.cred_id_len);
+		memcpy(VARDATA(cred), reg.cred_id, reg.cred_id_len);
+		SET_VARSIZE(cose, VARHDRSZ + reg.cose_len);
+		memcpy(VARDATA(cose), reg.cose, reg.cose_len);
+		values[1] = PointerGetDatum(cred);
+		values[2] = PointerGetDatum(cose);
+		values[3] = Int32GetDatum(reg.key.alg);
+		values[4] = Int64GetDatum((int64) reg.ad.sign_count);
+		values[5] = Int32GetDatum((int32) reg.ad.flags);
+		values[6] = PointerGetDatum(cstring_to_text_with_len((const char *) reg.fmt,
+															 (int) reg.fmt_len));
+		memset(nulls, false, sizeof(nulls));
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
 /* Define the WebAuthn settings. */
 void
 WebauthnInit(void)
@@ -218,4 +300,10 @@ WebauthnInit(void)
 							&authctx_webauthn_challenge_ttl,
 							300, 1, 86400,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomEnumVariable("authctx.webauthn_user_verification",
+							 "Whether a passkey login or registration must prove user verification (PIN or biometric).",
+							 "required: the authenticator's user-verified flag must be set; preferred: user presence is enough.",
+							 &authctx_webauthn_user_verification,
+							 WEBAUTHN_UV_REQUIRED, webauthn_uv_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }

@@ -18,7 +18,13 @@
  *	- the assertion check: rpIdHash, the user-present flag and the signature
  *	  over authenticatorData || SHA-256(clientDataJSON), with libsodium
  *	  (Ed25519, SHA-256) and OpenSSL's libcrypto (P-256 ECDSA).  It never
- *	  fails for bad input: it answers a negative ASSERT_* code.
+ *	  fails for bad input: it answers a negative ASSERT_* code;
+ *	- a registration's attestation object: the map {fmt, attStmt,
+ *	  authData}, the attested credential data (credential id, COSE_Key),
+ *	  extensions stepped over (the reader's one generic skip, bounded in
+ *	  depth), and the two attestation statements we take without
+ *	  evaluating them, "none" and "packed" self-attestation.  It answers a
+ *	  negative REGISTER_* code for bad input.
  *
  * clientDataJSON itself is parsed by the SQL side (jsonb); here it is only
  * hashed.  Nothing here keeps state, and OpenSSL's thread-local error queue
@@ -59,7 +65,8 @@
 #define AUTHDATA_FLAG_UP	0x01
 
 /* ---------------------------------------------------------------------
- * A strict CBOR reader (RFC 8949), for the subset a COSE_Key needs.
+ * A strict CBOR reader (RFC 8949), for the subset a COSE_Key and an
+ * attestation object need.
  * ---------------------------------------------------------------------
  */
 
@@ -74,6 +81,9 @@ typedef struct CborReader
 #define CBOR_BYTES	2
 #define CBOR_TEXT	3
 #define CBOR_MAP	5
+#define CBOR_ARRAY	4			/* only stepped over (CborSkip) */
+#define CBOR_SIMPLE 7			/* only false, true, null, stepped over */
+#define CBOR_MAX_DEPTH	8		/* extensions nest a level or two */
 
 /* One decoded data item: an integer, a string, or a map header. */
 typedef struct CborItem
@@ -466,4 +476,237 @@ WebauthnCheckAssertion(const unsigned char *cose, size_t coselen,
 	if (!ok)
 		return ASSERT_SIGNATURE;
 	return (int64_t) ad.sign_count;
+}
+
+/* ---------------------------------------------------------------------
+ * Registration: the attestation object.
+ * ---------------------------------------------------------------------
+ */
+
+#define ATTESTATION_MAX_LEN 65536
+#define CREDENTIAL_ID_MAX	1023	/* WebAuthn: credential ids are at most 1023 bytes */
+#define AAGUID_LEN			16
+#define AUTHDATA_FLAG_AT	0x40
+#define AUTHDATA_FLAG_ED	0x80
+
+/*
+ * Step over one data item of any kind a WebAuthn extension may hold
+ * (integers, strings, arrays, maps, false/true/null), refusing tags,
+ * floats, indefinite lengths and anything nested deeper than
+ * CBOR_MAX_DEPTH.  A count larger than the bytes left is refused before
+ * looping, since every item takes at least one byte.
+ */
+static bool
+CborSkip(CborReader *r, int depth)
+{
+	int			major;
+	uint64_t	arg;
+
+	if (depth > CBOR_MAX_DEPTH || !CborReadHead(r, &major, &arg))
+		return false;
+	switch (major)
+	{
+		case CBOR_UINT:
+		case CBOR_NEGINT:
+			return true;
+		case CBOR_BYTES:
+		case CBOR_TEXT:
+			if (arg > (uint64_t) (r->end - r->p))
+				return false;
+			r->p += arg;
+			return true;
+		case CBOR_ARRAY:
+		case CBOR_MAP:
+			if (arg > (uint64_t) (r->end - r->p))
+				return false;
+			if (major == CBOR_MAP)
+				arg *= 2;
+			for (uint64_t i = 0; i < arg; i++)
+				if (!CborSkip(r, depth + 1))
+					return false;
+			return true;
+		case CBOR_SIMPLE:
+			return arg >= 20 && arg <= 22;	/* false, true, null */
+		default:
+			return false;		/* tags */
+	}
+}
+
+/* Is this item the text string key? */
+static inline bool
+CborIsText(const CborItem *item, const char *key)
+{
+	size_t		n = strlen(key);
+
+	return item->major == CBOR_TEXT && item->len == n &&
+		memcmp(item->data, key, n) == 0;
+}
+
+/*
+ * Check attStmt for the formats we accept, knowing the credential's key:
+ * "none" with an empty statement, or "packed" self-attestation, a statement
+ * of exactly {"alg": the credential key's algorithm, "sig": bytes} (no
+ * certificate chain: a batch or CA attestation is not self-attestation).
+ * The self-attestation signature is not verified: authctx does not
+ * evaluate attestation at all, and says so.
+ */
+static int
+AttStmtCheck(const CborItem *fmt, const unsigned char *stmt, size_t stmtlen,
+			 int key_alg)
+{
+	CborReader	r;
+	CborItem	map;
+	bool		seen_alg = false,
+				seen_sig = false;
+
+	r.p = stmt;
+	r.end = stmt + stmtlen;
+	if (!CborReadItem(&r, &map) || map.major != CBOR_MAP)
+		return REGISTER_ATTESTATION;
+	if (CborIsText(fmt, "none"))
+		return map.len == 0 ? 0 : REGISTER_ATTESTATION;
+	if (!CborIsText(fmt, "packed") || map.len != 2)
+		return REGISTER_ATTESTATION;
+	for (uint64_t i = 0; i < map.len; i++)
+	{
+		CborItem	label;
+		CborItem	value;
+
+		if (!CborReadItem(&r, &label))
+			return REGISTER_ATTESTATION;
+		if (CborIsText(&label, "alg") && !seen_alg)
+		{
+			if (!CborReadItem(&r, &value) || !CborIsInt(&value) ||
+				value.ival != key_alg)
+				return REGISTER_ATTESTATION;
+			seen_alg = true;
+		}
+		else if (CborIsText(&label, "sig") && !seen_sig)
+		{
+			if (!CborReadItem(&r, &value) || value.major != CBOR_BYTES ||
+				value.len == 0 || value.len > SIGNATURE_MAX_LEN)
+				return REGISTER_ATTESTATION;
+			seen_sig = true;
+		}
+		else
+			return REGISTER_ATTESTATION;	/* x5c, ecdaaKeyId, duplicates */
+	}
+	return 0;
+}
+
+/*
+ * Read a registration's attestation object (WebAuthn §6.5.4) as a relying
+ * party must before storing its credential: exactly the map {"fmt": text,
+ * "attStmt": map, "authData": bytes} in any order with nothing after it;
+ * authenticatorData whose rpIdHash is SHA-256(rp_id), with the user-present
+ * and attested-credential-data flags, a credential id of 1 to 1023 bytes, a
+ * COSE_Key that CoseKeyParse and WebauthnKeyUsable accept, extensions when
+ * (and only when) their flag says so, nothing after them; and an attStmt
+ * that AttStmtCheck accepts.  0, and *out filled in with pointers into att;
+ * or a negative REGISTER_* code, the first check that failed.  User
+ * verification is the caller's rule (a setting), read from out->ad.flags.
+ */
+int
+WebauthnRegistrationParse(const unsigned char *att, size_t attlen,
+						  const char *rp_id, size_t rp_idlen,
+						  WebauthnRegistration *out)
+{
+	CborReader	r;
+	CborItem	map;
+	CborItem	fmt = {0};
+	const unsigned char *stmt = NULL;
+	size_t		stmtlen = 0;
+	const unsigned char *ad = NULL;
+	size_t		adlen = 0;
+	unsigned char rp_hash[crypto_hash_sha256_BYTES];
+	const unsigned char *p;
+	const unsigned char *end;
+
+	memset(out, 0, sizeof(*out));
+	if (attlen == 0 || attlen > ATTESTATION_MAX_LEN)
+		return REGISTER_MALFORMED;
+	r.p = att;
+	r.end = att + attlen;
+	if (!CborReadItem(&r, &map) || map.major != CBOR_MAP || map.len != 3)
+		return REGISTER_MALFORMED;
+	for (int i = 0; i < 3; i++)
+	{
+		CborItem	key;
+		CborItem	value;
+
+		if (!CborReadItem(&r, &key))
+			return REGISTER_MALFORMED;
+		if (CborIsText(&key, "fmt") && fmt.data == NULL)
+		{
+			if (!CborReadItem(&r, &fmt) || fmt.major != CBOR_TEXT || fmt.len == 0)
+				return REGISTER_MALFORMED;
+		}
+		else if (CborIsText(&key, "attStmt") && stmt == NULL)
+		{
+			stmt = r.p;
+			if (!CborSkip(&r, 0))
+				return REGISTER_MALFORMED;
+			stmtlen = r.p - stmt;
+		}
+		else if (CborIsText(&key, "authData") && ad == NULL)
+		{
+			if (!CborReadItem(&r, &value) || value.major != CBOR_BYTES)
+				return REGISTER_MALFORMED;
+			ad = value.data;
+			adlen = value.len;
+		}
+		else
+			return REGISTER_MALFORMED;	/* another key, or one twice */
+	}
+	if (r.p != r.end)
+		return REGISTER_MALFORMED;
+
+	/* authenticatorData: the head, then the attested credential data */
+	if (WebauthnAuthDataParse(ad, adlen, &out->ad) != PARSE_OK)
+		return REGISTER_MALFORMED;
+	crypto_hash_sha256(rp_hash, (const unsigned char *) rp_id, rp_idlen);
+	if (sodium_memcmp(out->ad.rp_id_hash, rp_hash, sizeof(rp_hash)) != 0)
+		return REGISTER_RP_ID;
+	if ((out->ad.flags & AUTHDATA_FLAG_UP) == 0)
+		return REGISTER_NOT_PRESENT;
+	if ((out->ad.flags & AUTHDATA_FLAG_AT) == 0)
+		return REGISTER_NO_CREDENTIAL;
+
+	p = ad + AUTHDATA_MIN_LEN;
+	end = ad + adlen;
+	if (end - p < AAGUID_LEN + 2)
+		return REGISTER_MALFORMED;
+	p += AAGUID_LEN;
+	out->cred_id_len = ((size_t) p[0] << 8) | p[1];
+	p += 2;
+	if (out->cred_id_len == 0 || out->cred_id_len > CREDENTIAL_ID_MAX)
+		return REGISTER_CREDENTIAL_ID;
+	if ((size_t) (end - p) < out->cred_id_len)
+		return REGISTER_MALFORMED;
+	out->cred_id = p;
+	p += out->cred_id_len;
+
+	/* the credential public key: one CBOR map; its extent, then its check */
+	r.p = p;
+	r.end = end;
+	if (r.p >= r.end || (*r.p >> 5) != CBOR_MAP || !CborSkip(&r, 0))
+		return REGISTER_MALFORMED;
+	out->cose = p;
+	out->cose_len = r.p - p;
+	if (CoseKeyParse(out->cose, out->cose_len, &out->key) != PARSE_OK ||
+		!WebauthnKeyUsable(&out->key))
+		return REGISTER_KEY;
+
+	/* extensions: one map exactly when the flag says so; then the end */
+	if (out->ad.flags & AUTHDATA_FLAG_ED)
+	{
+		if (r.p >= r.end || (*r.p >> 5) != CBOR_MAP || !CborSkip(&r, 0))
+			return REGISTER_MALFORMED;
+	}
+	if (r.p != r.end)
+		return REGISTER_MALFORMED;
+
+	out->fmt = fmt.data;
+	out->fmt_len = fmt.len;
+	return AttStmtCheck(&fmt, stmt, stmtlen, out->key.alg);
 }

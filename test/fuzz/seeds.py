@@ -52,6 +52,15 @@ def fixtures():
     return rows
 
 
+def registrations():
+    """name -> attestation object, from the FIXTURES block of sql/webauthn_register.sql."""
+    text = open(os.path.join(ROOT, "sql", "webauthn_register.sql")).read()
+    block = text[text.index("-- BEGIN FIXTURES"):text.index("-- END FIXTURES")]
+    block = block[block.index("wr_reg VALUES"):]
+    return {m.group(1): bytes.fromhex(m.group(2))
+            for m in re.finditer(r"\(\s*'([a-z0-9_]+)', \d+, '\\x([0-9a-f]*)'", block)}
+
+
 def field(b):
     """fuzz.h's FuzzField framing: 2-byte big-endian length, then the bytes."""
     return struct.pack(">H", len(b)) + b
@@ -65,8 +74,12 @@ def write(target, name, data):
 
 
 def main():
-    if os.path.isdir(CORPUS):
-        shutil.rmtree(CORPUS)
+    # only the targets written here: jwks, jws and sjson come from
+    # test/fixtures/jwt/gen.py
+    for target in ("token_text", "token_binary", "base64url", "cose_key",
+                   "authdata", "clientdata", "redact", "attestation"):
+        if os.path.isdir(os.path.join(CORPUS, target)):
+            shutil.rmtree(os.path.join(CORPUS, target))
     fx = fixtures()
     keys = {n: v[0] for n, v in fx.items() if len(v) == 1}
     asserts = {n: v for n, v in fx.items() if len(v) == 4}
@@ -100,6 +113,10 @@ def main():
 
     for name in ("ed_ok", "es_seven"):
         write("clientdata", name, asserts[name][2])
+
+    regs = registrations()
+    for name in ("ok_es_none", "ok_ed_none", "ok_packed_self", "ok_extensions", "packed_x5c"):
+        write("attestation", name, field(rp) + regs[name])
 
     s, k = toks["session"].decode(), toks["api_key"].decode()
     write("redact", "statement", ("SELECT auth_begin('%s');" % s).encode())
