@@ -7,8 +7,22 @@
 EXTENSION  = authctx
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
 
+# The parsers of untrusted bytes: plain C over buffers (src/parse.h), built
+# into the extension and, without PostgreSQL, into the libFuzzer targets of
+# test/fuzz.  A new parser file is one more line here.
+PARSER_SRCS = \
+	src/base64url.c \
+	src/jwk.c \
+	src/jws.c \
+	src/pkey.c \
+	src/redact_scan.c \
+	src/sjson.c \
+	src/token_parse.c \
+	src/webauthn_parse.c
+
 MODULE_big = authctx
 OBJS = \
+	$(PARSER_SRCS:.c=.o) \
 	src/authctx.o \
 	src/audit.o \
 	src/cache.o \
@@ -18,14 +32,10 @@ OBJS = \
 	src/fetch.o \
 	src/identity.o \
 	src/issuer.o \
-	src/jwk.o \
-	src/jws.o \
-	src/pkey.o \
 	src/redact.o \
 	src/request.o \
 	src/seen.o \
 	src/session.o \
-	src/sjson.o \
 	src/tenant.o \
 	src/token.o \
 	src/webauthn.o \
@@ -50,13 +60,13 @@ ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=tes
 
 PG_CPPFLAGS += -I$(srcdir)/src -DAUTHCTX_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK  += -lsodium -lcrypto -licuuc
-EXTRA_CLEAN  = $(DATA_built) tmp_check tmp_check_iso results output_iso log regression.diffs regression.out
+EXTRA_CLEAN  = $(DATA_built) tmp_check tmp_check_iso results output_iso log regression.diffs regression.out $(FUZZ_OUT)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 .DEFAULT_GOAL := all
-.PHONY: test demo deps bench
+.PHONY: test demo deps bench fuzz fuzz-build fuzz-smoke fuzz-coverage
 
 # Targets that must run before PGXS exists.
 test:
@@ -71,11 +81,44 @@ deps:
 bench:
 	bash bench/run
 
+# libFuzzer targets (docs/fuzzing.md): each test/fuzz/<target>.c is one
+# target, linked with every parser of PARSER_SRCS; no PostgreSQL needed.
+# `make fuzz` runs each for FUZZ_SECONDS (and at most FUZZ_RUNS executions
+# when set); `make fuzz-smoke` replays the corpora and regression cases and
+# fuzzes each target briefly (make test runs it); `make fuzz-coverage`
+# reports the parsers' line and branch coverage by the corpora.
+FUZZ_CC      ?= $(firstword $(shell command -v clang-14 clang 2>/dev/null) clang)
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror
+FUZZ_OUT      = test/fuzz/build
+FUZZ_TARGETS  = $(basename $(notdir $(wildcard test/fuzz/*.c)))
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?=
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_OUT)/%)
+
+$(FUZZ_OUT)/obj/%.o: src/%.c src/parse.h src/jwk.h src/jws.h src/pkey.h src/sjson.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Isrc -c -o $@ $<
+
+$(FUZZ_OUT)/%: test/fuzz/%.c test/fuzz/fuzz.h $(PARSER_SRCS:src/%.c=$(FUZZ_OUT)/obj/%.o)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -Isrc -o $@ $< \
+		$(PARSER_SRCS:src/%.c=$(FUZZ_OUT)/obj/%.o) -lsodium -lcrypto
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) bash test/fuzz/run $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	bash test/fuzz/run --smoke $(FUZZ_TARGETS)
+
+fuzz-coverage:
+	bash test/fuzz/coverage $(FUZZ_TARGETS)
+
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 
 # every module includes the shared header
-$(OBJS): src/authctx.h src/compat.h
+$(OBJS): src/authctx.h src/compat.h src/parse.h
 # the JWT code's own headers (plain C, no server headers)
 src/issuer.o src/jwk.o src/jws.o src/pkey.o src/sjson.o: src/jwk.h src/jws.h src/pkey.h src/sjson.h
 # the library's version comes from the control file

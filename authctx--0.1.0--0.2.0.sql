@@ -2305,6 +2305,83 @@ SELECT DISTINCT ON (rt.session_id)
    AND NOT EXISTS (SELECT 1 FROM authctx.sessions s WHERE s.id = rt.session_id)
  ORDER BY rt.session_id;
 
+-- ---------------------------------------------------------------------------
+-- docs: tenant discovery (list_memberships, my_tenants, list_tenants); the
+-- same text as the end of src/sql/40_identity.sql.
+-- ---------------------------------------------------------------------------
+-- Tenant discovery: which tenants a user belongs to, and which exist.
+--
+-- A user with several memberships logs in without a tenant (login_result's
+-- tenant_id is NULL); the application then calls my_tenants() under
+-- auth_begin(token), shows the list, and calls auth_begin(token, chosen).
+-- my_tenants() trusts only the context auth_begin published in this
+-- transaction: it asks authctx.current(), whose C accessor answers "no
+-- context" for anything else (a value that did not come from auth_begin in
+-- this transaction, or one left from an earlier transaction).
+--
+-- An API key acts in its own tenant only, so under an API key my_tenants()
+-- lists that tenant alone: a key handed to a machine does not reveal the
+-- other tenants its user belongs to.
+--
+-- All three only read, so they work in a read-only transaction and on a
+-- standby; like list_sessions, list_memberships of an unknown user is
+-- empty.  my_tenants() without a context raises 28000.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION authctx.list_memberships(user_id uuid)
+RETURNS TABLE (tenant_id uuid, slug text, name text, role text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT m.tenant_id, t.slug, t.name, m.role, m.created_at
+    FROM authctx.memberships m
+    JOIN authctx.tenants t ON t.id OPERATOR(pg_catalog.=) m.tenant_id
+   WHERE m.user_id OPERATOR(pg_catalog.=) list_memberships.user_id
+   ORDER BY t.slug
+$$;
+COMMENT ON FUNCTION authctx.list_memberships(uuid) IS
+  'the tenants a user belongs to, with the user''s role there and when the membership began (none for an unknown user, as list_sessions)';
+
+CREATE FUNCTION authctx.my_tenants()
+RETURNS TABLE (tenant_id uuid, slug text, name text, role text, created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  ctx authctx.context := authctx.current();
+BEGIN
+  IF ctx.user_id IS NULL THEN
+    RAISE EXCEPTION 'no authentication context in this transaction'
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Call auth_begin(token) earlier in the same transaction; a session without a tenant is enough.';
+  END IF;
+  RETURN QUERY
+    SELECT l.* FROM authctx.list_memberships(ctx.user_id) l
+     WHERE ctx.auth_method OPERATOR(pg_catalog.<>) 'api_key'
+        OR l.tenant_id OPERATOR(pg_catalog.=) ctx.tenant_id
+     ORDER BY l.slug;
+END
+$$;
+COMMENT ON FUNCTION authctx.my_tenants() IS
+  'the tenants the user of this transaction''s auth_begin context belongs to (an API key: its own tenant only); 28000 without a context';
+
+CREATE FUNCTION authctx.list_tenants()
+RETURNS TABLE (tenant_id uuid, slug text, name text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT t.id, t.slug, t.name, t.created_at
+    FROM authctx.tenants t
+   ORDER BY t.slug
+$$;
+COMMENT ON FUNCTION authctx.list_tenants() IS 'every tenant';
+
+REVOKE ALL ON FUNCTION authctx.list_memberships(uuid), authctx.my_tenants(),
+  authctx.list_tenants() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION authctx.list_memberships(uuid), authctx.list_tenants()
+  TO authctx_manager;
+GRANT EXECUTE ON FUNCTION authctx.my_tenants() TO authctx_app;
+
 -- lockout: each password and passkey attempt decided by the worker (issue 10,
 -- item 4).  login and login_webauthn ask the worker (kinds login_attempt
 -- and webauthn_attempt) to decide each attempt in a READ COMMITTED

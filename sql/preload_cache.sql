@@ -119,6 +119,8 @@ SELECT pc_auth(:'k_alice') AS key_hit, pc_delta();
 SELECT authctx.has_scope('read') AS read, authctx.has_scope('deploy') AS deploy,
        authctx.has_scope('admin') AS admin, (authctx.current()).auth_method;
 COMMIT;
+-- A key naming another tenant is refused without asking the membership
+-- cache (a hit would tell that the key's user belongs to that tenant).
 SELECT pc_auth(:'k_alice', 'pc-globex') AS key_elsewhere, pc_delta();
 
 -- A tenant named by the request: the membership cache, by slug or by uuid.

@@ -22,6 +22,7 @@
 #include "utils/uuid.h"
 
 #include "compat.h"
+#include "parse.h"
 
 /* ---- crypto.c ---- */
 extern void CryptoInit(void);
@@ -41,27 +42,8 @@ extern bool FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
 							Oid geproc, Snapshot snap, int ncols,
 							const char *const *cols, Datum *values, bool *nulls);
 
-/* ---- token.c ---- */
-#define AUTHCTX_TOKEN_ID_LEN		16	/* public id (uuid bytes) */
-#define AUTHCTX_TOKEN_SECRET_LEN	32	/* 256-bit secret */
+/* ---- token.c (the wire formats are in parse.h) ---- */
 #define AUTHCTX_TOKEN_HASH_LEN		32	/* stored verifier: BLAKE2b-256 */
-
-typedef enum AuthctxTokenKind
-{
-	TOKEN_SESSION = 's',
-	TOKEN_REFRESH = 'r',
-	TOKEN_API_KEY = 'k'
-} AuthctxTokenKind;
-
-/* Fixed-length on-disk / in-memory form of authctx.token. */
-typedef struct AuthctxToken
-{
-	char		kind;			/* an AuthctxTokenKind */
-	unsigned char id[AUTHCTX_TOKEN_ID_LEN]; /* public lookup key */
-	unsigned char secret[AUTHCTX_TOKEN_SECRET_LEN];	/* never stored */
-} AuthctxToken;
-
-#define AUTHCTX_TOKEN_SIZE	(1 + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN)
 
 #define DatumGetAuthctxToken(x)		((AuthctxToken *) DatumGetPointer(x))
 #define AuthctxTokenGetDatum(x)		PointerGetDatum(x)
@@ -70,8 +52,6 @@ typedef struct AuthctxToken
 extern void TokenInit(void);
 extern bool TokenParse(const char *str, size_t len, AuthctxToken *out);
 extern void TokenVerifier(const AuthctxToken *tok, unsigned char *out);
-extern bool TokenLooksLike(const char *str, size_t len);
-extern int	TokenTextLength(void);
 
 /* ---- context.c ---- */
 /* Length of a uuid's text form, 8-4-4-4-12. */
@@ -177,9 +157,19 @@ extern void CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uui
 						   const char *role, uint64 stamp);
 
 /* ---- tenant.c ---- */
-extern bool TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
-							 const char *requested, pg_uuid_t *tenant_id,
-							 bool *has_tenant, char *role);
+/* What TenantForRequest decided (auth_begin raises 42501 unless allowed). */
+typedef enum TenantDecision
+{
+	TENANT_ALLOWED,				/* act in *tenant_id, or in no tenant */
+	TENANT_NOT_MEMBER,			/* no such tenant, or the user is no member */
+	TENANT_KEY_ELSEWHERE		/* an API key asked for a tenant not its own */
+} TenantDecision;
+
+extern TenantDecision TenantForRequest(const pg_uuid_t *user_id,
+									   const SessionRecord *rec,
+									   const char *requested,
+									   pg_uuid_t *tenant_id,
+									   bool *has_tenant, char *role);
 
 /* ---- issuer.c ---- */
 /*

@@ -13,7 +13,8 @@
  * base64url characters, so truncated tokens are hidden too) with
  * "ax?_[REDACTED]".  When the current statement itself holds a token, we set
  * hide_stmt, which suppresses the STATEMENT line, and append a redacted copy
- * of the statement to detail_log (server log only) instead.
+ * of the statement to detail_log (server log only) instead.  The scanner
+ * itself is plain C in redact_scan.c (fuzzed on its own by test/fuzz).
  *
  * The hook is installed whenever the library is loaded; it covers every
  * statement from the first one only when the library is preloaded.
@@ -22,73 +23,32 @@
  */
 #include "postgres.h"
 
-#include "lib/stringinfo.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 
 #include "authctx.h"
 
-#define REDACT_MIN_BODY 16
-
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static bool redact_in_hook = false;
-
-static inline bool
-RedactIsBodyChar(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		(c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
-/* Length of the token-shaped run at s (0 if none). */
-static size_t
-RedactMatch(const char *s)
-{
-	size_t		n = 0;
-
-	if (s[0] != 'a' || s[1] != 'x' || (s[2] != 's' && s[2] != 'r' && s[2] != 'k') ||
-		s[3] != '_')
-		return 0;
-	while (RedactIsBodyChar(s[4 + n]))
-		n++;
-	return n >= REDACT_MIN_BODY ? 4 + n : 0;
-}
 
 /* Does str contain anything shaped like a token? */
 static bool
 RedactNeeded(const char *str)
 {
-	if (str == NULL)
-		return false;
-	for (const char *p = strstr(str, "ax"); p != NULL; p = strstr(p + 1, "ax"))
-		if (RedactMatch(p) > 0)
-			return true;
-	return false;
+	size_t		n;
+
+	return RedactFind(str, &n) != NULL;
 }
 
 /* A copy of str with every token replaced (in the current memory context). */
 static char *
 RedactString(const char *str)
 {
-	StringInfoData buf;
-	const char *p = str;
+	char	   *out = palloc(strlen(str) + 1);
 
-	initStringInfo(&buf);
-	while (*p)
-	{
-		size_t		n = (p[0] == 'a') ? RedactMatch(p) : 0;
-
-		if (n > 0)
-		{
-			appendBinaryStringInfo(&buf, p, 4);
-			appendStringInfoString(&buf, "[REDACTED]");
-			p += n;
-		}
-		else
-			appendStringInfoChar(&buf, *p++);
-	}
-	return buf.data;
+	RedactScrub(str, out);
+	return out;
 }
 
 #define REDACT_FIELD(f) \

@@ -45,14 +45,17 @@
 PG_FUNCTION_INFO_V1(authctx_auth_begin);
 PG_FUNCTION_INFO_V1(authctx_auth_end);
 
-/* The one message for every authentication failure. */
+/*
+ * The one message for every authentication failure; the hint says what to
+ * do, the same for every cause.
+ */
 static void
 RequestReject(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("authentication failed"),
-			 errhint("The token is invalid, expired or revoked.")));
+			 errhint("The token is invalid, expired or revoked.  Log in again or call authctx.refresh() for a new session token; replace a refused API key.  auth_begin takes a session token or an API key, never a refresh token.")));
 }
 
 /*
@@ -100,7 +103,7 @@ typedef struct RequestResult
 	pg_uuid_t	tenant_id;
 	bool		has_tenant;
 	char		role[NAMEDATALEN];
-	bool		tenant_denied;
+	TenantDecision tenant;		/* TENANT_ALLOWED unless refused */
 	bool		ok;
 	TimestampTz now;			/* the wall clock when validated */
 } RequestResult;
@@ -131,6 +134,7 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 	TimestampTz now;
 
 	memset(res, 0, sizeof(*res));
+	res->tenant = TENANT_ALLOWED;
 	TokenVerifier(tok, verifier);
 
 	/* same work whether or not the id exists */
@@ -161,10 +165,9 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 		res->rec.last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
 		res->ok = false;
 
-	if (res->ok &&
-		!TenantForRequest(&res->rec.user_id, &res->rec, requested,
-						  &res->tenant_id, &res->has_tenant, res->role))
-		res->tenant_denied = true;
+	if (res->ok)
+		res->tenant = TenantForRequest(&res->rec.user_id, &res->rec, requested,
+									   &res->tenant_id, &res->has_tenant, res->role);
 }
 
 /*
@@ -235,7 +238,8 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 	if (InSecurityRestrictedOperation())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot call auth_begin within a security-restricted operation")));
+				 errmsg("cannot call auth_begin within a security-restricted operation"),
+				 errhint("Call auth_begin in the transaction's own statements, not from an index expression, a materialized view's query or a maintenance command.")));
 	AuthctxCheckVersion();
 
 	if (PG_ARGISNULL(0))
@@ -255,10 +259,18 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 
 	if (!res.ok)
 		RequestReject();
-	if (res.tenant_denied)
+	/* the hints say what to do and name no tenant, existing or not */
+	if (res.tenant == TENANT_KEY_ELSEWHERE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("user is not a member of the requested tenant")));
+				 errmsg("API key is bound to its own tenant"),
+				 errdetail("An API key acts only in the tenant it was created for."),
+				 errhint("Call auth_begin(key) without a tenant, or create an API key for the tenant you need.")));
+	if (res.tenant == TENANT_NOT_MEMBER)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user is not a member of the requested tenant"),
+				 errhint("Name a tenant the user belongs to (authctx.my_tenants() lists them), or log in again.")));
 
 	if (RequestRoleBypassesRls())
 		ereport(WARNING,

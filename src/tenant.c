@@ -43,6 +43,7 @@
 #include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -58,10 +59,47 @@ PG_FUNCTION_INFO_V1(authctx_admin_begin);
 PG_FUNCTION_INFO_V1(authctx_isolation_save);
 PG_FUNCTION_INFO_V1(authctx_isolation_forget);
 
-/* Nothing to define yet; kept so _PG_init reads uniformly. */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * A new row refused by a row level security policy in a transaction with
+ * no tenant in its context (an INSERT: without a tenant, an UPDATE finds no
+ * row) gets a hint naming auth_begin, since under missing_context = deny
+ * core's message names the table and not the cause.  Only the hint is
+ * added, to the ErrorData about to be reported (emit_log_hook runs before
+ * the message goes to the log and to the client, when the error is logged
+ * at all: log_min_messages at error or below, the default).  The policy
+ * refused the row as before.
+ */
+static void
+TenantEmitLog(ErrorData *edata)
+{
+	static const char rls_prefix[] = "new row violates row-level security policy";
+	const AuthctxContext *ctx;
+
+	if (edata->elevel == ERROR &&
+		edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE &&
+		edata->hint == NULL && edata->message_id != NULL &&
+		strncmp(edata->message_id, rls_prefix, sizeof(rls_prefix) - 1) == 0 &&
+		MyProc != NULL)
+	{
+		ctx = ContextCurrent();
+		/* EmitErrorReport runs this in the error's own memory context */
+		if (!ctx->valid || !ctx->has_tenant)
+			edata->hint = pstrdup(ctx->valid ?
+								  "This transaction's authentication context has no tenant: call auth_begin(token, tenant) naming one." :
+								  "This transaction has no authentication context: call auth_begin(token) at its start.");
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/* Install the hint for writes refused without a tenant. */
 void
 TenantInit(void)
 {
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = TenantEmitLog;
 }
 
 /* Is str the canonical text form of a uuid (8-4-4-4-12 hex digits)? */
@@ -84,17 +122,80 @@ TenantLooksLikeUuid(const char *str)
 }
 
 /*
- * Decide the request's tenant and the user's role there.  Returns false
- * when the user may not act in the tenant asked for (not a member, no such
- * tenant, or an API key used outside its own tenant); the caller raises
- * 42501.
+ * The id of the tenant named by slug or uuid text, read from the tenants
+ * table with snapshot snap; false when there is no such tenant.
+ */
+static bool
+TenantLookupName(const char *name, bool by_uuid, const pg_uuid_t *named,
+				 Snapshot snap, pg_uuid_t *tenant_id)
+{
+	Datum		key;
+	Oid			eq;
+	Datum		v[1];
+	bool		n[1];
+	static const char *const id_col[] = {"id"};
+
+	if (by_uuid)
+	{
+		key = UUIDPGetDatum(named);
+		eq = F_UUID_EQ;
+		if (!FetchRow("tenants", "tenants_pkey", 1, &key, &eq, snap, 1, id_col, v, n))
+			return false;
+	}
+	else
+	{
+		key = CStringGetTextDatum(name);
+		eq = F_TEXTEQ;
+		if (!FetchRow("tenants", "tenants_slug_key", 1, &key, &eq, snap, 1, id_col, v, n))
+			return false;
+	}
+	*tenant_id = *DatumGetUUIDP(v[0]);
+	return true;
+}
+
+/*
+ * An API key that names a tenant may act only if the name is its own
+ * tenant's.  A slug is resolved from the tenants table alone, never from
+ * the membership cache, and every other tenant gets the same answer, so
+ * the key's holder learns neither whether that tenant exists nor whether
+ * the key's user belongs to it.
+ */
+static TenantDecision
+TenantKeyNamed(const SessionRecord *rec, const char *requested)
+{
+	pg_uuid_t	named;
+
+	if (!rec->has_tenant)
+		return TENANT_KEY_ELSEWHERE;
+	if (TenantLooksLikeUuid(requested))
+		named = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(requested)));
+	else
+	{
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+		bool		found = TenantLookupName(requested, false, NULL, snap, &named);
+
+		UnregisterSnapshot(snap);
+		if (!found)
+			return TENANT_KEY_ELSEWHERE;	/* no tenant is the key's own */
+	}
+	return memcmp(&named, &rec->tenant_id, sizeof(pg_uuid_t)) == 0 ?
+		TENANT_ALLOWED : TENANT_KEY_ELSEWHERE;
+}
+
+/*
+ * Decide the request's tenant and the user's role there.  Returns
+ * TENANT_NOT_MEMBER when the user may not act in the tenant asked for (not
+ * a member, or no such tenant: one answer, so that tenants cannot be
+ * probed) and TENANT_KEY_ELSEWHERE when an API key names a tenant not its
+ * own (TenantKeyNamed); the caller raises 42501 for both, each with its
+ * own message.
  *
  * The session's own tenant comes with the record (SessionLookup read the
  * membership with it, from the cache or the tables); a tenant named by the
  * request is looked up in the membership cache first, then in the tables
  * by primary key (fetch.c), with the cache stamp read before the snapshot.
  */
-bool
+TenantDecision
 TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 				 const char *requested, pg_uuid_t *tenant_id,
 				 bool *has_tenant, char *role)
@@ -106,6 +207,16 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 	*has_tenant = false;
 	role[0] = '\0';
 
+	/* a key naming its own tenant goes on as if it had named none */
+	if (requested != NULL && rec->kind == TOKEN_API_KEY)
+	{
+		TenantDecision d = TenantKeyNamed(rec, requested);
+
+		if (d != TENANT_ALLOWED)
+			return d;
+		requested = NULL;
+	}
+
 	if (requested != NULL)
 	{
 		by_uuid = TenantLooksLikeUuid(requested);
@@ -114,42 +225,22 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 		if (!CacheMemberGet(user_id, by_uuid ? &named : NULL, requested, tenant_id, role))
 		{
 			Snapshot	snap;
-			Datum		key;
-			Oid			eq;
-			Datum		v[1];
-			bool		n[1];
 			bool		ok;
-			static const char *const id_col[] = {"id"};
 
 			stamp = CacheStamp();	/* before GetLatestSnapshot() */
 			snap = RegisterSnapshot(GetLatestSnapshot());
-			if (by_uuid)
-			{
-				key = UUIDPGetDatum(&named);
-				eq = F_UUID_EQ;
-				ok = FetchRow("tenants", "tenants_pkey", 1, &key, &eq, snap, 1, id_col, v, n);
-			}
-			else
-			{
-				key = CStringGetTextDatum(requested);
-				eq = F_TEXTEQ;
-				ok = FetchRow("tenants", "tenants_slug_key", 1, &key, &eq, snap, 1, id_col, v, n);
-			}
-			if (ok)
-			{
-				*tenant_id = *DatumGetUUIDP(v[0]);
-				ok = SessionMemberRole(tenant_id, user_id, snap, role);
-			}
+			ok = TenantLookupName(requested, by_uuid, &named, snap, tenant_id) &&
+				SessionMemberRole(tenant_id, user_id, snap, role);
 			UnregisterSnapshot(snap);
 			if (!ok)
-				return false;	/* no such tenant, or the user is no member */
+				return TENANT_NOT_MEMBER;	/* no such tenant, or no member */
 			CacheMemberPut(user_id, by_uuid ? &named : NULL, requested, tenant_id, role, stamp);
 		}
 	}
 	else if (rec->has_tenant && rec->member_known)
 	{
 		if (!rec->is_member)
-			return false;		/* no longer a member of its own tenant */
+			return TENANT_NOT_MEMBER;	/* no longer a member of its own tenant */
 		*tenant_id = rec->tenant_id;
 		strlcpy(role, rec->role, NAMEDATALEN);
 	}
@@ -160,19 +251,19 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 
 		UnregisterSnapshot(snap);
 		if (!ok)
-			return false;
+			return TENANT_NOT_MEMBER;
 		*tenant_id = rec->tenant_id;
 	}
 	else
-		return true;			/* no tenant: the context has none */
+		return TENANT_ALLOWED;	/* no tenant: the context has none */
 
 	/* an API key acts only in the tenant it was created for */
 	if (rec->kind == TOKEN_API_KEY &&
 		(!rec->has_tenant || memcmp(&rec->tenant_id, tenant_id, sizeof(pg_uuid_t)) != 0))
-		return false;
+		return TENANT_KEY_ELSEWHERE;
 
 	*has_tenant = true;
-	return true;
+	return TENANT_ALLOWED;
 }
 
 /*

@@ -22,11 +22,13 @@
  *
  * Error messages never contain the input: a token in a log line is a leak.
  *
+ * The decoding and encoding of both forms is plain C in token_parse.c
+ * (fuzzed on its own by test/fuzz); this file holds the SQL-callable
+ * functions and the verifier.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
-
-#include <sodium.h>
 
 #include "fmgr.h"
 #include "libpq/pqformat.h"
@@ -35,13 +37,6 @@
 #include "utils/uuid.h"
 
 #include "authctx.h"
-
-#define TOKEN_PREFIX_LEN	4
-#define TOKEN_CHECK_LEN		4
-#define TOKEN_RAW_LEN		(AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN + TOKEN_CHECK_LEN)
-/* base64url without padding of 52 bytes is 70 characters */
-#define TOKEN_B64_LEN		70
-#define TOKEN_TEXT_LEN		(TOKEN_PREFIX_LEN + TOKEN_B64_LEN)
 
 /* authctx.token_pepper: optional key for the stored verifiers. */
 char	   *authctx_token_pepper = NULL;
@@ -54,56 +49,6 @@ PG_FUNCTION_INFO_V1(authctx_token_new);
 PG_FUNCTION_INFO_V1(authctx_token_id);
 PG_FUNCTION_INFO_V1(authctx_token_kind);
 PG_FUNCTION_INFO_V1(authctx_token_verifier);
-
-/* Prefix for a kind, or NULL for an unknown kind. */
-static inline const char *
-TokenPrefix(char kind)
-{
-	switch (kind)
-	{
-		case TOKEN_SESSION:
-			return "axs_";
-		case TOKEN_REFRESH:
-			return "axr_";
-		case TOKEN_API_KEY:
-			return "axk_";
-	}
-	return NULL;
-}
-
-/* Kind for a prefix, or 0 when the text does not start with one. */
-static inline char
-TokenKindFromPrefix(const char *str)
-{
-	if (str[0] != 'a' || str[1] != 'x' || str[3] != '_')
-		return 0;
-	switch (str[2])
-	{
-		case 's':
-			return TOKEN_SESSION;
-		case 'r':
-			return TOKEN_REFRESH;
-		case 'k':
-			return TOKEN_API_KEY;
-	}
-	return 0;
-}
-
-/* The checksum binds prefix, id and secret together. */
-static void
-TokenChecksum(const AuthctxToken *tok, unsigned char *out)
-{
-	unsigned char buf[TOKEN_PREFIX_LEN + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN];
-	unsigned char digest[16];
-
-	memcpy(buf, TokenPrefix(tok->kind), TOKEN_PREFIX_LEN);
-	memcpy(buf + TOKEN_PREFIX_LEN, tok->id, AUTHCTX_TOKEN_ID_LEN);
-	memcpy(buf + TOKEN_PREFIX_LEN + AUTHCTX_TOKEN_ID_LEN, tok->secret,
-		   AUTHCTX_TOKEN_SECRET_LEN);
-	CryptoHash(digest, sizeof(digest), buf, sizeof(buf), NULL, 0);
-	memcpy(out, digest, TOKEN_CHECK_LEN);
-	CryptoZero(buf, sizeof(buf));
-}
 
 /* Define the token settings. */
 void
@@ -119,88 +64,15 @@ TokenInit(void)
 							   NULL, NULL, NULL);
 }
 
-/* Length of every token's text form. */
-int
-TokenTextLength(void)
-{
-	return TOKEN_TEXT_LEN;
-}
-
 /*
- * Cheap shape test used by log redaction: prefix and alphabet only, no
- * checksum (a near-miss token is still a secret worth hiding).
- */
-bool
-TokenLooksLike(const char *str, size_t len)
-{
-	if (len < TOKEN_TEXT_LEN || TokenKindFromPrefix(str) == 0)
-		return false;
-	for (int i = TOKEN_PREFIX_LEN; i < TOKEN_TEXT_LEN; i++)
-	{
-		char		c = str[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
-			return false;
-	}
-	return true;
-}
-
-/*
- * Parse a token's text form without raising; false for anything that is
- * not a well-formed token with a correct checksum.
+ * Parse a token's text form without raising (auth_begin must not); false
+ * for anything that is not a well-formed token with a correct checksum.
  */
 bool
 TokenParse(const char *str, size_t len, AuthctxToken *out)
 {
-	unsigned char raw[TOKEN_RAW_LEN];
-	unsigned char check[TOKEN_CHECK_LEN];
-	size_t		rawlen = 0;
-	const char *end = NULL;
-	bool		ok;
-
-	if (str == NULL || len != TOKEN_TEXT_LEN)
-		return false;
-	out->kind = TokenKindFromPrefix(str);
-	if (out->kind == 0)
-		return false;
-
 	CryptoInit();
-	if (sodium_base642bin(raw, sizeof(raw), str + TOKEN_PREFIX_LEN, TOKEN_B64_LEN,
-						  NULL, &rawlen, &end,
-						  sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-		rawlen != TOKEN_RAW_LEN || end != str + TOKEN_TEXT_LEN)
-	{
-		CryptoZero(raw, sizeof(raw));
-		return false;
-	}
-
-	memcpy(out->id, raw, AUTHCTX_TOKEN_ID_LEN);
-	memcpy(out->secret, raw + AUTHCTX_TOKEN_ID_LEN, AUTHCTX_TOKEN_SECRET_LEN);
-	TokenChecksum(out, check);
-	ok = CryptoEqual(check, raw + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN,
-					 TOKEN_CHECK_LEN);
-	CryptoZero(raw, sizeof(raw));
-	if (!ok)
-		CryptoZero(out, sizeof(*out));
-	return ok;
-}
-
-/* Format a token; the result is palloc'd. */
-static char *
-TokenFormat(const AuthctxToken *tok)
-{
-	unsigned char raw[TOKEN_RAW_LEN];
-	char	   *result = palloc(TOKEN_TEXT_LEN + 1);
-
-	memcpy(raw, tok->id, AUTHCTX_TOKEN_ID_LEN);
-	memcpy(raw + AUTHCTX_TOKEN_ID_LEN, tok->secret, AUTHCTX_TOKEN_SECRET_LEN);
-	TokenChecksum(tok, raw + AUTHCTX_TOKEN_ID_LEN + AUTHCTX_TOKEN_SECRET_LEN);
-	memcpy(result, TokenPrefix(tok->kind), TOKEN_PREFIX_LEN);
-	sodium_bin2base64(result + TOKEN_PREFIX_LEN, TOKEN_B64_LEN + 1, raw, sizeof(raw),
-					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	CryptoZero(raw, sizeof(raw));
-	return result;
+	return TokenDecodeText(str, len, out) == PARSE_OK;
 }
 
 /*
@@ -255,25 +127,27 @@ authctx_token_in(PG_FUNCTION_ARGS)
 Datum
 authctx_token_out(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_CSTRING(TokenFormat(PG_GETARG_AUTHCTX_TOKEN(0)));
+	char	   *result = palloc(AUTHCTX_TOKEN_TEXT_LEN + 1);
+
+	CryptoInit();
+	if (!TokenEncodeText(PG_GETARG_AUTHCTX_TOKEN(0), result))
+		elog(ERROR, "authctx.token of unknown kind");
+	PG_RETURN_CSTRING(result);
 }
 
-/* Binary input: kind byte, id, secret; validated like text input. */
+/* Binary input: kind byte, id, secret (no checksum: length and kind are checked). */
 Datum
 authctx_token_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	AuthctxToken *tok = palloc(AUTHCTX_TOKEN_SIZE);
 
-	if (buf->len - buf->cursor != AUTHCTX_TOKEN_SIZE)
+	if (TokenDecodeBinary((const unsigned char *) buf->data + buf->cursor,
+						  buf->len - buf->cursor, tok) != PARSE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid binary representation for type authctx.token")));
-	pq_copymsgbytes(buf, (char *) tok, AUTHCTX_TOKEN_SIZE);
-	if (TokenPrefix(tok->kind) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid binary representation for type authctx.token")));
+	buf->cursor = buf->len;
 	PG_RETURN_POINTER(tok);
 }
 

@@ -133,6 +133,72 @@ my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
 my $body = substr($alice, 4, 30);
 unlike($log, qr/\Q$body\E/, 'server log holds no token');
 
+# Drivers in transaction mode (README, "Behind PgBouncer"): psycopg 3 through
+# this PgBouncer, two clients of different tenants taking turns on its one
+# server connection, each running the same two statements with bind
+# parameters in 20 transactions.  With psycopg's default prepare_threshold
+# (5) a client prepares "_pg3_0" on the server connection, and the other
+# client, preparing its own "_pg3_0" there, fails (DuplicatePreparedStatement)
+# unless PgBouncer (1.21 and later, max_prepared_statements) tracks prepared
+# statements itself; with prepare_threshold=None nothing is prepared and
+# every transaction succeeds.  Either way, no client ever sees the other's
+# rows.
+my $python = '/usr/bin/python3';
+SKIP:
+{
+	skip 'python3-psycopg not installed', 3
+	  unless -x $python && system($python, '-c', 'import psycopg') == 0;
+	PostgreSQL::Test::Utils::append_to_file("$dir/drivers.py", <<'PY');
+import sys
+import psycopg
+
+dsn, threshold, tok_a, tok_b = sys.argv[1:5]
+kw = {} if threshold == "default" else {"prepare_threshold": None}
+clients = [(psycopg.connect(dsn, **kw), tok_a, "acme secret"),
+           (psycopg.connect(dsn, **kw), tok_b, "globex secret")]
+ok = errors = crossed = 0
+states = set()
+for i in range(20):
+    for conn, tok, mine in clients:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT public.auth_begin(%s::text)", (tok,))
+                rows = conn.execute("SELECT body FROM notes WHERE id > %s", (0,)).fetchall()
+            if [r[0] for r in rows] == [mine]:
+                ok += 1
+            else:
+                crossed += 1
+        except psycopg.Error as e:
+            errors += 1
+            states.add(type(e).__name__)
+print("ok=%d errors=%d crossed=%d" % (ok, errors, crossed) + "".join(" " + s for s in sorted(states)))
+PY
+	my $dsn = "host=127.0.0.1 port=$bport dbname=appdb user=app";
+	my $drivers = sub {
+		my ($threshold) = @_;
+		my ($out, $err) = ('', '');
+		IPC::Run::run([ $python, "$dir/drivers.py", $dsn, $threshold, $alice, $bob ],
+			'>', \$out, '2>', \$err);
+		chomp $out;
+		diag($err) if $err ne '';
+		return $out;
+	};
+	my ($bver) = `$pgbouncer --version` =~ /PgBouncer (\d+\.\d+)/;
+	my $default = $drivers->('default');
+	like($default, qr/crossed=0\b/, "psycopg, default prepare_threshold: no client sees another tenant's rows ($default)");
+	if (defined $bver && $bver < 1.21)
+	{
+		like($default, qr/errors=[1-9].*DuplicatePreparedStatement/,
+			"psycopg, default prepare_threshold, PgBouncer $bver: transactions fail on the other client's prepared statement");
+	}
+	else
+	{
+		pass("PgBouncer $bver: prepared statements are its own business");
+	}
+	my $none = $drivers->('none');
+	is($none, 'ok=40 errors=0 crossed=0', 'psycopg, prepare_threshold=None: every transaction succeeds, each client sees its own rows');
+}
+
 $bouncer->signal('TERM');
 $bouncer->finish;
 $node->stop;

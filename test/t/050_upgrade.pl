@@ -168,6 +168,12 @@ for my $from (@from)
 	is("$rc|$out", "0|t\nb1", "$from: isolation holds after the update (bob sees his tenant's rows only)");
 	($rc, $out, $err) = $as_app->(q{SELECT count(*) FROM notes});
 	is("$rc|$out", "0|0", "$from: and no context sees no rows");
+	# functions added after $from work on the data it wrote
+	($rc, $out, $err) = $as_app->(q{BEGIN; SELECT (auth_begin(t)).user_id IS NOT NULL FROM toks WHERE name = 'alice';
+	  SELECT string_agg(slug || ':' || role, ',') FROM authctx.my_tenants(); COMMIT;});
+	is("$rc|$out", "0|t\nacme:member", "$from: my_tenants lists a user's memberships made before the update");
+	is($node->safe_psql($db, q{SELECT string_agg(slug, ',' ORDER BY slug) FROM authctx.list_tenants()}),
+		'acme,globex', "$from: list_tenants lists the tenants made before the update");
 }
 
 $node->stop;

@@ -1,5 +1,5 @@
 /*
- * fuzz_jwks.c
+ * jwks.c
  *		libFuzzer target: JWK Set parsing and key validation (src/jwk.c,
  *		src/pkey.c).
  *

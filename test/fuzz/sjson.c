@@ -1,5 +1,5 @@
 /*
- * fuzz_sjson.c
+ * sjson.c
  *		libFuzzer target: the strict JSON reader (src/sjson.c).
  *
  * Any input: parse it with small and large node arrays and depths, and

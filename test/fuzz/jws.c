@@ -1,5 +1,5 @@
 /*
- * fuzz_jws.c
+ * jws.c
  *		libFuzzer target: compact JWS parsing and claim checks (src/jws.c),
  *		and the signature paths of src/pkey.c.
  *
