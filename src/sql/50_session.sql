@@ -120,9 +120,10 @@
 -- then rolls back leaves no session, and a cleared streak.  What the
 -- worker sees is what has committed: a user created, a password set or a
 -- membership added earlier in the caller's still-open transaction does not
--- exist for the attempt.  One worker start per attempt costs about 30 ms
--- here (test/t/027_worker_fail_closed.pl prints it; the argon2 cost comes
--- on top).  The password travels in the task's shared memory segment,
+-- exist for the attempt.  The worker start is the price: a login took
+-- 190-250 ms more than verify_password alone (the same argon2 work) on
+-- the loaded two-core test machine (test/t/028_login_attempts.pl prints
+-- it).  The password travels in the task's shared memory segment,
 -- which the worker wipes as soon as it has read it (src/worker.c), never
 -- in a command line, activity string or message.  The lockout settings of
 -- the caller travel with it; the password hashing parameters

@@ -33,7 +33,7 @@
 -- login_webauthn first locks the credential owner's row FOR SHARE and the
 -- membership (lock order of 50_session.sql, 2 and 3; the worker locks only
 -- the credential's row and the challenge, which no caller holds), then
--- issues the session in its own transaction when the worker's verdict
+-- issues the session in the caller's transaction when the worker's verdict
 -- names that user.  When no worker can decide the attempt (no slot free
 -- within 2 s, it failed, a standby), nothing is checked or spent:
 -- login_webauthn refuses with 28P01, verify_webauthn answers NULL, and the
