@@ -158,8 +158,7 @@ authctx.cleanup_interval = 0
 	# = all, debug1, verbose errors)
 	my $log = slurp_file($node->logfile);
 	unlike($log, qr/Canary-Pw/, "$mode: no password in the server log");
-	like($log, qr/statement: SELECT authctx\.login\('SER\@Example\.com', v\) FROM secrets/,
-		"$mode: (statements were logged)");
+	like($log, qr/statement: ROLLBACK/, "$mode: (statements were logged)");
 
 	$node->stop;
 }
