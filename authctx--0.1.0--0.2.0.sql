@@ -2896,3 +2896,633 @@ FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
   authctx.register_webauthn(uuid, bytea, bytea, text, text, text)
 TO authctx_manager;
+
+-- lockout: each password and passkey attempt decided by the worker (issue 10,
+-- item 4).  login and login_webauthn ask the worker (kinds login_attempt
+-- and webauthn_attempt) to decide each attempt in a READ COMMITTED
+-- transaction of its own; with no worker they refuse (28P01) before
+-- verifying anything; verify_webauthn answers NULL; a reused refresh token
+-- that cannot be recorded is refused with 28000 (its family stays alive,
+-- logged).  The failure records move into _login_failure and
+-- _webauthn_failure; _webauthn_attempt takes the worker's payload (a new
+-- signature: the old one is dropped).
+
+CREATE OR REPLACE FUNCTION authctx._lockout_settings() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  -- _setting first: it loads the library, which defines the settings
+  v_base interval := authctx._setting('authctx.lockout_base_delay');
+  v_max  interval := authctx._setting('authctx.lockout_max_delay');
+BEGIN
+  RETURN jsonb_build_object(
+    'threshold', current_setting('authctx.lockout_threshold')::integer,
+    'base_delay', extract(epoch FROM v_base),
+    'max_delay', extract(epoch FROM v_max));
+END
+$$;
+COMMENT ON FUNCTION authctx._lockout_settings() IS
+  'internal: the caller''s lockout settings (threshold, base_delay, max_delay in seconds), for the worker';
+
+CREATE OR REPLACE FUNCTION authctx._login_failure(p_user_id uuid, p_reason text, p_count boolean,
+                                       p_record jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := clock_timestamp();
+  v_threshold integer;
+  v_base      double precision;
+  v_max       double precision;
+  v_failures  integer;
+  v_locked    timestamptz;
+BEGIN
+  IF p_user_id IS NOT NULL AND coalesce(p_count, false) THEN
+    v_threshold := greatest((p_record ->> 'threshold')::integer, 1);
+    v_base := greatest((p_record ->> 'base_delay')::double precision, 1);
+    v_max := greatest((p_record ->> 'max_delay')::double precision, v_base);
+    -- The streak is forgotten after a quiet period of twice the longest
+    -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
+    -- meanwhile simply gets no row.
+    INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
+    SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = p_user_id
+    ON CONFLICT (user_id) DO UPDATE
+      SET failures = CASE
+                       WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
+                       THEN 1
+                       ELSE t.failures + 1
+                     END,
+          last_failure_at = v_now
+    RETURNING t.failures INTO v_failures;
+    IF v_failures >= v_threshold THEN
+      -- bounded exponential back-off: base * 2^(failures - threshold), at most max
+      v_locked := v_now + make_interval(secs =>
+                    least(v_base * power(2::double precision,
+                                         least(v_failures - v_threshold, 30)),
+                          v_max));
+      UPDATE authctx.login_throttle t SET locked_until = v_locked
+       WHERE t.user_id = p_user_id;
+    END IF;
+  END IF;
+  INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+  VALUES (v_now, 'login_failed', p_user_id,
+          coalesce(p_record ->> 'db_role', session_user::text),
+          jsonb_strip_nulls(jsonb_build_object(
+            'reason', p_reason,
+            'method', p_record ->> 'method',
+            'failures', v_failures,
+            'locked_until', v_locked)));
+  RETURN jsonb_strip_nulls(jsonb_build_object('failures', v_failures, 'locked_until', v_locked));
+END
+$$;
+COMMENT ON FUNCTION authctx._login_failure(uuid, text, boolean, jsonb) IS
+  'internal: count a failed login toward the lockout (when it counts) and audit login_failed; returns failures and locked_until';
+
+CREATE OR REPLACE FUNCTION authctx._login_attempt(p_attempt jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_email    text := p_attempt ->> 'email';
+  v_user     uuid;
+  v_disabled timestamptz;
+  v_locked   timestamptz;
+  v_verified uuid;
+  v_reason   text;
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'a login attempt must be decided in a READ COMMITTED transaction'
+      USING ERRCODE = '25000';
+  END IF;
+  -- one attempt per email at a time, known or not (lock order, 1)
+  PERFORM authctx._lock_account(v_email);
+  SELECT u.id, u.disabled_at INTO v_user, v_disabled
+    FROM authctx.users u WHERE authctx._email_key(u.email) = authctx._email_key(v_email);
+  IF v_user IS NOT NULL THEN
+    SELECT t.locked_until INTO v_locked FROM authctx.login_throttle t WHERE t.user_id = v_user;
+  END IF;
+
+  IF v_locked > clock_timestamp() THEN
+    PERFORM authctx._password_dummy_verify(p_attempt ->> 'password');
+    v_reason := 'locked';
+  ELSE
+    -- hashes for an unknown email too
+    v_verified := authctx.verify_password(v_email, p_attempt ->> 'password');
+    IF v_user IS NULL THEN
+      v_reason := 'unknown_user';
+    ELSIF v_disabled IS NOT NULL THEN
+      v_reason := 'disabled';
+    ELSIF v_verified IS DISTINCT FROM v_user THEN
+      v_reason := 'bad_password';
+    ELSIF v_user IS DISTINCT FROM (p_attempt ->> 'user_id')::uuid THEN
+      -- the caller locked another user (or none): the email moved meanwhile
+      v_reason := 'changed';
+    ELSIF NOT coalesce((p_attempt ->> 'member')::boolean, false) THEN
+      v_reason := 'not_member';
+    END IF;
+  END IF;
+
+  IF v_reason IS NULL THEN
+    -- the streak ends here, whatever the caller's transaction does next
+    DELETE FROM authctx.login_throttle t WHERE t.user_id = v_user;
+    RETURN jsonb_build_object('user_id', v_user);
+  END IF;
+  RETURN authctx._login_failure(v_user, v_reason, v_reason = 'bad_password', p_attempt);
+END
+$$;
+COMMENT ON FUNCTION authctx._login_attempt(jsonb) IS
+  'internal: decide one password attempt in the worker''s transaction (account lock, lockout state, verification, failure recorded or streak cleared); {user_id} on success';
+
+CREATE OR REPLACE FUNCTION authctx._login_tenant(p_user_id uuid, p_tenant text,
+                                      OUT tenant_id uuid, OUT member boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  member := true;
+  IF p_tenant IS NULL THEN
+    tenant_id := authctx._member_tenant(p_user_id, NULL, false);
+  ELSE
+    tenant_id := authctx._resolve_tenant(p_tenant);
+    member := tenant_id IS NOT NULL AND authctx._lock_membership(tenant_id, p_user_id);
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._login_tenant(uuid, text) IS
+  'internal: the tenant of a login''s session and whether the user is a member, the membership locked FOR SHARE';
+
+CREATE OR REPLACE FUNCTION authctx._attempt_in_worker(p_kind text, p_attempt jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_message text;
+  v_detail  text;
+BEGIN
+  RETURN authctx._autonomous_call(p_kind, p_attempt);
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+  GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+  RAISE LOG 'authentication attempt refused unverified: %', v_message
+    USING DETAIL = v_detail;
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx._attempt_in_worker(text, jsonb) IS
+  'internal: the worker''s verdict on an authentication attempt, or NULL (logged) when no worker could decide it';
+
+CREATE OR REPLACE FUNCTION authctx.login(email text, password text, tenant text DEFAULT NULL)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
+AS $$
+DECLARE
+  v_key     bytea := authctx._email_key(login.email);
+  v_user    uuid;
+  v_tenant  uuid;
+  v_member  boolean := false;
+  v_verdict jsonb;
+BEGIN
+  -- A read-only transaction (a standby, BEGIN READ ONLY) can issue nothing:
+  -- refuse before any password is tried.
+  IF current_setting('transaction_read_only') = 'on' THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- The user's row FOR SHARE (lock order, 2) and the membership (3) before
+  -- the password is verified: a set_password, disable_user,
+  -- revoke_user_sessions or remove_member either committed before (READ
+  -- COMMITTED reads its result; REPEATABLE READ fails with 40001) or waits
+  -- for us and then revokes what we issue.
+  IF v_key IS NOT NULL THEN
+    SELECT u.id INTO v_user
+      FROM authctx.users u WHERE authctx._email_key(u.email) = v_key
+       FOR SHARE;
+  END IF;
+  IF v_user IS NOT NULL THEN
+    SELECT t.tenant_id, t.member INTO v_tenant, v_member
+      FROM authctx._login_tenant(v_user, login.tenant) t;
+  END IF;
+  -- The worker decides and records the attempt in a transaction of its
+  -- own, reading the latest committed state (see Login attempts).  An
+  -- email without a key is nobody's; a password over the hard cap
+  -- (identity.c, 4096 bytes) can be nobody's either: neither is shipped.
+  v_verdict := authctx._attempt_in_worker('login_attempt', jsonb_build_object(
+    'email', CASE WHEN v_key IS NOT NULL THEN login.email END,
+    'password', CASE WHEN octet_length(login.password) <= 4096 THEN login.password END,
+    'user_id', v_user,
+    'member', v_member,
+    'method', 'password',
+    'db_role', session_user) || authctx._lockout_settings());
+  IF v_user IS NULL OR (v_verdict ->> 'user_id')::uuid IS DISTINCT FROM v_user THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  RETURN authctx._issue_session(v_user, v_tenant, 'password', '{}'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION authctx.login(text, text, text) IS
+  'password login: a session and a refresh token; each attempt is decided, counted and audited by a background worker in a transaction of its own; any failure, or no worker to decide, raises 28P01 with one generic message';
+
+CREATE OR REPLACE FUNCTION authctx.refresh(refresh_token text) RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
+AS $$
+DECLARE
+  v_tok    authctx.token := authctx._parse_token(refresh_token, 'refresh');
+  v_id     uuid;
+  v_now    timestamptz := clock_timestamp();
+  v_row    authctx.refresh_tokens;
+  v_spent  boolean;
+  v_grace  interval;
+  v_message text;
+  v_detail  text;
+BEGIN
+  IF v_tok IS NULL THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+  END IF;
+  v_id := authctx._token_id(v_tok);
+
+  SELECT * INTO v_row FROM authctx.refresh_tokens rt WHERE rt.id = v_id;
+  IF NOT FOUND
+     OR NOT authctx._verifier_equal(v_row.verifier, authctx._token_verifier(v_tok))
+     OR v_row.revoked_at IS NOT NULL
+     OR v_row.expires_at <= v_now THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+  END IF;
+
+  -- Lock (user, membership, family) and spend.  Holding the family lock,
+  -- nobody else changes the token: the UPDATE sees its latest state (or, in
+  -- REPEATABLE READ, fails with 40001 when it changed after our snapshot).
+  -- When it is already spent, the subtransaction is rolled back: that
+  -- releases every lock taken here, and the reuse path below holds none.
+  BEGIN
+    PERFORM authctx._refresh_lock(v_row.user_id, v_row.tenant_id, v_row.family_id,
+                                  v_row.created_at);
+    UPDATE authctx.refresh_tokens rt SET spent_at = v_now, spent_xid = pg_current_xact_id()
+     WHERE rt.id = v_id AND rt.spent_at IS NULL AND rt.revoked_at IS NULL;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'refresh token not spendable' USING ERRCODE = 'AX001';
+    END IF;
+    v_spent := true;
+  EXCEPTION WHEN SQLSTATE 'AX001' THEN
+    v_spent := false;
+  END;
+  IF v_spent THEN
+    -- rotation: the session issued with this refresh token ends here
+    UPDATE authctx.sessions s SET revoked_at = v_now
+     WHERE s.id = v_row.session_id AND s.revoked_at IS NULL;
+    RETURN authctx._refresh_pair(v_row, false);
+  END IF;
+
+  -- Spent (or revoked) by someone else.  We hold no lock on the family.
+  SELECT * INTO v_row FROM authctx.refresh_tokens rt WHERE rt.id = v_id;
+  v_now := clock_timestamp();
+  IF NOT FOUND OR v_row.revoked_at IS NOT NULL OR v_row.spent_at IS NULL THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+  END IF;
+
+  -- Spent earlier in this very transaction: that spend dies with the error
+  -- we raise, and the worker would wait for our locks.  Not a reuse.
+  IF v_row.spent_xid = pg_current_xact_id_if_assigned() THEN
+    RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+  END IF;
+
+  v_grace := authctx._setting('authctx.refresh_reuse_grace');
+  IF v_grace > '0' AND v_now - v_row.spent_at <= v_grace THEN
+    -- A client racing itself.  Lock as a spend does and re-spend the token:
+    -- a real update, which a concurrent family revocation either waits for
+    -- (then revokes our rows too) or has already made impossible.
+    PERFORM authctx._refresh_lock(v_row.user_id, v_row.tenant_id, v_row.family_id,
+                                  v_row.created_at);
+    UPDATE authctx.refresh_tokens rt SET spent_at = rt.spent_at
+     WHERE rt.id = v_id AND rt.revoked_at IS NULL;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+    END IF;
+    RETURN authctx._refresh_pair(v_row, true);
+  END IF;
+
+  -- Reuse of a spent token: revoke the family in a transaction of its own.
+  -- Not from a transaction that holds the family's lock already (it
+  -- refreshed or logged out in this family earlier): the worker would wait
+  -- for it, and whatever it revoked itself dies with our error.
+  IF authctx._holds_family_lock(v_row.family_id) THEN
+    RAISE EXCEPTION 'cannot revoke a login family from a transaction that holds its lock'
+      USING ERRCODE = '55000',
+            DETAIL = 'A spent refresh token was presented again in a transaction that already changed its login family.',
+            HINT = 'Present each refresh token in a transaction of its own.';
+  END IF;
+  -- When no worker can (see Refresh in the header), the family stays
+  -- alive: refused as any invalid token, and logged for an operator.
+  BEGIN
+    PERFORM authctx._autonomous_call('refresh_reuse', jsonb_build_object(
+      'family_id', v_row.family_id,
+      'user_id', v_row.user_id,
+      'tenant_id', v_row.tenant_id,
+      'session_id', v_row.session_id,
+      'token_id', v_id,
+      'db_role', session_user));
+  EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+    RAISE LOG 'reuse of a spent refresh token not recorded, login family % not revoked: %',
+              v_row.family_id, v_message
+      USING DETAIL = v_detail,
+            HINT = 'Revoke the family with authctx.revoke_session on any of its sessions.';
+  END;
+  RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
+END
+$$;
+COMMENT ON FUNCTION authctx.refresh(text) IS
+  'spend a refresh token for a new session and refresh token; a spent token presented again revokes its whole family (28000)';
+
+CREATE OR REPLACE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := clock_timestamp();
+  v_role      name := coalesce(payload ->> 'db_role', session_user::text);
+  v_family    uuid;
+  v_sessions  integer;
+  v_kind      text;
+  v_ids       uuid[];
+  v_ats       timestamptz[];
+  v_result    jsonb := '{}';
+BEGIN
+  IF kind = 'audit' THEN
+    IF coalesce(payload ->> 'event', '') = '' THEN
+      RAISE EXCEPTION 'audit record without an event' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
+    VALUES (v_now,
+            payload ->> 'event',
+            (payload ->> 'user_id')::uuid,
+            (payload ->> 'tenant_id')::uuid,
+            (payload ->> 'session_id')::uuid,
+            v_role,
+            coalesce(payload -> 'detail', '{}'::jsonb));
+
+  ELSIF kind = 'login_attempt' THEN
+    v_result := authctx._login_attempt(payload);
+
+  ELSIF kind = 'webauthn_attempt' THEN
+    v_result := authctx._webauthn_attempt(payload);
+
+  ELSIF kind = 'login_failed' THEN
+    v_result := authctx._login_failure((payload ->> 'user_id')::uuid, payload ->> 'reason',
+                                       (payload ->> 'count')::boolean, payload);
+
+  ELSIF kind = 'webauthn_failed' THEN
+    v_result := authctx._webauthn_failure(payload);
+
+  ELSIF kind = 'refresh_reuse' THEN
+    v_family := (payload ->> 'family_id')::uuid;
+    IF v_family IS NULL THEN
+      RAISE EXCEPTION 'refresh_reuse record without a family' USING ERRCODE = '22023';
+    END IF;
+    SELECT f.sessions INTO v_sessions FROM authctx._revoke_family(v_family, v_now) f;
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
+    VALUES (v_now, 'refresh_reuse',
+            (payload ->> 'user_id')::uuid,
+            (payload ->> 'tenant_id')::uuid,
+            (payload ->> 'session_id')::uuid,
+            v_role,
+            jsonb_build_object(
+              'family_id', v_family,
+              'refresh_token_id', payload ->> 'token_id',
+              'sessions_revoked', v_sessions));
+    v_result := jsonb_build_object('sessions_revoked', v_sessions);
+
+  ELSIF kind = 'seen' THEN
+    -- Last-seen (sessions) and last-used (API keys) times, moved forward
+    -- only.  The payload is parsed once per kind.  The write never waits for
+    -- a row lock: a row that anyone else holds (a revocation, cleanup,
+    -- another batch) is skipped and keeps its time, which is a hint at most
+    -- an interval behind, so this transaction can take part in no deadlock.
+    -- Each row is locked through its primary key (the locking subquery in
+    -- LATERAL keeps the plan a nested loop of index probes; a join would
+    -- let the planner hash the whole table) and then updated by its ctid.
+    FOREACH v_kind IN ARRAY ARRAY['s', 'k'] LOOP
+      SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}'),
+             coalesce(array_agg(n.at ORDER BY n.id), '{}')
+        INTO v_ids, v_ats
+        FROM (SELECT (e ->> 'id')::uuid AS id,
+                     max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
+                FROM jsonb_array_elements(payload -> 'entries') e
+               WHERE e ->> 'k' = v_kind
+               GROUP BY 1) n;
+      CONTINUE WHEN cardinality(v_ids) = 0;
+      IF v_kind = 's' THEN
+        WITH l AS (
+          SELECT x.tid, m.at
+            FROM unnest(v_ids, v_ats) m(id, at)
+            CROSS JOIN LATERAL (
+              SELECT s.ctid AS tid
+                FROM authctx.sessions s
+               WHERE s.id = m.id AND s.last_seen_at < m.at
+                 FOR NO KEY UPDATE SKIP LOCKED) x)
+        UPDATE authctx.sessions s
+           SET last_seen_at = l.at
+          FROM l
+         WHERE s.ctid = l.tid;
+      ELSE
+        WITH l AS (
+          SELECT x.tid, m.at
+            FROM unnest(v_ids, v_ats) m(id, at)
+            CROSS JOIN LATERAL (
+              SELECT k.ctid AS tid
+                FROM authctx.api_keys k
+               WHERE k.id = m.id AND (k.last_used_at IS NULL OR k.last_used_at < m.at)
+                 FOR NO KEY UPDATE SKIP LOCKED) x)
+        UPDATE authctx.api_keys k
+           SET last_used_at = l.at
+          FROM l
+         WHERE k.ctid = l.tid;
+      END IF;
+    END LOOP;
+
+  ELSE
+    RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
+  END IF;
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
+  'internal: what the autonomous worker runs in its own transaction (audit, login_attempt, webauthn_attempt, login_failed, webauthn_failed, refresh_reuse, seen); returns what the record did';
+
+CREATE OR REPLACE FUNCTION authctx._webauthn_failure(p_failure jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now  timestamptz := pg_catalog.clock_timestamp();
+  v_role name := coalesce(p_failure ->> 'db_role', pg_catalog.session_user()::text);
+BEGIN
+  IF p_failure ->> 'challenge' IS NOT NULL THEN
+    DELETE FROM authctx.webauthn_challenges c
+     WHERE c.challenge = pg_catalog.decode(p_failure ->> 'challenge', 'hex');
+  END IF;
+  IF coalesce((p_failure ->> 'clone')::boolean, false) THEN
+    UPDATE authctx.webauthn_credentials c
+       SET clone_suspected_at = coalesce(c.clone_suspected_at, v_now)
+     WHERE c.credential_id = pg_catalog.decode(p_failure ->> 'credential_id', 'hex');
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+    VALUES (v_now, 'webauthn_clone_suspected', (p_failure ->> 'user_id')::uuid, v_role,
+            pg_catalog.jsonb_build_object('credential_id', p_failure ->> 'credential_id',
+                                          'stored_count', (p_failure ->> 'stored_count')::bigint,
+                                          'presented_count', (p_failure ->> 'presented_count')::bigint));
+  END IF;
+  IF coalesce((p_failure ->> 'login')::boolean, false) THEN
+    RETURN authctx._login_failure((p_failure ->> 'user_id')::uuid, p_failure ->> 'reason',
+                                  false, p_failure);
+  END IF;
+  INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+  VALUES (v_now, 'webauthn_failed', (p_failure ->> 'user_id')::uuid, v_role,
+          pg_catalog.jsonb_build_object('reason', p_failure ->> 'reason',
+                                        'credential_id', p_failure ->> 'credential_id'));
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_failure(jsonb) IS
+  'internal: spend the challenge of a failed WebAuthn attempt, mark a suspected clone, audit the failure (in the worker''s transaction)';
+
+CREATE OR REPLACE FUNCTION authctx._webauthn_attempt(p_attempt jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v         record;
+  v_cred    bytea := pg_catalog.decode(p_attempt ->> 'credential_id', 'hex');
+  v_login   boolean := coalesce((p_attempt ->> 'login')::boolean, false);
+  v_failure text;
+BEGIN
+  IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'a webauthn attempt must be decided in a READ COMMITTED transaction'
+      USING ERRCODE = '25000';
+  END IF;
+  SELECT * INTO v
+    FROM authctx._webauthn_verify(v_cred,
+                                  pg_catalog.decode(p_attempt ->> 'authenticator_data', 'hex'),
+                                  pg_catalog.decode(p_attempt ->> 'client_data_json', 'hex'),
+                                  pg_catalog.decode(p_attempt ->> 'signature', 'hex'),
+                                  p_attempt ->> 'rp_id', p_attempt ->> 'origin');
+  v_failure := v.failure;
+  IF v_failure IS NULL AND v_login THEN
+    IF v.verified_user IS DISTINCT FROM (p_attempt ->> 'user_id')::uuid THEN
+      -- the caller locked another user (or none): the credential moved
+      v_failure := 'changed';
+    ELSIF NOT coalesce((p_attempt ->> 'member')::boolean, false) THEN
+      v_failure := 'not_member';
+    END IF;
+  END IF;
+  IF v_failure IS NULL THEN
+    RETURN pg_catalog.jsonb_build_object('user_id', v.verified_user);
+  END IF;
+  -- the challenge is already spent (deleted above) when it was found
+  PERFORM authctx._webauthn_failure(p_attempt || pg_catalog.jsonb_build_object(
+    'challenge', NULL,
+    'user_id', coalesce(v.verified_user, v.credential_user),
+    'reason', v_failure,
+    'clone', v_failure = 'counter',
+    'stored_count', v.stored_count,
+    'presented_count', v.presented_count));
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_attempt(jsonb) IS
+  'internal: decide one WebAuthn assertion in the worker''s transaction (challenge spent, checks, counter or clone mark, failure audited); {user_id} on success';
+
+CREATE OR REPLACE FUNCTION authctx._webauthn_payload(p_credential_id bytea,
+    p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
+    p_rp_id text, p_origin text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT pg_catalog.jsonb_build_object(
+    'credential_id', pg_catalog.encode(pg_catalog.substr(p_credential_id, 1, 1024), 'hex'),
+    'authenticator_data', pg_catalog.encode(pg_catalog.substr(p_authenticator_data, 1, 65536), 'hex'),
+    'client_data_json', pg_catalog.encode(pg_catalog.substr(p_client_data_json, 1, 65537), 'hex'),
+    'signature', pg_catalog.encode(pg_catalog.substr(p_signature, 1, 65536), 'hex'),
+    'rp_id', pg_catalog.substr(p_rp_id, 1, 4096),
+    'origin', pg_catalog.substr(p_origin, 1, 4096));
+$$;
+COMMENT ON FUNCTION authctx._webauthn_payload(bytea, bytea, bytea, bytea, text, text) IS
+  'internal: a WebAuthn assertion as the worker''s payload (hex, each part capped)';
+
+CREATE OR REPLACE FUNCTION authctx.verify_webauthn(credential_id bytea,
+    authenticator_data bytea, client_data_json bytea, signature bytea,
+    rp_id text, origin text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- NULL, as for any failed assertion, when no worker could decide it
+  RETURN (authctx._attempt_in_worker('webauthn_attempt',
+            authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
+            || pg_catalog.jsonb_build_object('login', false,
+                                             'db_role', pg_catalog.session_user()))
+          ->> 'user_id')::uuid;
+END
+$$;
+COMMENT ON FUNCTION authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text) IS
+  'verify a WebAuthn assertion against a challenge issued here; the user''s id, or NULL (the challenge is spent either way)';
+
+CREATE OR REPLACE FUNCTION authctx.login_webauthn(credential_id bytea,
+    authenticator_data bytea, client_data_json bytea, signature bytea,
+    rp_id text, origin text, tenant text DEFAULT NULL)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
+AS $$
+DECLARE
+  v_user    uuid;
+  v_tenant  uuid;
+  v_member  boolean := false;
+  v_verdict jsonb;
+BEGIN
+  -- a read-only transaction can issue nothing: refuse before any check
+  IF pg_catalog.current_setting('transaction_read_only') = 'on' THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- the credential's owner FOR SHARE (lock order, 2) and the membership (3)
+  -- before the assertion is checked, as login does
+  SELECT u.id INTO v_user
+    FROM authctx.webauthn_credentials c
+    JOIN authctx.users u ON u.id = c.user_id
+   WHERE c.credential_id = login_webauthn.credential_id
+     FOR SHARE OF u;
+  IF v_user IS NOT NULL THEN
+    SELECT t.tenant_id, t.member INTO v_tenant, v_member
+      FROM authctx._login_tenant(v_user, login_webauthn.tenant) t;
+  END IF;
+  v_verdict := authctx._attempt_in_worker('webauthn_attempt',
+                 authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
+                 || pg_catalog.jsonb_build_object('login', true, 'user_id', v_user,
+                                                  'member', v_member, 'method', 'webauthn',
+                                                  'db_role', pg_catalog.session_user()));
+  IF v_user IS NULL OR (v_verdict ->> 'user_id')::uuid IS DISTINCT FROM v_user THEN
+    -- the challenge spend and the login_failed record were written by the
+    -- worker; a passkey failure does not count toward the password lockout
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- a session, a refresh token and the login audit record
+  RETURN authctx._issue_session(v_user, v_tenant, 'webauthn',
+                                pg_catalog.jsonb_build_object('method', 'webauthn'));
+END
+$$;
+COMMENT ON FUNCTION authctx.login_webauthn(bytea, bytea, bytea, bytea, text, text, text) IS
+  'log in with a WebAuthn assertion: a new session and refresh token; the attempt is decided in a background worker''s transaction; failure, or no worker to decide, raises 28P01';
+
+DROP FUNCTION authctx._webauthn_attempt(bytea, bytea, bytea, bytea, text, text, text, boolean);
+
+REVOKE ALL ON FUNCTION
+  authctx._lockout_settings(), authctx._login_failure(uuid, text, boolean, jsonb),
+  authctx._login_attempt(jsonb), authctx._login_tenant(uuid, text),
+  authctx._attempt_in_worker(text, jsonb),
+  authctx._webauthn_failure(jsonb), authctx._webauthn_attempt(jsonb),
+  authctx._webauthn_payload(bytea, bytea, bytea, bytea, text, text)
+FROM PUBLIC;

@@ -390,7 +390,8 @@ SELECT p.proname, r.rolname,
    AND p.proname IN ('webauthn_challenge', 'add_webauthn_credential',
                      'verify_webauthn', 'login_webauthn', '_webauthn_verify',
                      '_webauthn_key_alg', '_webauthn_check_assertion',
-                     '_webauthn_b64url_decode')
+                     '_webauthn_b64url_decode', '_webauthn_attempt',
+                     '_webauthn_failure', '_webauthn_payload')
  ORDER BY p.proname, r.rolname;
 SET ROLE authctx_app;
 SELECT length(authctx.webauthn_challenge()) AS app_challenge;

@@ -17,7 +17,11 @@
  * and write refresh_reuse; a failed passkey attempt must still spend its
  * challenge; admin_begin must leave admin_bypass behind.  The caller raises
  * (or may later roll back), so these rows cannot be written in its
- * transaction: PostgreSQL has no autonomous transactions.  Instead the
+ * transaction: PostgreSQL has no autonomous transactions.  Password and
+ * passkey attempts go further: the worker decides them (kinds
+ * login_attempt and webauthn_attempt), so that the decision reads the
+ * latest committed state and is recorded before anyone learns it
+ * (src/sql/50_session.sql, Login attempts).  Instead the
  * caller puts the database oid, a kind and a JSON payload into a dynamic
  * shared memory segment, registers a dynamic background worker (which
  * needs no preloading), passing the segment's handle as bgw_main_arg, and
@@ -34,22 +38,31 @@
  * has exited: no mark means the record was not written.  The payload and
  * the result go through shared memory and SPI parameters, never through a
  * command line or an activity string, so they appear neither in
- * pg_stat_activity nor in the log.
+ * pg_stat_activity nor in the log; no message of the caller or the worker
+ * names more than the kind.  A login_attempt payload holds a password:
+ * the worker copies the payload out of the segment as soon as it has
+ * attached and wipes it there, and wipes its copies once the statement
+ * has run; the caller wipes its JSON text and its detoasted copy of the
+ * argument once the task is over (a cancel included), and wipes the
+ * segment itself when no worker ever read it.  What PL/pgSQL copied while
+ * building the payload is beyond this file's reach.
  *
  * Failing closed.  A record that could not be written is an error for the
  * caller: _autonomous_call and _autonomous raise 55000, naming the kind and
  * never the payload, when no worker slot became free in time, the worker
  * failed or did not commit, or this is a standby; admin_begin refuses the
- * bypass.  A password login that fails therefore needs one worker slot, for
+ * bypass; login and login_webauthn refuse with 28P01 before anything is
+ * verified, verify_webauthn answers NULL, and refresh refuses a reused
+ * token with 28000, leaving its family alive (50_session.sql, Refresh).
+ * Every password or passkey attempt therefore needs one worker slot, for
  * a few tens of milliseconds: max_worker_processes must leave slots free
  * beyond max_parallel_workers (which parallel queries, run by any role, may
  * fill) and beyond other extensions' workers.  When every slot is taken,
  * registration is retried every TASK_REGISTER_POLL_MS for
  * TASK_REGISTER_WAIT_MS (2 s): long enough to ride out a burst of other
  * short-lived workers, short enough that a starved server answers within a
- * few seconds.  That wait does not accept cancel requests: an interrupt
- * must not let a client abandon its failed login between the check and the
- * count, and the segment is pinned with no worker yet to unpin it.
+ * few seconds.  That wait does not accept cancel requests: the segment is
+ * pinned with no worker yet to unpin it.
  *
  * Lifetime of a segment.  It is pinned before the worker is registered and
  * unpinned by the worker once it has attached, so a caller that is
@@ -110,8 +123,16 @@
  * that the deadlock detector cannot see (one side waits on a latch, not a
  * lock).  The SQL is therefore shaped so that the failing path has locked
  * nothing by the time it calls the worker:
- * - login reads users and login_throttle without locking and only ever
- *   writes them on success; on failure the worker does the increment.
+ * - login and login_webauthn hold the user's row FOR SHARE, and the
+ *   membership, while the worker decides their attempt.  The worker locks
+ *   the account (an advisory lock no caller takes), the login_throttle
+ *   row, the credential row and the challenge (which callers do not lock),
+ *   and on the user's row at most KEY SHARE, by the foreign key check of a
+ *   login_throttle insert: KEY SHARE conflicts with neither FOR SHARE nor a
+ *   FOR NO KEY UPDATE queued behind it, and heap_lock_tuple lets a
+ *   request that conflicts with no holder through without queueing.
+ *   (What the caller's own transaction wrote earlier, say a password set
+ *   and due for a rehash, can still make the worker wait: lock_timeout.)
  * - refresh spends a token with UPDATE ... WHERE spent_at IS NULL AND
  *   revoked_at IS NULL.  Beware: when that UPDATE has to wait for a
  *   concurrent spender, it locks the newest row version before re-checking
@@ -122,9 +143,6 @@
  *   token spent earlier in the caller's own transaction is recognised (its
  *   row version's xmin is still in progress) and refused without calling
  *   the worker at all.
- * - a failed passkey attempt verifies in a subtransaction that is rolled
- *   back before the worker is called, releasing the credential's row lock
- *   and the challenge it deleted.
  * - audit events (admin_begin) touch only audit_log, whose inserts never
  *   conflict.
  * What remains is a caller that locked other rows of the family earlier in
@@ -192,7 +210,8 @@ typedef struct AutonomousTask
 	Size		payload_len;	/* strlen of the payload */
 	Size		result_max;		/* room for the result, NUL included; 0: none */
 	Size		result_len;		/* strlen of the result, set before commit */
-	char		data[FLEXIBLE_ARRAY_MEMBER];	/* payload, NUL, result area */
+	char		data[FLEXIBLE_ARRAY_MEMBER];	/* payload (wiped once read), NUL,
+												 * result area */
 } AutonomousTask;
 
 #define TaskResult(task)	((task)->data + (task)->payload_len + 1)
@@ -213,6 +232,8 @@ typedef struct TaskKind
 
 static const TaskKind task_kinds[] = {
 	{"audit", TASK_APPLY_SQL, true, false, TASK_STMT_TIMEOUT_MS, "authctx autonomous"},
+	{"login_attempt", TASK_APPLY_SQL, true, false, TASK_STMT_TIMEOUT_MS, "authctx autonomous"},
+	{"webauthn_attempt", TASK_APPLY_SQL, true, false, TASK_STMT_TIMEOUT_MS, "authctx autonomous"},
 	{"login_failed", TASK_APPLY_SQL, true, false, TASK_STMT_TIMEOUT_MS, "authctx autonomous"},
 	{"refresh_reuse", TASK_APPLY_SQL, true, false, TASK_STMT_TIMEOUT_MS, "authctx autonomous"},
 	{"webauthn_failed", TASK_APPLY_SQL, true, false, TASK_STMT_TIMEOUT_MS, "authctx autonomous"},
@@ -434,6 +455,16 @@ WorkerConnect(Oid database)
 }
 
 /*
+ * Wipe a task's payload in its segment: it may hold a password (kind
+ * login_attempt), which must not outlive its reading.
+ */
+static void
+TaskWipePayload(AutonomousTask *task)
+{
+	explicit_bzero(task->data, task->payload_len);
+}
+
+/*
  * Put a task into a new, pinned DSM segment, with `result_max` bytes for
  * the result; NULL when no segment can be had.  The pin keeps the segment
  * alive until the worker has attached, whatever happens to the caller
@@ -519,6 +550,7 @@ TaskRun(dsm_segment *seg, const TaskKind *kind, char **result)
 
 	if (!TaskLaunch(seg, kind, true, &handle))
 	{
+		TaskWipePayload(task);
 		dsm_unpin_segment(dsm_segment_handle(seg));
 		dsm_detach(seg);
 		return WORKER_TASK_NO_SLOT;
@@ -532,6 +564,9 @@ TaskRun(dsm_segment *seg, const TaskKind *kind, char **result)
 	pg_read_barrier();
 	state = pg_atomic_read_u32(&task->state);
 
+	/* the worker is gone: whatever it did not wipe, we do */
+	if (status == BGWH_STOPPED)
+		TaskWipePayload(task);
 	/* a worker that never attached cannot unpin; do it for it */
 	if (status == BGWH_STOPPED && state == TASK_PENDING)
 		dsm_unpin_segment(dsm_segment_handle(seg));
@@ -627,12 +662,15 @@ AutonomousFailed(const char *kind)
 			 errhint("Check max_worker_processes (it must leave slots free beyond max_parallel_workers), and the server log for the worker's error.")));
 }
 
-/* The kind and payload of an SQL call, checked; the payload as JSON text. */
+/*
+ * The kind and payload of an SQL call, checked; the payload as JSON text,
+ * in a buffer sized so that it is (in practice) never reallocated, which
+ * would leave a copy behind in freed memory.  *payload is the argument,
+ * detoasted: a copy of ours when it was toasted.
+ */
 static char *
-AutonomousArgs(FunctionCallInfo fcinfo, char **kind)
+AutonomousArgs(FunctionCallInfo fcinfo, char **kind, Jsonb **payload)
 {
-	Jsonb	   *payload;
-
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -642,8 +680,49 @@ AutonomousArgs(FunctionCallInfo fcinfo, char **kind)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown autonomous record kind \"%s\"", *kind)));
-	payload = PG_GETARG_JSONB_P(1);
-	return JsonbToCString(NULL, &payload->root, VARSIZE(payload));
+	*payload = PG_GETARG_JSONB_P(1);
+	return JsonbToCString(NULL, &(*payload)->root, 2 * VARSIZE(*payload) + 64);
+}
+
+/*
+ * Wipe this backend's copies of a payload once the task has run: the JSON
+ * text, and the detoasted argument when it is our copy (the caller's datum
+ * is not ours to change).  A login_attempt payload holds a password.
+ */
+static void
+AutonomousWipeArgs(FunctionCallInfo fcinfo, Jsonb *payload, char *json)
+{
+	explicit_bzero(json, strlen(json));
+	pfree(json);
+	if ((Pointer) payload != DatumGetPointer(PG_GETARG_DATUM(1)))
+	{
+		explicit_bzero(payload, VARSIZE(payload));
+		pfree(payload);
+	}
+}
+
+/*
+ * Run a checked SQL call's task; its copies of the payload are wiped
+ * whatever happens, a cancel while waiting for the worker included.
+ */
+static bool
+AutonomousRun(FunctionCallInfo fcinfo, const char *kind, Jsonb *payload, char *json,
+			  char **result)
+{
+	volatile bool done = false;
+
+	PG_TRY();
+	{
+		done = WorkerRunAutonomous(kind, json, result);
+	}
+	PG_CATCH();
+	{
+		AutonomousWipeArgs(fcinfo, payload, json);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	AutonomousWipeArgs(fcinfo, payload, json);
+	return done;
 }
 
 /*
@@ -655,12 +734,12 @@ Datum
 authctx_autonomous_call(PG_FUNCTION_ARGS)
 {
 	char	   *kind;
-	char	   *json = AutonomousArgs(fcinfo, &kind);
+	Jsonb	   *payload;
+	char	   *json = AutonomousArgs(fcinfo, &kind, &payload);
 	char	   *result = NULL;
 
-	if (!WorkerRunAutonomous(kind, json, &result))
+	if (!AutonomousRun(fcinfo, kind, payload, json, &result))
 		AutonomousFailed(kind);
-	pfree(json);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result)));
 }
 
@@ -673,11 +752,11 @@ Datum
 authctx_autonomous(PG_FUNCTION_ARGS)
 {
 	char	   *kind;
-	char	   *json = AutonomousArgs(fcinfo, &kind);
+	Jsonb	   *payload;
+	char	   *json = AutonomousArgs(fcinfo, &kind, &payload);
 
-	if (!WorkerRunAutonomous(kind, json, NULL))
+	if (!AutonomousRun(fcinfo, kind, payload, json, NULL))
 		AutonomousFailed(kind);
-	pfree(json);
 	PG_RETURN_BOOL(true);
 }
 
@@ -706,7 +785,7 @@ TaskExtensionOwner(void)
  * (before commit; the caller reads it only once the task is marked done).
  */
 static void
-TaskExecute(AutonomousTask *task, const TaskKind *kind, Oid owner)
+TaskExecute(AutonomousTask *task, const TaskKind *kind, Oid owner, const char *payload)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -717,7 +796,7 @@ TaskExecute(AutonomousTask *task, const TaskKind *kind, Oid owner)
 	Size		len;
 
 	values[0] = CStringGetTextDatum(task->kind);
-	values[1] = CStringGetTextDatum(task->data);
+	values[1] = CStringGetTextDatum(payload);
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -733,6 +812,8 @@ TaskExecute(AutonomousTask *task, const TaskKind *kind, Oid owner)
 	if (kind->timeout_ms > 0)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 	SetUserIdAndSecContext(save_user, save_sec);
+	explicit_bzero(VARDATA(DatumGetPointer(values[1])),
+				   VARSIZE(DatumGetPointer(values[1])) - VARHDRSZ);
 
 	if (result == NULL)
 		result = "{}";
@@ -762,6 +843,7 @@ authctx_autonomous_main(Datum main_arg)
 	AutonomousTask *task;
 	const TaskKind *kind;
 	Oid			owner;
+	char	   *payload;
 	char		activity[64 + TASK_KIND_LEN];
 
 	pqsignal(SIGTERM, die);
@@ -784,6 +866,10 @@ authctx_autonomous_main(Datum main_arg)
 	if (kind == NULL)
 		elog(ERROR, "unknown authctx task kind \"%s\"", task->kind);
 
+	/* read the payload and wipe it from the segment at once */
+	payload = MemoryContextStrdup(TopMemoryContext, task->data);
+	TaskWipePayload(task);
+
 	WorkerConnect(task->database);
 
 	snprintf(activity, sizeof(activity), "authctx task: %s", task->kind);
@@ -794,7 +880,7 @@ authctx_autonomous_main(Datum main_arg)
 	pgstat_report_activity(STATE_RUNNING, activity);
 	owner = TaskExtensionOwner();
 	if (OidIsValid(owner))
-		TaskExecute(task, kind, owner);
+		TaskExecute(task, kind, owner, payload);
 	else if (kind->optional)
 	{
 		const char *skipped = "{\"installed\": false}";
@@ -812,6 +898,7 @@ authctx_autonomous_main(Datum main_arg)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	explicit_bzero(payload, strlen(payload));
 
 	pg_write_barrier();
 	pg_atomic_write_u32(&task->state, TASK_DONE);

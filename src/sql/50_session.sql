@@ -68,13 +68,15 @@
 -- Lock order.  Every function here takes its locks in this order and never
 -- the other way round, so none of them can deadlock with another:
 --   1. the account lock: a transaction advisory lock on a keyed hash of the
---      normalised email (authctx._lock_account), login only, taken for
---      unknown emails exactly as for known ones;
---   2. the user's row in authctx.users: FOR SHARE by login, _issue_session,
---      create_session, refresh, logout, revoke_session, _revoke_family;
---      FOR NO KEY UPDATE by _revoke_user_sessions (set_password,
---      revoke_user_sessions, disable_user), which excludes all of the
---      former for that user while it runs;
+--      normalised email (authctx._lock_account), taken for unknown emails
+--      exactly as for known ones, by the worker transaction that decides a
+--      password attempt (authctx._login_attempt, see Login attempts) and
+--      by nothing else;
+--   2. the user's row in authctx.users: FOR SHARE by login, login_webauthn,
+--      _issue_session, create_session, refresh, logout, revoke_session,
+--      _revoke_family; FOR NO KEY UPDATE by _revoke_user_sessions
+--      (set_password, revoke_user_sessions, disable_user), which excludes
+--      all of the former for that user while it runs;
 --   3. the membership row of the session's tenant (FOR SHARE);
 --   4. the login family: a transaction advisory lock on the family id
 --      (authctx._lock_family), by refresh (both paths), logout,
@@ -87,18 +89,58 @@
 -- the functions that can wait run with lock_timeout = 10s, and a wait that
 -- times out fails the call (55P03): nothing is half revoked, and no
 -- session is issued.
+-- A login holds 2 and 3 while a worker decides its attempt in another
+-- transaction, which takes 1 and, of the caller's rows, at most a KEY
+-- SHARE lock on the user's row (the foreign key check of a login_throttle
+-- insert).  KEY SHARE conflicts only with FOR UPDATE: neither with the
+-- caller's FOR SHARE nor with a revoker's FOR NO KEY UPDATE queued behind
+-- it, and a KEY SHARE request never queues behind a waiter (heap_lock_tuple
+-- takes the tuple's lock only to sleep).  So the worker never waits for its
+-- caller, a wait the deadlock detector could not see (src/worker.c).
+--
+-- Login attempts.  Each password attempt is decided by a background worker
+-- in a READ COMMITTED transaction of its own (authctx._autonomous_call,
+-- kind login_attempt, which runs authctx._login_attempt): it takes the
+-- account lock, reads the lockout state, verifies the password against the
+-- latest committed hash (a dummy verification, the same work, for an
+-- unknown email, a user without a password or a locked account), records
+-- a failure (counted toward the lockout, audited login_failed with its
+-- reason) or clears the streak, commits, and returns the verdict.  So the
+-- decision never rests on the caller's snapshot, which in REPEATABLE READ
+-- or SERIALIZABLE may be older than the failures the worker committed for
+-- the caller's own earlier attempts (each behind a savepoint), and no
+-- verdict exists that is not recorded: the worker commits it before the
+-- caller learns it.  The caller holds the user's row FOR SHARE and the
+-- membership before it asks (lock order, 2 and 3), so set_password,
+-- disable_user, revoke_user_sessions and remove_member cannot commit
+-- between the worker's verification and the session's creation; it passes
+-- the user it locked, and a verdict for any other user (the email moved
+-- meanwhile) is a failure ("changed", not counted).  The session is issued
+-- in the caller's transaction (_issue_session): a success whose caller
+-- then rolls back leaves no session, and a cleared streak.  What the
+-- worker sees is what has committed: a user created, a password set or a
+-- membership added earlier in the caller's still-open transaction does not
+-- exist for the attempt.  The worker start is the price: a login took
+-- 190-250 ms more than verify_password alone (the same argon2 work) on
+-- the loaded two-core test machine (test/t/028_login_attempts.pl prints
+-- it).  The password travels in the task's shared memory segment,
+-- which the worker wipes as soon as it has read it (src/worker.c), never
+-- in a command line, activity string or message.  The lockout settings of
+-- the caller travel with it; the password hashing parameters
+-- (authctx.password_*) are the server's, as the worker sees them.
 --
 -- Login failures.  Unknown email, wrong password, disabled user, a tenant
 -- the user does not belong to and a locked account all raise SQLSTATE
 -- 28P01 with the same message from the same RAISE, after the same amount
--- of password hashing (a dummy verification where there is nothing to
--- verify).  Only audit_log, readable by authctx_admin, records which it
--- was.  Before raising, the failure is written by a background worker in a
--- transaction of its own (authctx._autonomous), so the caller's rollback
--- cannot erase it; when it cannot be written the call fails with 55000
--- instead, never with a mere warning.  In a read-only transaction (a
--- standby, BEGIN READ ONLY), where no session can be issued nor a failure
--- recorded, login refuses (28P01) before it tries any password.
+-- of password hashing.  Only audit_log, readable by authctx_admin,
+-- records which it was.  When no worker can decide the attempt (no worker
+-- slot free within 2 s, the worker failed, a standby), login refuses with
+-- the same 28P01 before any password is verified: nothing is verified,
+-- counted, issued or cleared, and the server log says why (LOG).  So
+-- filling the worker slots (parallel queries can) stops password logins
+-- until a slot is free, rather than letting guesses through uncounted.  In
+-- a read-only transaction (a standby, BEGIN READ ONLY), where no session
+-- can be issued, login refuses (28P01) before it asks the worker.
 --
 -- Lockout: bounded exponential back-off per account.
 --   * Only a wrong password for an existing account counts.  After
@@ -110,13 +152,15 @@
 --     the lock is not visible in the timing.  Attempts during the lock are
 --     audited but NOT counted, so hammering a locked account does not extend
 --     the lock.
---   * A successful login clears the streak; a streak whose last failure is
---     older than twice lockout_max_delay is forgotten.
+--   * A successful verification clears the streak (committed by the worker,
+--     even if the caller's transaction then rolls back); a streak whose last
+--     failure is older than twice lockout_max_delay is forgotten.
 --   * Password attempts for one email are serialised by the account lock
---     (lock order, 1) while the password is checked and the failure
---     recorded, so parallel guesses cannot all slip in before the first
---     failure is counted.  Unknown emails take the same lock, so parallel
---     attempts cost the same whether or not the email exists.
+--     (lock order, 1), held by the deciding worker from before it reads the
+--     lockout state until it has committed the outcome, so parallel guesses
+--     cannot all slip in before the first failure is counted.  Unknown
+--     emails take the same lock, so parallel attempts cost the same whether
+--     or not the email exists.
 -- Why this is not a denial-of-service lever: an attacker who knows an email
 -- can delay that one account's password logins by at most lockout_max_delay
 -- after each failure he spends, and must keep spending them (each one
@@ -165,6 +209,18 @@
 --     family cannot be revoked durably from inside that transaction.
 --   * Family revocation holds the family lock, so no refresh adds rows
 --     while it runs: one pass revokes everything.
+-- When the worker cannot revoke the family of a reused token (no worker
+-- slot free within 2 s, the worker failed, a standby), refresh raises the
+-- same 28000 as for any invalid token, and THE FAMILY STAYS ALIVE: nothing
+-- in the caller's transaction can outlive the error it raises, and the
+-- refusal must not tell a spent token from a bad one (55000 would).  The
+-- reuse is not forgotten silently: the server log gets a LOG line naming
+-- the family (never the token), for an operator to revoke it
+-- (revoke_session on any of its sessions), and the spent token stays
+-- spent, so presenting it again once a slot is free revokes the family.
+-- Nothing is spent by a refused reuse.  Keeping worker slots free
+-- (max_worker_processes above max_parallel_workers and other extensions'
+-- workers) is what makes this case impossible.
 --
 -- Logout.  logout(token) revokes the token's whole login family whatever
 -- state the session is in (live, idle, expired, refreshed away, revoked),
@@ -676,6 +732,198 @@ $$;
 COMMENT ON FUNCTION authctx._refresh_pair(authctx.refresh_tokens, boolean) IS
   'internal: issue the new pair of a refresh in the spent token''s family, with its metadata, and audit it';
 
+-- login attempts -------------------------------------------------------------
+
+-- The caller's lockout settings, for the worker that records a failure: it
+-- is another backend, and sees neither SET nor ALTER ROLE ... SET values.
+CREATE FUNCTION authctx._lockout_settings() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  -- _setting first: it loads the library, which defines the settings
+  v_base interval := authctx._setting('authctx.lockout_base_delay');
+  v_max  interval := authctx._setting('authctx.lockout_max_delay');
+BEGIN
+  RETURN jsonb_build_object(
+    'threshold', current_setting('authctx.lockout_threshold')::integer,
+    'base_delay', extract(epoch FROM v_base),
+    'max_delay', extract(epoch FROM v_max));
+END
+$$;
+COMMENT ON FUNCTION authctx._lockout_settings() IS
+  'internal: the caller''s lockout settings (threshold, base_delay, max_delay in seconds), for the worker';
+
+-- Record a failed login: count it toward the user's lockout when p_count
+-- (a wrong password for an existing account) and audit login_failed with
+-- its reason.  Runs in the worker's transaction (login_attempt,
+-- login_failed, webauthn attempts); p_record carries the caller's lockout
+-- settings (threshold, base_delay, max_delay), method and db_role.
+-- Returns {failures, locked_until} as far as known.
+CREATE FUNCTION authctx._login_failure(p_user_id uuid, p_reason text, p_count boolean,
+                                       p_record jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := clock_timestamp();
+  v_threshold integer;
+  v_base      double precision;
+  v_max       double precision;
+  v_failures  integer;
+  v_locked    timestamptz;
+BEGIN
+  IF p_user_id IS NOT NULL AND coalesce(p_count, false) THEN
+    v_threshold := greatest((p_record ->> 'threshold')::integer, 1);
+    v_base := greatest((p_record ->> 'base_delay')::double precision, 1);
+    v_max := greatest((p_record ->> 'max_delay')::double precision, v_base);
+    -- The streak is forgotten after a quiet period of twice the longest
+    -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
+    -- meanwhile simply gets no row.
+    INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
+    SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = p_user_id
+    ON CONFLICT (user_id) DO UPDATE
+      SET failures = CASE
+                       WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
+                       THEN 1
+                       ELSE t.failures + 1
+                     END,
+          last_failure_at = v_now
+    RETURNING t.failures INTO v_failures;
+    IF v_failures >= v_threshold THEN
+      -- bounded exponential back-off: base * 2^(failures - threshold), at most max
+      v_locked := v_now + make_interval(secs =>
+                    least(v_base * power(2::double precision,
+                                         least(v_failures - v_threshold, 30)),
+                          v_max));
+      UPDATE authctx.login_throttle t SET locked_until = v_locked
+       WHERE t.user_id = p_user_id;
+    END IF;
+  END IF;
+  INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+  VALUES (v_now, 'login_failed', p_user_id,
+          coalesce(p_record ->> 'db_role', session_user::text),
+          jsonb_strip_nulls(jsonb_build_object(
+            'reason', p_reason,
+            'method', p_record ->> 'method',
+            'failures', v_failures,
+            'locked_until', v_locked)));
+  RETURN jsonb_strip_nulls(jsonb_build_object('failures', v_failures, 'locked_until', v_locked));
+END
+$$;
+COMMENT ON FUNCTION authctx._login_failure(uuid, text, boolean, jsonb) IS
+  'internal: count a failed login toward the lockout (when it counts) and audit login_failed; returns failures and locked_until';
+
+-- One password attempt, decided in the worker's own READ COMMITTED
+-- transaction (kind login_attempt; see Login attempts in the header).
+-- p_attempt: {email, password, user_id (the user the caller locked),
+-- member (the caller found the user a member of the tenant asked for),
+-- method, db_role, threshold, base_delay, max_delay}.  Returns {user_id}
+-- when the login may go on, else the failure's {failures, locked_until}.
+-- Every statement after the account lock reads the latest committed
+-- state: the outcome of the attempt before ours on this email.
+CREATE FUNCTION authctx._login_attempt(p_attempt jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_email    text := p_attempt ->> 'email';
+  v_user     uuid;
+  v_disabled timestamptz;
+  v_locked   timestamptz;
+  v_verified uuid;
+  v_reason   text;
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'a login attempt must be decided in a READ COMMITTED transaction'
+      USING ERRCODE = '25000';
+  END IF;
+  -- one attempt per email at a time, known or not (lock order, 1)
+  PERFORM authctx._lock_account(v_email);
+  SELECT u.id, u.disabled_at INTO v_user, v_disabled
+    FROM authctx.users u WHERE authctx._email_key(u.email) = authctx._email_key(v_email);
+  IF v_user IS NOT NULL THEN
+    SELECT t.locked_until INTO v_locked FROM authctx.login_throttle t WHERE t.user_id = v_user;
+  END IF;
+
+  IF v_locked > clock_timestamp() THEN
+    PERFORM authctx._password_dummy_verify(p_attempt ->> 'password');
+    v_reason := 'locked';
+  ELSE
+    -- hashes for an unknown email too
+    v_verified := authctx.verify_password(v_email, p_attempt ->> 'password');
+    IF v_user IS NULL THEN
+      v_reason := 'unknown_user';
+    ELSIF v_disabled IS NOT NULL THEN
+      v_reason := 'disabled';
+    ELSIF v_verified IS DISTINCT FROM v_user THEN
+      v_reason := 'bad_password';
+    ELSIF v_user IS DISTINCT FROM (p_attempt ->> 'user_id')::uuid THEN
+      -- the caller locked another user (or none): the email moved meanwhile
+      v_reason := 'changed';
+    ELSIF NOT coalesce((p_attempt ->> 'member')::boolean, false) THEN
+      v_reason := 'not_member';
+    END IF;
+  END IF;
+
+  IF v_reason IS NULL THEN
+    -- the streak ends here, whatever the caller's transaction does next
+    DELETE FROM authctx.login_throttle t WHERE t.user_id = v_user;
+    RETURN jsonb_build_object('user_id', v_user);
+  END IF;
+  RETURN authctx._login_failure(v_user, v_reason, v_reason = 'bad_password', p_attempt);
+END
+$$;
+COMMENT ON FUNCTION authctx._login_attempt(jsonb) IS
+  'internal: decide one password attempt in the worker''s transaction (account lock, lockout state, verification, failure recorded or streak cleared); {user_id} on success';
+
+-- The tenant of a login's session, locked FOR SHARE (lock order, 3) before
+-- the attempt is decided: the tenant named (member: whether the user
+-- belongs to it; an unknown tenant is not one), else the user's only
+-- membership, else none.
+CREATE FUNCTION authctx._login_tenant(p_user_id uuid, p_tenant text,
+                                      OUT tenant_id uuid, OUT member boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  member := true;
+  IF p_tenant IS NULL THEN
+    tenant_id := authctx._member_tenant(p_user_id, NULL, false);
+  ELSE
+    tenant_id := authctx._resolve_tenant(p_tenant);
+    member := tenant_id IS NOT NULL AND authctx._lock_membership(tenant_id, p_user_id);
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._login_tenant(uuid, text) IS
+  'internal: the tenant of a login''s session and whether the user is a member, the membership locked FOR SHARE';
+
+-- Have the worker decide an authentication attempt (kinds login_attempt,
+-- webauthn_attempt) and return its verdict; NULL when no worker could
+-- (no slot free within 2 s, it failed, a standby): then nothing was
+-- verified or recorded, and the caller refuses the attempt as a failure.
+-- Why goes to the server log (LOG), naming the kind, never the payload.
+CREATE FUNCTION authctx._attempt_in_worker(p_kind text, p_attempt jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_message text;
+  v_detail  text;
+BEGIN
+  RETURN authctx._autonomous_call(p_kind, p_attempt);
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+  GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+  RAISE LOG 'authentication attempt refused unverified: %', v_message
+    USING DETAIL = v_detail;
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx._attempt_in_worker(text, jsonb) IS
+  'internal: the worker''s verdict on an authentication attempt, or NULL (logged) when no worker could decide it';
+
 -- public functions ----------------------------------------------------------
 
 CREATE FUNCTION authctx.login(email text, password text, tenant text DEFAULT NULL)
@@ -685,96 +933,50 @@ SET search_path = pg_catalog, pg_temp
 SET lock_timeout = '10s'
 AS $$
 DECLARE
-  v_key      bytea := authctx._email_key(login.email);
-  v_user     uuid;
-  v_disabled timestamptz;
-  v_failures integer;
-  v_locked   timestamptz;
-  v_verified uuid;
-  v_tenant   uuid;
-  v_reason   text;
-  v_counts   boolean := false;
-  v_base     interval;
-  v_max      interval;
+  v_key     bytea := authctx._email_key(login.email);
+  v_user    uuid;
+  v_tenant  uuid;
+  v_member  boolean := false;
+  v_verdict jsonb;
 BEGIN
-  -- A read-only transaction (a standby, BEGIN READ ONLY) can issue nothing
-  -- and record no failure: refuse before any password is tried, so that it
-  -- is no place to test guesses without the lockout counting them.
+  -- A read-only transaction (a standby, BEGIN READ ONLY) can issue nothing:
+  -- refuse before any password is tried.
   IF current_setting('transaction_read_only') = 'on' THEN
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
-  -- one password attempt per email at a time, known or not (lock order, 1)
-  PERFORM authctx._lock_account(login.email);
-  -- the user's row, FOR SHARE before the password is read (lock order, 2):
-  -- a set_password, disable_user or revoke_user_sessions either committed
-  -- before (we read its results, or fail with 40001 in REPEATABLE READ) or
-  -- waits for us and then revokes what we issue
+  -- The user's row FOR SHARE (lock order, 2) and the membership (3) before
+  -- the password is verified: a set_password, disable_user,
+  -- revoke_user_sessions or remove_member either committed before (READ
+  -- COMMITTED reads its result; REPEATABLE READ fails with 40001) or waits
+  -- for us and then revokes what we issue.
   IF v_key IS NOT NULL THEN
-    SELECT u.id, u.disabled_at INTO v_user, v_disabled
+    SELECT u.id INTO v_user
       FROM authctx.users u WHERE authctx._email_key(u.email) = v_key
        FOR SHARE;
   END IF;
   IF v_user IS NOT NULL THEN
-    SELECT t.failures, t.locked_until INTO v_failures, v_locked
-      FROM authctx.login_throttle t WHERE t.user_id = v_user;
+    SELECT t.tenant_id, t.member INTO v_tenant, v_member
+      FROM authctx._login_tenant(v_user, login.tenant) t;
   END IF;
-
-  IF v_locked > clock_timestamp() THEN
-    PERFORM authctx._password_dummy_verify(password);
-    v_reason := 'locked';
-  ELSE
-    -- hashes for an unknown email too
-    v_verified := authctx.verify_password(email, password);
-    IF v_user IS NULL THEN
-      v_reason := 'unknown_user';
-    ELSIF v_verified IS DISTINCT FROM v_user THEN
-      IF v_disabled IS NOT NULL THEN
-        v_reason := 'disabled';
-      ELSE
-        v_reason := 'bad_password';
-        v_counts := true;
-      END IF;
-    ELSIF v_disabled IS NOT NULL THEN
-      v_reason := 'disabled';
-    ELSIF tenant IS NOT NULL THEN
-      v_tenant := authctx._resolve_tenant(tenant);
-      IF v_tenant IS NULL OR NOT authctx._lock_membership(v_tenant, v_user) THEN
-        v_reason := 'not_member';
-      END IF;
-    ELSE
-      -- the only membership, or none
-      v_tenant := authctx._member_tenant(v_user, NULL, false);
-    END IF;
-  END IF;
-
-  IF v_reason IS NOT NULL THEN
-    -- our settings travel with the record (the worker does not see them)
-    v_base := authctx._setting('authctx.lockout_base_delay');
-    v_max := authctx._setting('authctx.lockout_max_delay');
-    -- in a transaction of its own: our caller's rollback must not undo it;
-    -- a failure that cannot be recorded fails closed
-    IF NOT coalesce(authctx._autonomous('login_failed', jsonb_build_object(
-      'user_id', v_user,
-      'reason', v_reason,
-      'method', 'password',
-      'count', v_counts,
-      'threshold', current_setting('authctx.lockout_threshold')::integer,
-      'base_delay', extract(epoch FROM v_base),
-      'max_delay', extract(epoch FROM v_max),
-      'db_role', session_user)), false) THEN
-      RAISE EXCEPTION 'could not record a failed login' USING ERRCODE = '55000';
-    END IF;
+  -- The worker decides and records the attempt in a transaction of its
+  -- own, reading the latest committed state (see Login attempts).  An
+  -- email without a key is nobody's; a password over the hard cap
+  -- (identity.c, 4096 bytes) can be nobody's either: neither is shipped.
+  v_verdict := authctx._attempt_in_worker('login_attempt', jsonb_build_object(
+    'email', CASE WHEN v_key IS NOT NULL THEN login.email END,
+    'password', CASE WHEN octet_length(login.password) <= 4096 THEN login.password END,
+    'user_id', v_user,
+    'member', v_member,
+    'method', 'password',
+    'db_role', session_user) || authctx._lockout_settings());
+  IF v_user IS NULL OR (v_verdict ->> 'user_id')::uuid IS DISTINCT FROM v_user THEN
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
-  END IF;
-
-  IF v_failures IS NOT NULL THEN
-    DELETE FROM authctx.login_throttle t WHERE t.user_id = v_user;
   END IF;
   RETURN authctx._issue_session(v_user, v_tenant, 'password', '{}'::jsonb);
 END
 $$;
 COMMENT ON FUNCTION authctx.login(text, text, text) IS
-  'password login: a session and a refresh token; any failure raises 28P01 with one generic message and is counted and audited in a transaction of its own';
+  'password login: a session and a refresh token; each attempt is decided, counted and audited by a background worker in a transaction of its own; any failure, or no worker to decide, raises 28P01 with one generic message';
 
 CREATE FUNCTION authctx.refresh(refresh_token text) RETURNS authctx.login_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -788,6 +990,8 @@ DECLARE
   v_row    authctx.refresh_tokens;
   v_spent  boolean;
   v_grace  interval;
+  v_message text;
+  v_detail  text;
 BEGIN
   IF v_tok IS NULL THEN
     RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
@@ -864,15 +1068,23 @@ BEGIN
             DETAIL = 'A spent refresh token was presented again in a transaction that already changed its login family.',
             HINT = 'Present each refresh token in a transaction of its own.';
   END IF;
-  IF NOT coalesce(authctx._autonomous('refresh_reuse', jsonb_build_object(
-    'family_id', v_row.family_id,
-    'user_id', v_row.user_id,
-    'tenant_id', v_row.tenant_id,
-    'session_id', v_row.session_id,
-    'token_id', v_id,
-    'db_role', session_user)), false) THEN
-    RAISE EXCEPTION 'could not revoke the login family of a reused refresh token' USING ERRCODE = '55000';
-  END IF;
+  -- When no worker can (see Refresh in the header), the family stays
+  -- alive: refused as any invalid token, and logged for an operator.
+  BEGIN
+    PERFORM authctx._autonomous_call('refresh_reuse', jsonb_build_object(
+      'family_id', v_row.family_id,
+      'user_id', v_row.user_id,
+      'tenant_id', v_row.tenant_id,
+      'session_id', v_row.session_id,
+      'token_id', v_id,
+      'db_role', session_user));
+  EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+    RAISE LOG 'reuse of a spent refresh token not recorded, login family % not revoked: %',
+              v_row.family_id, v_message
+      USING DETAIL = v_detail,
+            HINT = 'Revoke the family with authctx.revoke_session on any of its sessions.';
+  END;
   RAISE EXCEPTION 'invalid token' USING ERRCODE = '28000';
 END
 $$;
@@ -1198,6 +1410,9 @@ REVOKE ALL ON FUNCTION
   authctx._issue_session(uuid, uuid, text, jsonb),
   authctx._refresh_lock(uuid, uuid, uuid, timestamptz),
   authctx._refresh_pair(authctx.refresh_tokens, boolean),
+  authctx._lockout_settings(), authctx._login_failure(uuid, text, boolean, jsonb),
+  authctx._login_attempt(jsonb), authctx._login_tenant(uuid, text),
+  authctx._attempt_in_worker(text, jsonb),
   authctx._delete_in_batches(regclass, text, timestamptz, interval, interval, interval),
   authctx.login(text, text, text), authctx.refresh(text), authctx.logout(text),
   authctx.create_session(uuid, text, interval, jsonb), authctx.revoke_session(uuid),

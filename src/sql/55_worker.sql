@@ -14,15 +14,31 @@
 --
 --   audit           {event, user_id, tenant_id, session_id, db_role, detail}
 --                   one audit_log row (admin_begin's admin_bypass); {}
+--   login_attempt   {email, password, user_id, member, method, db_role,
+--                    threshold, base_delay, max_delay}
+--                   decide a password attempt (authctx._login_attempt,
+--                   50_session.sql): account lock, lockout state, password
+--                   verified against the latest committed hash, failure
+--                   counted and audited or streak cleared; {user_id} when
+--                   the login may go on, else {failures, locked_until}
+--   webauthn_attempt {credential_id, authenticator_data, client_data_json,
+--                    signature (hex), rp_id, origin, login, user_id, member,
+--                    method, db_role}
+--                   decide a passkey assertion (authctx._webauthn_attempt,
+--                   60_webauthn.sql): challenge spent, checks, counter
+--                   recorded, or a suspected clone marked and the failure
+--                   audited; {user_id} on success, else {}
 --   login_failed    {user_id, reason, method, count, threshold, base_delay,
 --                    max_delay, db_role}
 --                   count the failure toward the lockout (when count is
---                   true and the user exists) and audit login_failed;
---                   {failures, locked_until} as far as known
+--                   true and the user exists) and audit login_failed
+--                   (authctx._login_failure); {failures, locked_until} as
+--                   far as known
 --   webauthn_failed {challenge, credential_id, user_id, reason, clone,
 --                    stored_count, presented_count, login, db_role, ...}
 --                   spend the challenge, mark a suspected clone, audit
---                   (login_failed for a login: then its result); {}
+--                   (authctx._webauthn_failure; login_failed for a login:
+--                   then its result); {}
 --   refresh_reuse   {family_id, user_id, tenant_id, session_id, token_id,
 --                    db_role}
 --                   revoke every session and refresh token of the family and
@@ -33,7 +49,10 @@
 --
 -- The payload is built by the extension's own functions: the caller's
 -- settings (lockout) and identity (db_role) travel in it, because the
--- worker is another backend and sees neither.
+-- worker is another backend and sees neither.  A login_attempt payload
+-- holds a password: the worker wipes its copy in shared memory as soon as
+-- it has read it, and neither it nor the caller ever prints a payload
+-- (src/worker.c).
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION authctx._autonomous(kind text, payload jsonb) RETURNS boolean
@@ -56,13 +75,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_now       timestamptz := clock_timestamp();
-  v_user      uuid;
   v_role      name := coalesce(payload ->> 'db_role', session_user::text);
-  v_failures  integer;
-  v_threshold integer;
-  v_base      double precision;
-  v_max       double precision;
-  v_locked    timestamptz;
   v_family    uuid;
   v_sessions  integer;
   v_kind      text;
@@ -83,70 +96,18 @@ BEGIN
             v_role,
             coalesce(payload -> 'detail', '{}'::jsonb));
 
+  ELSIF kind = 'login_attempt' THEN
+    v_result := authctx._login_attempt(payload);
+
+  ELSIF kind = 'webauthn_attempt' THEN
+    v_result := authctx._webauthn_attempt(payload);
+
   ELSIF kind = 'login_failed' THEN
-    v_user := (payload ->> 'user_id')::uuid;
-    IF v_user IS NOT NULL AND coalesce((payload ->> 'count')::boolean, false) THEN
-      v_threshold := greatest((payload ->> 'threshold')::integer, 1);
-      v_base := greatest((payload ->> 'base_delay')::double precision, 1);
-      v_max := greatest((payload ->> 'max_delay')::double precision, v_base);
-      -- The streak is forgotten after a quiet period of twice the longest
-      -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
-      -- meanwhile simply gets no row.
-      INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
-      SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = v_user
-      ON CONFLICT (user_id) DO UPDATE
-        SET failures = CASE
-                         WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
-                         THEN 1
-                         ELSE t.failures + 1
-                       END,
-            last_failure_at = v_now
-      RETURNING t.failures INTO v_failures;
-      IF v_failures >= v_threshold THEN
-        -- bounded exponential back-off: base * 2^(failures - threshold), at most max
-        v_locked := v_now + make_interval(secs =>
-                      least(v_base * power(2::double precision,
-                                           least(v_failures - v_threshold, 30)),
-                            v_max));
-        UPDATE authctx.login_throttle t SET locked_until = v_locked
-         WHERE t.user_id = v_user;
-      END IF;
-    END IF;
-    v_result := jsonb_strip_nulls(jsonb_build_object('failures', v_failures,
-                                                     'locked_until', v_locked));
-    INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
-    VALUES (v_now, 'login_failed', v_user, v_role,
-            jsonb_strip_nulls(jsonb_build_object(
-              'reason', payload ->> 'reason',
-              'method', payload ->> 'method',
-              'failures', v_failures,
-              'locked_until', v_locked)));
+    v_result := authctx._login_failure((payload ->> 'user_id')::uuid, payload ->> 'reason',
+                                       (payload ->> 'count')::boolean, payload);
 
   ELSIF kind = 'webauthn_failed' THEN
-    -- a failed passkey attempt: spend its challenge, mark a suspected clone,
-    -- and audit (as login_failed for a login)
-    IF payload ->> 'challenge' IS NOT NULL THEN
-      DELETE FROM authctx.webauthn_challenges c
-       WHERE c.challenge = decode(payload ->> 'challenge', 'hex');
-    END IF;
-    IF coalesce((payload ->> 'clone')::boolean, false) THEN
-      UPDATE authctx.webauthn_credentials c
-         SET clone_suspected_at = coalesce(c.clone_suspected_at, v_now)
-       WHERE c.credential_id = decode(payload ->> 'credential_id', 'hex');
-      INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
-      VALUES (v_now, 'webauthn_clone_suspected', (payload ->> 'user_id')::uuid, v_role,
-              jsonb_build_object('credential_id', payload ->> 'credential_id',
-                                 'stored_count', (payload ->> 'stored_count')::bigint,
-                                 'presented_count', (payload ->> 'presented_count')::bigint));
-    END IF;
-    IF coalesce((payload ->> 'login')::boolean, false) THEN
-      v_result := authctx._autonomous_apply('login_failed', payload);
-    ELSE
-      INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
-      VALUES (v_now, 'webauthn_failed', (payload ->> 'user_id')::uuid, v_role,
-              jsonb_build_object('reason', payload ->> 'reason',
-                                 'credential_id', payload ->> 'credential_id'));
-    END IF;
+    v_result := authctx._webauthn_failure(payload);
 
   ELSIF kind = 'refresh_reuse' THEN
     v_family := (payload ->> 'family_id')::uuid;
@@ -221,7 +182,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
-  'internal: what the autonomous worker runs in its own transaction (audit, login_failed, webauthn_failed, refresh_reuse, seen); returns what the record did';
+  'internal: what the autonomous worker runs in its own transaction (audit, login_attempt, webauthn_attempt, login_failed, webauthn_failed, refresh_reuse, seen); returns what the record did';
 REVOKE ALL ON FUNCTION authctx._autonomous_apply(text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION authctx._seen_stats(

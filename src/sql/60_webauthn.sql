@@ -34,21 +34,37 @@
 -- Caller errors (NULL arguments 22004, an unknown user 42704) are raised
 -- before the ceremony is looked at, and spend nothing.
 --
--- Spending and rollback.  The contract says the challenge is spent by the
--- attempt, success or not, and that a counter that does not grow marks the
--- credential as possibly cloned and refuses it.  Both must hold although
--- login_webauthn raises 28P01, which rolls the caller's transaction back.
--- So _webauthn_attempt runs the verification in a subtransaction, rolls it
--- back on failure (releasing every row lock it took), and hands the lasting
--- effects to a background worker (authctx._autonomous kind webauthn_failed):
--- delete the challenge, set clone_suspected_at on the credential (it is
--- refused from then on; register a new passkey to recover), and write the
--- audit record: webauthn_clone_suspected, and login_failed for a login or
--- webauthn_failed for verify_webauthn.  A success commits its spend and the
--- new counter with the caller's transaction.  A challenge issued inside the
--- caller's own still-open transaction is invisible to the worker and is not
--- spent by a failure (applications issue and use challenges in separate
--- requests).
+-- Attempts are decided in the worker.  The contract says the challenge is
+-- spent by the attempt, success or not, and that a counter that does not
+-- grow marks the credential as possibly cloned and refuses it.  Both must
+-- hold although login_webauthn raises 28P01, which rolls the caller's
+-- transaction back.  So the whole attempt runs in a background worker's
+-- READ COMMITTED transaction (authctx._autonomous_call, kind
+-- webauthn_attempt, which runs authctx._webauthn_attempt): the checks
+-- above, then on success the new counter and last use, on failure the
+-- suspected clone marked (clone_suspected_at: refused from then on;
+-- register a new passkey to recover) and the audit record
+-- (webauthn_clone_suspected, and login_failed for a login or
+-- webauthn_failed for verify_webauthn); it commits, then answers.  The
+-- challenge is spent either way (deleted in that transaction), so a
+-- success is as single-use as a failure even if the caller rolls back.
+-- The worker sees what has committed: a challenge issued, or a credential
+-- added, in the caller's still-open transaction does not exist for it
+-- (applications issue and use challenges in separate requests).
+--
+-- login_webauthn first locks the credential owner's row FOR SHARE and the
+-- membership (lock order of 50_session.sql, 2 and 3; the worker locks only
+-- the credential's row and the challenge, which no caller holds), then
+-- issues the session in the caller's transaction when the worker's verdict
+-- names that user.  When no worker can decide the attempt (no slot free
+-- within 2 s, it failed, a standby), nothing is checked or spent:
+-- login_webauthn refuses with 28P01, verify_webauthn answers NULL, and the
+-- server log says why.  In a read-only transaction login_webauthn refuses
+-- (28P01) before it asks.  The assertion travels to the worker in shared
+-- memory, each part capped well above what an authenticator sends
+-- (credential id 1024 bytes, authenticator data and signature 64 kB,
+-- clientDataJSON just over the 64 kB that _webauthn_verify accepts), so
+-- that a caller cannot make the worker map gigabytes.
 --
 -- Passkey failures are audited as login_failed with method "webauthn" but
 -- never count toward the password lockout (there is nothing to guess).
@@ -429,88 +445,136 @@ $$;
 COMMENT ON FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text) IS
   'internal: verify a WebAuthn assertion; the user, the credential''s owner, and why it failed';
 
--- One attempt, with effects that outlive it.  The verification runs in a
--- subtransaction; on any failure that subtransaction is rolled back, which
--- releases the credential's row lock and undoes the in-transaction spend of
--- the challenge, and a background worker then, in its own transaction,
--- spends the challenge, marks a suspected clone and writes the audit
--- record (login_failed for logins).  So a failed attempt spends its
--- challenge even when the caller's transaction is rolled back by the error
--- login_webauthn raises, and the worker never waits for a lock we hold.
-CREATE FUNCTION authctx._webauthn_attempt(p_credential_id bytea,
-    p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
-    p_rp_id text, p_origin text, p_tenant text, p_login boolean,
-    OUT verified_user uuid, OUT tenant_id uuid, OUT failure text)
+-- The lasting effects of a failed attempt, in the worker's transaction:
+-- spend the challenge (if _webauthn_verify has not already), mark a
+-- suspected clone, and audit: login_failed for a login (never counted
+-- toward the password lockout), webauthn_failed otherwise.  p_failure:
+-- {challenge, credential_id (hex), user_id, reason, clone, stored_count,
+-- presented_count, login, method, db_role}.  Kind webauthn_failed runs it
+-- too.
+CREATE FUNCTION authctx._webauthn_failure(p_failure jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v        record;
-  v_count  bigint;
+  v_now  timestamptz := pg_catalog.clock_timestamp();
+  v_role name := coalesce(p_failure ->> 'db_role', pg_catalog.session_user()::text);
 BEGIN
-  BEGIN
-    SELECT * INTO v
-      FROM authctx._webauthn_verify(p_credential_id, p_authenticator_data,
-                                    p_client_data_json, p_signature, p_rp_id, p_origin);
-    failure := v.failure;
-    IF failure IS NULL AND p_login THEN
-      IF p_tenant IS NOT NULL THEN
-        tenant_id := authctx._resolve_tenant(p_tenant);
-        IF tenant_id IS NULL OR NOT EXISTS (
-             SELECT 1 FROM authctx.memberships m
-              WHERE m.tenant_id = _webauthn_attempt.tenant_id AND m.user_id = v.verified_user) THEN
-          failure := 'not_member';
-        END IF;
-      ELSE
-        -- the only membership; with several, no tenant until auth_begin names one
-        SELECT pg_catalog.count(*), (pg_catalog.array_agg(m.tenant_id))[1]
-          INTO v_count, tenant_id
-          FROM authctx.memberships m
-         WHERE m.user_id = v.verified_user;
-        IF v_count <> 1 THEN
-          tenant_id := NULL;
-        END IF;
-      END IF;
-    END IF;
-    IF failure IS NOT NULL THEN
-      RAISE EXCEPTION 'webauthn attempt failed' USING ERRCODE = 'AXW00';
-    END IF;
-  EXCEPTION WHEN SQLSTATE 'AXW00' THEN
-    NULL;                       -- rolled back: no spend, no counter, no lock
-  END;
-
-  IF failure IS NULL THEN
-    verified_user := v.verified_user;
-    RETURN;
+  IF p_failure ->> 'challenge' IS NOT NULL THEN
+    DELETE FROM authctx.webauthn_challenges c
+     WHERE c.challenge = pg_catalog.decode(p_failure ->> 'challenge', 'hex');
   END IF;
-  tenant_id := NULL;
-  IF v.challenge IS NOT NULL OR p_login THEN
-    PERFORM authctx._autonomous('webauthn_failed', pg_catalog.jsonb_build_object(
-      'challenge', pg_catalog.encode(v.challenge, 'hex'),
-      'credential_id', pg_catalog.encode(p_credential_id, 'hex'),
-      'user_id', v.credential_user,
-      'reason', failure,
-      'clone', failure = 'counter',
-      'stored_count', v.stored_count,
-      'presented_count', v.presented_count,
-      'login', p_login,
-      'method', 'webauthn',
-      'count', false,
-      'db_role', pg_catalog.session_user()));
+  IF coalesce((p_failure ->> 'clone')::boolean, false) THEN
+    UPDATE authctx.webauthn_credentials c
+       SET clone_suspected_at = coalesce(c.clone_suspected_at, v_now)
+     WHERE c.credential_id = pg_catalog.decode(p_failure ->> 'credential_id', 'hex');
+    INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+    VALUES (v_now, 'webauthn_clone_suspected', (p_failure ->> 'user_id')::uuid, v_role,
+            pg_catalog.jsonb_build_object('credential_id', p_failure ->> 'credential_id',
+                                          'stored_count', (p_failure ->> 'stored_count')::bigint,
+                                          'presented_count', (p_failure ->> 'presented_count')::bigint));
   END IF;
+  IF coalesce((p_failure ->> 'login')::boolean, false) THEN
+    RETURN authctx._login_failure((p_failure ->> 'user_id')::uuid, p_failure ->> 'reason',
+                                  false, p_failure);
+  END IF;
+  INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
+  VALUES (v_now, 'webauthn_failed', (p_failure ->> 'user_id')::uuid, v_role,
+          pg_catalog.jsonb_build_object('reason', p_failure ->> 'reason',
+                                        'credential_id', p_failure ->> 'credential_id'));
+  RETURN '{}'::jsonb;
 END
 $$;
-COMMENT ON FUNCTION authctx._webauthn_attempt(bytea, bytea, bytea, bytea, text, text, text, boolean) IS
-  'internal: one WebAuthn attempt; a failure spends the challenge, marks a suspected clone and is audited in a transaction of its own';
+COMMENT ON FUNCTION authctx._webauthn_failure(jsonb) IS
+  'internal: spend the challenge of a failed WebAuthn attempt, mark a suspected clone, audit the failure (in the worker''s transaction)';
+
+-- One attempt, decided in the worker's own READ COMMITTED transaction (kind
+-- webauthn_attempt; see the header).  p_attempt: the assertion's parts
+-- (hex), rp_id, origin, login, and for a login the user the caller locked
+-- (user_id) and whether that user is a member of the tenant asked for
+-- (member), method and db_role.  {user_id} on success, else {} once the
+-- failure's effects are written.
+CREATE FUNCTION authctx._webauthn_attempt(p_attempt jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v         record;
+  v_cred    bytea := pg_catalog.decode(p_attempt ->> 'credential_id', 'hex');
+  v_login   boolean := coalesce((p_attempt ->> 'login')::boolean, false);
+  v_failure text;
+BEGIN
+  IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'a webauthn attempt must be decided in a READ COMMITTED transaction'
+      USING ERRCODE = '25000';
+  END IF;
+  SELECT * INTO v
+    FROM authctx._webauthn_verify(v_cred,
+                                  pg_catalog.decode(p_attempt ->> 'authenticator_data', 'hex'),
+                                  pg_catalog.decode(p_attempt ->> 'client_data_json', 'hex'),
+                                  pg_catalog.decode(p_attempt ->> 'signature', 'hex'),
+                                  p_attempt ->> 'rp_id', p_attempt ->> 'origin');
+  v_failure := v.failure;
+  IF v_failure IS NULL AND v_login THEN
+    IF v.verified_user IS DISTINCT FROM (p_attempt ->> 'user_id')::uuid THEN
+      -- the caller locked another user (or none): the credential moved
+      v_failure := 'changed';
+    ELSIF NOT coalesce((p_attempt ->> 'member')::boolean, false) THEN
+      v_failure := 'not_member';
+    END IF;
+  END IF;
+  IF v_failure IS NULL THEN
+    RETURN pg_catalog.jsonb_build_object('user_id', v.verified_user);
+  END IF;
+  -- the challenge is already spent (deleted above) when it was found
+  PERFORM authctx._webauthn_failure(p_attempt || pg_catalog.jsonb_build_object(
+    'challenge', NULL,
+    'user_id', coalesce(v.verified_user, v.credential_user),
+    'reason', v_failure,
+    'clone', v_failure = 'counter',
+    'stored_count', v.stored_count,
+    'presented_count', v.presented_count));
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_attempt(jsonb) IS
+  'internal: decide one WebAuthn assertion in the worker''s transaction (challenge spent, checks, counter or clone mark, failure audited); {user_id} on success';
+
+-- An assertion as the worker takes it: each part in hex, capped (see the
+-- header); a capped part never verifies, and the challenge it names is
+-- still spent.
+CREATE FUNCTION authctx._webauthn_payload(p_credential_id bytea,
+    p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
+    p_rp_id text, p_origin text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT pg_catalog.jsonb_build_object(
+    'credential_id', pg_catalog.encode(pg_catalog.substr(p_credential_id, 1, 1024), 'hex'),
+    'authenticator_data', pg_catalog.encode(pg_catalog.substr(p_authenticator_data, 1, 65536), 'hex'),
+    'client_data_json', pg_catalog.encode(pg_catalog.substr(p_client_data_json, 1, 65537), 'hex'),
+    'signature', pg_catalog.encode(pg_catalog.substr(p_signature, 1, 65536), 'hex'),
+    'rp_id', pg_catalog.substr(p_rp_id, 1, 4096),
+    'origin', pg_catalog.substr(p_origin, 1, 4096));
+$$;
+COMMENT ON FUNCTION authctx._webauthn_payload(bytea, bytea, bytea, bytea, text, text) IS
+  'internal: a WebAuthn assertion as the worker''s payload (hex, each part capped)';
 
 CREATE FUNCTION authctx.verify_webauthn(credential_id bytea,
     authenticator_data bytea, client_data_json bytea, signature bytea,
     rp_id text, origin text) RETURNS uuid
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT v.verified_user
-    FROM authctx._webauthn_attempt($1, $2, $3, $4, $5, $6, NULL, false) v;
+BEGIN
+  -- NULL, as for any failed assertion, when no worker could decide it
+  RETURN (authctx._attempt_in_worker('webauthn_attempt',
+            authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
+            || pg_catalog.jsonb_build_object('login', false,
+                                             'db_role', pg_catalog.session_user()))
+          ->> 'user_id')::uuid;
+END
 $$;
 COMMENT ON FUNCTION authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text) IS
   'verify a WebAuthn assertion against a challenge issued here; the user''s id, or NULL (the challenge is spent either way)';
@@ -523,24 +587,46 @@ CREATE FUNCTION authctx.login_webauthn(credential_id bytea,
 RETURNS authctx.login_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 DECLARE
-  v  record;
+  v_user    uuid;
+  v_tenant  uuid;
+  v_member  boolean := false;
+  v_verdict jsonb;
 BEGIN
-  SELECT * INTO v
-    FROM authctx._webauthn_attempt($1, $2, $3, $4, $5, $6, login_webauthn.tenant, true);
-  IF v.failure IS NOT NULL THEN
-    -- the challenge spend and the login_failed record were written out of
-    -- band; a passkey failure does not count toward the password lockout
+  -- a read-only transaction can issue nothing: refuse before any check
+  IF pg_catalog.current_setting('transaction_read_only') = 'on' THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- the credential's owner FOR SHARE (lock order, 2) and the membership (3)
+  -- before the assertion is checked, as login does
+  SELECT u.id INTO v_user
+    FROM authctx.webauthn_credentials c
+    JOIN authctx.users u ON u.id = c.user_id
+   WHERE c.credential_id = login_webauthn.credential_id
+     FOR SHARE OF u;
+  IF v_user IS NOT NULL THEN
+    SELECT t.tenant_id, t.member INTO v_tenant, v_member
+      FROM authctx._login_tenant(v_user, login_webauthn.tenant) t;
+  END IF;
+  v_verdict := authctx._attempt_in_worker('webauthn_attempt',
+                 authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
+                 || pg_catalog.jsonb_build_object('login', true, 'user_id', v_user,
+                                                  'member', v_member, 'method', 'webauthn',
+                                                  'db_role', pg_catalog.session_user()));
+  IF v_user IS NULL OR (v_verdict ->> 'user_id')::uuid IS DISTINCT FROM v_user THEN
+    -- the challenge spend and the login_failed record were written by the
+    -- worker; a passkey failure does not count toward the password lockout
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
   -- a session, a refresh token and the login audit record
-  RETURN authctx._issue_session(v.verified_user, v.tenant_id, 'webauthn',
+  RETURN authctx._issue_session(v_user, v_tenant, 'webauthn',
                                 pg_catalog.jsonb_build_object('method', 'webauthn'));
 END
 $$;
 COMMENT ON FUNCTION authctx.login_webauthn(bytea, bytea, bytea, bytea, text, text, text) IS
-  'log in with a WebAuthn assertion: a new session and refresh token; failure raises 28P01';
+  'log in with a WebAuthn assertion: a new session and refresh token; the attempt is decided in a background worker''s transaction; failure, or no worker to decide, raises 28P01';
 
 -- privileges -----------------------------------------------------------------
 
@@ -553,6 +639,8 @@ REVOKE ALL ON FUNCTION
   authctx._webauthn_check_assertion(bytea, bytea, bytea, bytea, text),
   authctx._webauthn_b64url_decode(text),
   authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text),
+  authctx._webauthn_failure(jsonb), authctx._webauthn_attempt(jsonb),
+  authctx._webauthn_payload(bytea, bytea, bytea, bytea, text, text),
   authctx.webauthn_challenge(),
   authctx.add_webauthn_credential(uuid, bytea, bytea, bigint, text),
   authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text),
