@@ -3526,3 +3526,346 @@ REVOKE ALL ON FUNCTION
   authctx._webauthn_failure(jsonb), authctx._webauthn_attempt(jsonb),
   authctx._webauthn_payload(bytea, bytea, bytea, bytea, text, text)
 FROM PUBLIC;
+
+-- lead: authctx.webauthn_user_verification reaches the worker that decides
+-- an assertion (it sees neither the caller's SET nor ALTER ROLE ... SET):
+-- the caller's value, read from the library's variable by
+-- _webauthn_uv_policy(), travels in the payload; _webauthn_user_verified
+-- and _webauthn_verify take it as an argument.
+DROP FUNCTION authctx._webauthn_user_verified(integer);
+DROP FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text);
+
+-- The caller's authctx.webauthn_user_verification, from the library's
+-- variable (never a placeholder); the worker that decides an assertion is
+-- handed it in the payload.
+CREATE FUNCTION authctx._webauthn_uv_policy() RETURNS text
+  AS 'MODULE_PATHNAME', 'authctx_webauthn_uv_policy'
+  LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._webauthn_uv_policy() IS
+  'internal: this backend''s authctx.webauthn_user_verification (required or preferred)';
+
+-- Has the ceremony proved user verification as the policy (required or
+-- preferred; anything else counts as required) demands?  flags is
+-- authenticatorData's flags byte (UV is 0x04).
+CREATE FUNCTION authctx._webauthn_user_verified(flags integer, policy text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT (flags & 4) <> 0 OR coalesce(policy = 'preferred', false);
+$$;
+COMMENT ON FUNCTION authctx._webauthn_user_verified(integer, text) IS
+  'internal: the user-verified flag is set, or the policy (authctx.webauthn_user_verification) does not require it';
+
+-- The registration ceremony (navigator.credentials.create), checked as a
+-- relying party must, then stored as add_webauthn_credential stores a key.
+-- The checks run in a subtransaction: on any failure it is rolled back (no
+-- row, no lock) and a background worker spends the challenge and writes the
+-- audit record in its own transaction, before the generic 22023 is raised.
+CREATE OR REPLACE FUNCTION authctx.register_webauthn(user_id uuid, attestation_object bytea,
+    client_data_json bytea, rp_id text, origin text, name text DEFAULT NULL)
+RETURNS bytea
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_failure  text;
+  v_chal     bytea;
+  v_status   integer;
+  v_cred     bytea;
+  v_key      bytea;
+  v_alg      integer;
+  v_count    bigint;
+  v_flags    integer;
+  v_fmt      text;
+BEGIN
+  IF register_webauthn.user_id IS NULL OR register_webauthn.attestation_object IS NULL
+     OR register_webauthn.client_data_json IS NULL OR register_webauthn.rp_id IS NULL
+     OR register_webauthn.origin IS NULL THEN
+    RAISE EXCEPTION 'user_id, attestation_object, client_data_json, rp_id and origin must not be null'
+      USING ERRCODE = '22004';
+  END IF;
+  PERFORM 1 FROM authctx.users u
+    WHERE u.id = register_webauthn.user_id
+    FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user does not exist' USING ERRCODE = '42704';
+  END IF;
+
+  BEGIN
+    SELECT c.failure, c.challenge INTO v_failure, v_chal
+      FROM authctx._webauthn_client_data(register_webauthn.client_data_json,
+                                         'webauthn.create', register_webauthn.origin) c;
+    IF v_failure IS NULL THEN
+      SELECT r.status, r.credential_id, r.public_key, r.alg, r.sign_count, r.flags, r.fmt
+        INTO v_status, v_cred, v_key, v_alg, v_count, v_flags, v_fmt
+        FROM authctx._webauthn_parse_registration(register_webauthn.attestation_object,
+                                                  register_webauthn.rp_id) r;
+      v_failure := CASE v_status
+                     WHEN 0 THEN NULL
+                     WHEN -2 THEN 'rp_id'
+                     WHEN -3 THEN 'user_presence'
+                     WHEN -6 THEN 'no_credential'
+                     WHEN -7 THEN 'attestation'
+                     WHEN -8 THEN 'key'
+                     WHEN -9 THEN 'credential_id'
+                     ELSE 'malformed'
+                   END;
+    END IF;
+    IF v_failure IS NULL
+       AND NOT authctx._webauthn_user_verified(v_flags, authctx._webauthn_uv_policy()) THEN
+      v_failure := 'user_verification';
+    END IF;
+    IF v_failure IS NULL THEN
+      INSERT INTO authctx.webauthn_credentials
+             (credential_id, user_id, public_key, alg, sign_count, name)
+      VALUES (v_cred, register_webauthn.user_id, v_key, v_alg, v_count,
+              register_webauthn.name)
+      ON CONFLICT DO NOTHING;
+      IF NOT FOUND THEN
+        v_failure := 'credential_exists';
+      END IF;
+    END IF;
+    IF v_failure IS NOT NULL THEN
+      RAISE EXCEPTION 'webauthn registration failed' USING ERRCODE = 'AXW00';
+    END IF;
+  EXCEPTION WHEN SQLSTATE 'AXW00' THEN
+    NULL;                       -- rolled back: no spend, no row
+  END;
+
+  IF v_failure IS NULL THEN
+    PERFORM authctx._audit('webauthn_credential_added', register_webauthn.user_id,
+                           NULL, NULL,
+                           pg_catalog.jsonb_build_object('alg', v_alg,
+                                                         'name', register_webauthn.name,
+                                                         'attestation', v_fmt));
+    RETURN v_cred;
+  END IF;
+
+  -- in a transaction of its own: our caller's rollback must not undo it
+  PERFORM authctx._autonomous('webauthn_failed', pg_catalog.jsonb_build_object(
+    'challenge', pg_catalog.encode(v_chal, 'hex'),
+    'credential_id', pg_catalog.encode(v_cred, 'hex'),
+    'user_id', register_webauthn.user_id,
+    'reason', 'registration: ' || v_failure,
+    'clone', false,
+    'login', false,
+    'db_role', pg_catalog.session_user()));
+  RAISE EXCEPTION 'webauthn registration failed' USING ERRCODE = '22023',
+    DETAIL = 'The attestation object or client data does not show a valid registration of a supported passkey for this challenge, relying party and origin.';
+END
+$$;
+COMMENT ON FUNCTION authctx.register_webauthn(uuid, bytea, bytea, text, text, text) IS
+  'register a passkey from a navigator.credentials.create() response (attestation none or packed self-attestation, not evaluated); its credential id; any failure raises 22023, stores nothing and spends the challenge';
+
+-- The whole check, with the failure reason for the audit log.  credential_user
+-- is the credential's owner whenever the credential was found.
+CREATE FUNCTION authctx._webauthn_verify(p_credential_id bytea,
+    p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
+    p_rp_id text, p_origin text, p_user_verification text,
+    OUT verified_user uuid, OUT credential_user uuid, OUT failure text,
+    OUT challenge bytea, OUT stored_count bigint, OUT presented_count bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_cred     record;
+  v_counter  bigint;
+BEGIN
+  failure := 'malformed';
+  IF p_credential_id IS NULL OR p_authenticator_data IS NULL
+     OR p_client_data_json IS NULL OR p_signature IS NULL
+     OR p_rp_id IS NULL OR p_origin IS NULL THEN
+    RETURN;
+  END IF;
+
+  -- clientDataJSON; the challenge is spent here, whatever follows
+  SELECT c.failure, c.challenge INTO failure, challenge
+    FROM authctx._webauthn_client_data(p_client_data_json, 'webauthn.get', p_origin) c;
+  IF failure IS NOT NULL THEN
+    RETURN;
+  END IF;
+
+  -- the credential, locked so that concurrent assertions see each other's counter
+  SELECT c.user_id, c.public_key, c.sign_count, c.clone_suspected_at, u.disabled_at
+    INTO v_cred
+    FROM authctx.webauthn_credentials c
+    JOIN authctx.users u ON u.id = c.user_id
+   WHERE c.credential_id = p_credential_id
+     FOR UPDATE OF c;
+  IF NOT FOUND THEN
+    failure := 'credential';
+    RETURN;
+  END IF;
+  credential_user := v_cred.user_id;
+  IF v_cred.disabled_at IS NOT NULL THEN
+    failure := 'disabled';
+    RETURN;
+  END IF;
+  IF v_cred.clone_suspected_at IS NOT NULL THEN
+    failure := 'clone_suspected';
+    RETURN;
+  END IF;
+
+  v_counter := authctx._webauthn_check_assertion(v_cred.public_key,
+                 p_authenticator_data, p_client_data_json, p_signature, p_rp_id);
+  IF v_counter < 0 THEN
+    failure := CASE v_counter
+                 WHEN -2 THEN 'rp_id'
+                 WHEN -3 THEN 'user_presence'
+                 WHEN -4 THEN 'signature'
+                 ELSE 'malformed'
+               END;
+    RETURN;
+  END IF;
+  -- the signature covers the flags: a byte C has just read (authData >= 37 bytes)
+  IF NOT authctx._webauthn_user_verified(pg_catalog.get_byte(p_authenticator_data, 32),
+                                         p_user_verification) THEN
+    failure := 'user_verification';
+    RETURN;
+  END IF;
+
+  -- a counter that does not grow (either side non-zero): possibly cloned;
+  -- the caller marks the credential out of band (_webauthn_attempt)
+  IF (v_cred.sign_count <> 0 OR v_counter <> 0) AND v_counter <= v_cred.sign_count THEN
+    failure := 'counter';
+    stored_count := v_cred.sign_count;
+    presented_count := v_counter;
+    RETURN;
+  END IF;
+
+  UPDATE authctx.webauthn_credentials c
+     SET sign_count = v_counter,
+         last_used_at = pg_catalog.clock_timestamp()
+   WHERE c.credential_id = p_credential_id;
+  verified_user := v_cred.user_id;
+  failure := NULL;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text, text) IS
+  'internal: verify a WebAuthn assertion; the user, the credential''s owner, and why it failed';
+
+-- One attempt, decided in the worker's own READ COMMITTED transaction (kind
+-- webauthn_attempt; see the header).  p_attempt: the assertion's parts
+-- (hex), rp_id, origin, login, and for a login the user the caller locked
+-- (user_id) and whether that user is a member of the tenant asked for
+-- (member), method and db_role.  {user_id} on success, else {} once the
+-- failure's effects are written.
+CREATE OR REPLACE FUNCTION authctx._webauthn_attempt(p_attempt jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v         record;
+  v_cred    bytea := pg_catalog.decode(p_attempt ->> 'credential_id', 'hex');
+  v_login   boolean := coalesce((p_attempt ->> 'login')::boolean, false);
+  v_failure text;
+BEGIN
+  IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'a webauthn attempt must be decided in a READ COMMITTED transaction'
+      USING ERRCODE = '25000';
+  END IF;
+  SELECT * INTO v
+    FROM authctx._webauthn_verify(v_cred,
+                                  pg_catalog.decode(p_attempt ->> 'authenticator_data', 'hex'),
+                                  pg_catalog.decode(p_attempt ->> 'client_data_json', 'hex'),
+                                  pg_catalog.decode(p_attempt ->> 'signature', 'hex'),
+                                  p_attempt ->> 'rp_id', p_attempt ->> 'origin',
+                                  p_attempt ->> 'user_verification');
+  v_failure := v.failure;
+  IF v_failure IS NULL AND v_login THEN
+    IF v.verified_user IS DISTINCT FROM (p_attempt ->> 'user_id')::uuid THEN
+      -- the caller locked another user (or none): the credential moved
+      v_failure := 'changed';
+    ELSIF NOT coalesce((p_attempt ->> 'member')::boolean, false) THEN
+      v_failure := 'not_member';
+    END IF;
+  END IF;
+  IF v_failure IS NULL THEN
+    RETURN pg_catalog.jsonb_build_object('user_id', v.verified_user);
+  END IF;
+  -- the challenge is already spent (deleted above) when it was found
+  PERFORM authctx._webauthn_failure(p_attempt || pg_catalog.jsonb_build_object(
+    'challenge', NULL,
+    'user_id', coalesce(v.verified_user, v.credential_user),
+    'reason', v_failure,
+    'clone', v_failure = 'counter',
+    'stored_count', v.stored_count,
+    'presented_count', v.presented_count));
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_attempt(jsonb) IS
+  'internal: decide one WebAuthn assertion in the worker''s transaction (challenge spent, checks, counter or clone mark, failure audited); {user_id} on success';
+
+CREATE OR REPLACE FUNCTION authctx.verify_webauthn(credential_id bytea,
+    authenticator_data bytea, client_data_json bytea, signature bytea,
+    rp_id text, origin text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- NULL, as for any failed assertion, when no worker could decide it
+  RETURN (authctx._attempt_in_worker('webauthn_attempt',
+            authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
+            || pg_catalog.jsonb_build_object('login', false,
+                                             'user_verification', authctx._webauthn_uv_policy(),
+                                             'db_role', pg_catalog.session_user()))
+          ->> 'user_id')::uuid;
+END
+$$;
+COMMENT ON FUNCTION authctx.verify_webauthn(bytea, bytea, bytea, bytea, text, text) IS
+  'verify a WebAuthn assertion against a challenge issued here; the user''s id, or NULL (the challenge is spent either way)';
+
+CREATE OR REPLACE FUNCTION authctx.login_webauthn(credential_id bytea,
+    authenticator_data bytea, client_data_json bytea, signature bytea,
+    rp_id text, origin text, tenant text DEFAULT NULL)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
+AS $$
+DECLARE
+  v_user    uuid;
+  v_tenant  uuid;
+  v_member  boolean := false;
+  v_verdict jsonb;
+BEGIN
+  -- a read-only transaction can issue nothing: refuse before any check
+  IF pg_catalog.current_setting('transaction_read_only') = 'on' THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- the credential's owner FOR SHARE (lock order, 2) and the membership (3)
+  -- before the assertion is checked, as login does
+  SELECT u.id INTO v_user
+    FROM authctx.webauthn_credentials c
+    JOIN authctx.users u ON u.id = c.user_id
+   WHERE c.credential_id = login_webauthn.credential_id
+     FOR SHARE OF u;
+  IF v_user IS NOT NULL THEN
+    SELECT t.tenant_id, t.member INTO v_tenant, v_member
+      FROM authctx._login_tenant(v_user, login_webauthn.tenant) t;
+  END IF;
+  v_verdict := authctx._attempt_in_worker('webauthn_attempt',
+                 authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
+                 || pg_catalog.jsonb_build_object('login', true, 'user_id', v_user,
+                                                  'member', v_member, 'method', 'webauthn',
+                                                  'user_verification', authctx._webauthn_uv_policy(),
+                                                  'db_role', pg_catalog.session_user()));
+  IF v_user IS NULL OR (v_verdict ->> 'user_id')::uuid IS DISTINCT FROM v_user THEN
+    -- the challenge spend and the login_failed record were written by the
+    -- worker; a passkey failure does not count toward the password lockout
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- a session, a refresh token and the login audit record
+  RETURN authctx._issue_session(v_user, v_tenant, 'webauthn',
+                                pg_catalog.jsonb_build_object('method', 'webauthn'));
+END
+$$;
+COMMENT ON FUNCTION authctx.login_webauthn(bytea, bytea, bytea, bytea, text, text, text) IS
+  'log in with a WebAuthn assertion: a new session and refresh token; the attempt is decided in a background worker''s transaction; failure, or no worker to decide, raises 28P01';
+
+REVOKE ALL ON FUNCTION
+  authctx._webauthn_uv_policy(),
+  authctx._webauthn_user_verified(integer, text),
+  authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text, text)
+FROM PUBLIC;

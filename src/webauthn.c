@@ -58,6 +58,7 @@ PG_FUNCTION_INFO_V1(authctx_webauthn_key_alg);
 PG_FUNCTION_INFO_V1(authctx_webauthn_check_assertion);
 PG_FUNCTION_INFO_V1(authctx_webauthn_b64url_decode);
 PG_FUNCTION_INFO_V1(authctx_webauthn_parse_registration);
+PG_FUNCTION_INFO_V1(authctx_webauthn_uv_policy);
 
 /* Lifetime of an issued challenge, in seconds. */
 int			authctx_webauthn_challenge_ttl = 300;
@@ -89,6 +90,20 @@ static int	authctx_webauthn_user_verification = WEBAUTHN_UV_REQUIRED;
  * SQL-callable functions.
  * ---------------------------------------------------------------------
  */
+
+/*
+ * authctx._webauthn_uv_policy() -> text: this backend's
+ * authctx.webauthn_user_verification, read from the library's variable, so
+ * that a placeholder set before the library was loaded is never what a
+ * check obeys, and so that the worker deciding an attempt can be told the
+ * caller's value (it sees neither SET nor ALTER ROLE ... SET of the caller).
+ */
+Datum
+authctx_webauthn_uv_policy(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(authctx_webauthn_user_verification == WEBAUTHN_UV_PREFERRED ?
+									 "preferred" : "required"));
+}
 
 /*
  * authctx.webauthn_challenge() → bytea

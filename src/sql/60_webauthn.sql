@@ -178,17 +178,26 @@ $$;
 COMMENT ON FUNCTION authctx._webauthn_client_data(bytea, text, text) IS
   'internal: check a ceremony''s clientDataJSON and spend its challenge; why it failed, or NULL';
 
--- Has the ceremony proved user verification as authctx.webauthn_user_verification
--- demands?  flags is authenticatorData's flags byte (UV is 0x04).
-CREATE FUNCTION authctx._webauthn_user_verified(flags integer) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+-- The caller's authctx.webauthn_user_verification, from the library's
+-- variable (never a placeholder); the worker that decides an assertion is
+-- handed it in the payload.
+CREATE FUNCTION authctx._webauthn_uv_policy() RETURNS text
+  AS 'MODULE_PATHNAME', 'authctx_webauthn_uv_policy'
+  LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._webauthn_uv_policy() IS
+  'internal: this backend''s authctx.webauthn_user_verification (required or preferred)';
+
+-- Has the ceremony proved user verification as the policy (required or
+-- preferred; anything else counts as required) demands?  flags is
+-- authenticatorData's flags byte (UV is 0x04).
+CREATE FUNCTION authctx._webauthn_user_verified(flags integer, policy text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT (flags & 4) <> 0
-      OR pg_catalog.current_setting('authctx.webauthn_user_verification') = 'preferred';
+  SELECT (flags & 4) <> 0 OR coalesce(policy = 'preferred', false);
 $$;
-COMMENT ON FUNCTION authctx._webauthn_user_verified(integer) IS
-  'internal: the user-verified flag is set, or authctx.webauthn_user_verification does not require it';
+COMMENT ON FUNCTION authctx._webauthn_user_verified(integer, text) IS
+  'internal: the user-verified flag is set, or the policy (authctx.webauthn_user_verification) does not require it';
 
 -- challenges -----------------------------------------------------------------
 
@@ -312,7 +321,8 @@ BEGIN
                      ELSE 'malformed'
                    END;
     END IF;
-    IF v_failure IS NULL AND NOT authctx._webauthn_user_verified(v_flags) THEN
+    IF v_failure IS NULL
+       AND NOT authctx._webauthn_user_verified(v_flags, authctx._webauthn_uv_policy()) THEN
       v_failure := 'user_verification';
     END IF;
     IF v_failure IS NULL THEN
@@ -363,7 +373,7 @@ COMMENT ON FUNCTION authctx.register_webauthn(uuid, bytea, bytea, text, text, te
 -- is the credential's owner whenever the credential was found.
 CREATE FUNCTION authctx._webauthn_verify(p_credential_id bytea,
     p_authenticator_data bytea, p_client_data_json bytea, p_signature bytea,
-    p_rp_id text, p_origin text,
+    p_rp_id text, p_origin text, p_user_verification text,
     OUT verified_user uuid, OUT credential_user uuid, OUT failure text,
     OUT challenge bytea, OUT stored_count bigint, OUT presented_count bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -420,7 +430,8 @@ BEGIN
     RETURN;
   END IF;
   -- the signature covers the flags: a byte C has just read (authData >= 37 bytes)
-  IF NOT authctx._webauthn_user_verified(pg_catalog.get_byte(p_authenticator_data, 32)) THEN
+  IF NOT authctx._webauthn_user_verified(pg_catalog.get_byte(p_authenticator_data, 32),
+                                         p_user_verification) THEN
     failure := 'user_verification';
     RETURN;
   END IF;
@@ -442,7 +453,7 @@ BEGIN
   failure := NULL;
 END
 $$;
-COMMENT ON FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text) IS
+COMMENT ON FUNCTION authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text, text) IS
   'internal: verify a WebAuthn assertion; the user, the credential''s owner, and why it failed';
 
 -- The lasting effects of a failed attempt, in the worker's transaction:
@@ -513,7 +524,8 @@ BEGIN
                                   pg_catalog.decode(p_attempt ->> 'authenticator_data', 'hex'),
                                   pg_catalog.decode(p_attempt ->> 'client_data_json', 'hex'),
                                   pg_catalog.decode(p_attempt ->> 'signature', 'hex'),
-                                  p_attempt ->> 'rp_id', p_attempt ->> 'origin');
+                                  p_attempt ->> 'rp_id', p_attempt ->> 'origin',
+                                  p_attempt ->> 'user_verification');
   v_failure := v.failure;
   IF v_failure IS NULL AND v_login THEN
     IF v.verified_user IS DISTINCT FROM (p_attempt ->> 'user_id')::uuid THEN
@@ -572,6 +584,7 @@ BEGIN
   RETURN (authctx._attempt_in_worker('webauthn_attempt',
             authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
             || pg_catalog.jsonb_build_object('login', false,
+                                             'user_verification', authctx._webauthn_uv_policy(),
                                              'db_role', pg_catalog.session_user()))
           ->> 'user_id')::uuid;
 END
@@ -614,6 +627,7 @@ BEGIN
                  authctx._webauthn_payload($1, $2, $3, $4, $5, $6)
                  || pg_catalog.jsonb_build_object('login', true, 'user_id', v_user,
                                                   'member', v_member, 'method', 'webauthn',
+                                                  'user_verification', authctx._webauthn_uv_policy(),
                                                   'db_role', pg_catalog.session_user()));
   IF v_user IS NULL OR (v_verdict ->> 'user_id')::uuid IS DISTINCT FROM v_user THEN
     -- the challenge spend and the login_failed record were written by the
@@ -633,12 +647,13 @@ COMMENT ON FUNCTION authctx.login_webauthn(bytea, bytea, bytea, bytea, text, tex
 REVOKE ALL ON FUNCTION
   authctx._webauthn_parse_registration(bytea, text),
   authctx._webauthn_client_data(bytea, text, text),
-  authctx._webauthn_user_verified(integer),
+  authctx._webauthn_uv_policy(),
+  authctx._webauthn_user_verified(integer, text),
   authctx.register_webauthn(uuid, bytea, bytea, text, text, text),
   authctx._webauthn_key_alg(bytea),
   authctx._webauthn_check_assertion(bytea, bytea, bytea, bytea, text),
   authctx._webauthn_b64url_decode(text),
-  authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text),
+  authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text, text),
   authctx._webauthn_failure(jsonb), authctx._webauthn_attempt(jsonb),
   authctx._webauthn_payload(bytea, bytea, bytea, bytea, text, text),
   authctx.webauthn_challenge(),
