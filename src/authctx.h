@@ -52,6 +52,7 @@ extern bool FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
 extern void TokenInit(void);
 extern bool TokenParse(const char *str, size_t len, AuthctxToken *out);
 extern void TokenVerifier(const AuthctxToken *tok, unsigned char *out);
+extern void TokenForget(AuthctxToken *tok);
 
 /* ---- context.c ---- */
 /* Length of a uuid's text form, 8-4-4-4-12. */
@@ -141,6 +142,10 @@ extern int	authctx_session_idle_timeout;
 extern int	authctx_last_seen_interval;
 extern bool SessionLookup(char kind, const pg_uuid_t *id, bool tables_only,
 						  SessionRecord *rec);
+extern bool SessionIsLive(const SessionRecord *rec, TimestampTz now);
+extern bool SessionValidate(const AuthctxToken *tok, SessionRecord *rec,
+							TimestampTz *now);
+extern void SessionNoteUse(const SessionRecord *rec, TimestampTz now);
 extern bool SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
 							  Snapshot snap, char *role);
 

@@ -134,8 +134,9 @@
  * A hit costs one shared partition LWLock, a hash of the 24-byte key and
  * of each slot it depends on, a copy of the entry and two atomic reads per
  * slot (busy, gen): no SPI, no catalog access, and no write but the usage
- * bit.  Expiry and the idle timeout are still judged by request.c on every
- * call, by the wall clock.
+ * bit.  Expiry and the idle timeout are still judged on every call, by the
+ * wall clock (SessionIsLive in session.c, which also decides what may be
+ * cached).
  *
  * The last-seen time lives in the entry (an atomic, compare-and-swapped
  * once per authctx.last_seen_interval after a successful validation; the
@@ -817,13 +818,9 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 		return;
 	CacheSessionKeyInit(&key, kind, id);
 
+	/* only a live record is kept: the liveness rule is session.c's */
 	cacheable = stamp != 0 && rec != NULL && rec->member_known &&
-		rec->has_verifier && !rec->revoked && !rec->user_disabled &&
-		!rec->scopes_bad && rec->expires_at > now;
-	if (cacheable && kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
-		rec->last_seen_at != DT_NOEND &&
-		rec->last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
-		cacheable = false;
+		SessionIsLive(rec, now);
 	if (cacheable)
 	{
 		role_len = rec->is_member ? strlen(rec->role) : 0;

@@ -22,7 +22,9 @@
 -- (authctx._revoked_by_user: issued at or before
 -- users.sessions_revoked_before, and not of the one login family
 -- users.sessions_revoked_except).  auth_begin applies it in C
--- (src/session.c SessionLookup, src/request.c); list_sessions below in SQL.
+-- (src/session.c: SessionLookup reads it, SessionIsLive judges it) and
+-- every SQL path here through authctx._session_live (the clock part) and
+-- authctx._revoked_by_user (the user's stamp).
 -- A refresh token is usable on the same terms, with "not spent" instead of
 -- the idle timeout (within authctx.refresh_reuse_grace a spent one still
 -- is, see Refresh) and, when its login had a tenant, the user still a
@@ -264,6 +266,23 @@ $$;
 COMMENT ON FUNCTION authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid) IS
   'internal: whether a session or refresh token (issue time, family) is revoked by its user''s revocation stamp';
 
+-- The clock part of the liveness rule of a session, in one place for every
+-- SQL path: at p_at it has not expired and has not been idle for p_idle or
+-- longer ('0': no idle timeout).  The C twin is SessionIsLive() in
+-- src/session.c.  A plain SQL function, so that it is inlined where it is
+-- used.
+CREATE FUNCTION authctx._session_live(p_expires_at timestamptz, p_last_seen_at timestamptz,
+                                      p_at timestamptz, p_idle interval)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT p_expires_at OPERATOR(pg_catalog.>) p_at
+     AND (p_idle OPERATOR(pg_catalog.=) interval '0'
+          OR (p_last_seen_at OPERATOR(pg_catalog.+) p_idle) OPERATOR(pg_catalog.>) p_at);
+$$;
+COMMENT ON FUNCTION authctx._session_live(timestamptz, timestamptz, timestamptz, interval) IS
+  'internal: whether a session (expiry, last seen) is neither expired nor idle at a time, for an idle timeout';
+
 -- The time a new session or refresh token of a user is issued at: the wall
 -- clock, but always after the user's stamp, so that a clock that stepped
 -- back never issues a row its user's last revocation already revokes.  The
@@ -355,12 +374,10 @@ BEGIN
   WITH r AS (
     UPDATE authctx.sessions s SET revoked_at = p_at
      WHERE s.family_id = p_family_id AND s.revoked_at IS NULL
-       AND s.expires_at > p_at - v_half
-       AND (v_idle = '0' OR s.last_seen_at + v_idle > p_at - v_half)
+       AND authctx._session_live(s.expires_at, s.last_seen_at, p_at - v_half, v_idle)
     RETURNING s.expires_at, s.last_seen_at)
   SELECT count(*),
-         count(*) FILTER (WHERE r.expires_at > p_at
-                            AND (v_idle = '0' OR r.last_seen_at + v_idle > p_at))
+         count(*) FILTER (WHERE authctx._session_live(r.expires_at, r.last_seen_at, p_at, v_idle))
     INTO sessions, live
     FROM r;
   IF v_idle > '0' THEN
@@ -370,7 +387,7 @@ BEGIN
                SELECT i.ctid FROM authctx.sessions i
                 WHERE i.family_id = p_family_id AND i.revoked_at IS NULL
                   AND i.expires_at > p_at - v_half
-                  AND i.last_seen_at + v_idle <= p_at - v_half
+                  AND NOT authctx._session_live(i.expires_at, i.last_seen_at, p_at - v_half, v_idle)
                   FOR NO KEY UPDATE OF i SKIP LOCKED))
       RETURNING 1)
     SELECT count(*) INTO v_idled FROM r;
@@ -1010,8 +1027,7 @@ AS $$
      AND NOT authctx._revoked_by_user(s.created_at, s.family_id,
                                       u.sessions_revoked_before, u.sessions_revoked_except)
      AND ((s.revoked_at IS NULL
-           AND s.expires_at > c.now
-           AND (c.idle = '0' OR s.last_seen_at + c.idle > c.now))
+           AND authctx._session_live(s.expires_at, s.last_seen_at, c.now, c.idle))
           OR EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
                       WHERE rt.family_id = s.family_id AND rt.session_id = s.id
                         AND rt.revoked_at IS NULL AND rt.spent_at IS NULL
@@ -1159,8 +1175,8 @@ BEGIN
   -- a session row stays while its login family can still be refreshed
   v_total := v_total + authctx._delete_in_batches(
     'authctx.sessions',
-    $c$(t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3
-        OR ($2 > interval '0' AND t.last_seen_at + $2 < $1 - $3))
+    $c$(t.revoked_at < $1 - $3
+        OR NOT authctx._session_live(t.expires_at, t.last_seen_at, $1 - $3, $2))
        AND NOT EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
                         WHERE rt.family_id = t.family_id AND rt.revoked_at IS NULL
                           AND rt.spent_at IS NULL AND rt.expires_at > $1)$c$,
@@ -1189,7 +1205,8 @@ COMMENT ON FUNCTION authctx.cleanup() IS
 REVOKE ALL ON FUNCTION
   authctx._setting(text), authctx._verifier_equal(bytea, bytea),
   authctx._parse_token(text, text),
-  authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid), authctx._issue_time(uuid),
+  authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid),
+  authctx._session_live(timestamptz, timestamptz, timestamptz, interval), authctx._issue_time(uuid),
   authctx._cleanup_margin(), authctx._family_lock_key(uuid), authctx._lock_family(uuid),
   authctx._holds_family_lock(uuid), authctx._revoke_family_rows(uuid, timestamptz),
   authctx._revoke_family(uuid, timestamptz), authctx._lock_membership(uuid, uuid),
