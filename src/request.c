@@ -246,16 +246,8 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				   expires,
 				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL);
 
-	/*
-	 * Last-seen is recorded off the request path, at most once an interval:
-	 * in the cache entry, and, unless another backend got there first, as a
-	 * note for the worker to write to the table.
-	 */
-	if ((res.rec.last_seen_at == DT_NOEND ||
-		 res.now - res.rec.last_seen_at >=
-		 (int64) authctx_last_seen_interval * USECS_PER_SEC) &&
-		CacheSessionSeen(&res.rec, res.now))
-		WorkerNoteSeen(res.rec.kind, &res.rec.id, res.now);
+	/* last-seen, recorded off the request path */
+	SessionNoteUse(&res.rec, res.now);
 
 	PG_RETURN_DATUM(RequestResultDatum(fcinfo));
 }
