@@ -56,7 +56,6 @@ _PG_init(void)
 	RequestInit();
 	RedactInit();
 	TenantInit();
-	AuditInit();
 	WebauthnInit();
 	WorkerInit();
 	CacheInit();

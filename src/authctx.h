@@ -146,8 +146,6 @@ extern bool SessionIsLive(const SessionRecord *rec, TimestampTz now);
 extern bool SessionValidate(const AuthctxToken *tok, SessionRecord *rec,
 							TimestampTz *now);
 extern void SessionNoteUse(const SessionRecord *rec, TimestampTz now);
-extern bool SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
-							  Snapshot snap, char *role);
 
 /* cache.c: the shared-memory cache (no-ops unless preloaded) */
 extern uint64 CacheStamp(void);
@@ -160,6 +158,15 @@ extern bool CacheMemberGet(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uui
 extern void CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,
 						   const char *slug, const pg_uuid_t *tenant_id,
 						   const char *role, uint64 stamp);
+
+/* ---- identity.c: memberships, for the request path ---- */
+extern bool IdentityMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+							   Snapshot snap, char *role);
+extern bool IdentityMemberRoleNow(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+								  char *role);
+extern bool IdentityTenantNamed(const char *name, pg_uuid_t *tenant_id);
+extern bool IdentityMembership(const pg_uuid_t *user_id, const char *name,
+							   pg_uuid_t *tenant_id, char *role);
 
 /* ---- tenant.c ---- */
 /* What TenantForRequest decided (auth_begin raises 42501 unless allowed). */
@@ -213,8 +220,10 @@ extern void RedactInit(void);
 extern void TenantInit(void);
 extern void SessionInit(void);
 extern void IdentityInit(void);
-extern void AuditInit(void);
 extern void WebauthnInit(void);
+
+/* ---- audit.c ---- */
+extern bool AuditWriteDurable(const char *event_json);
 
 /* ---- authctx.c ---- */
 extern void AuthctxCheckVersion(void);

@@ -122,7 +122,6 @@ static const char *const key_cols[] = {
 static const char *const user_cols[] = {
 	"disabled_at", "sessions_revoked_before", "sessions_revoked_except"
 };
-static const char *const member_cols[] = {"role"};
 
 /*
  * Is a session of this user revoked by the user's revocation stamp?  It is
@@ -137,24 +136,6 @@ SessionRevokedByUser(TimestampTz created_at, const pg_uuid_t *family_id,
 	if (un[1] || created_at > DatumGetTimestampTz(uv[1]))
 		return false;
 	return un[2] || memcmp(DatumGetUUIDP(uv[2]), family_id, sizeof(pg_uuid_t)) != 0;
-}
-
-/* The user's role in a tenant, or false when not a member. */
-bool
-SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
-				  Snapshot snap, char *role)
-{
-	Datum		keys[2] = {UUIDPGetDatum((pg_uuid_t *) tenant_id),
-	UUIDPGetDatum((pg_uuid_t *) user_id)};
-	Oid			eq[2] = {F_UUID_EQ, F_UUID_EQ};
-	Datum		v[1];
-	bool		n[1];
-
-	if (!FetchRow("memberships", "memberships_pkey", 2, keys, eq, snap,
-				  1, member_cols, v, n) || n[0])
-		return false;
-	text_to_cstring_buffer(DatumGetTextPP(v[0]), role, NAMEDATALEN);
-	return true;
 }
 
 /* ---------------------------------------------------------------------
@@ -385,7 +366,7 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 		key = UUIDPGetDatum(&other_user);
 		(void) FetchRow("users", "users_pkey", 1, &key, &eq, snap,
 						lengthof(user_cols), user_cols, uv, un);
-		(void) SessionMemberRole(&other_tenant, &other_user, snap, role);
+		(void) IdentityMemberRole(&other_tenant, &other_user, snap, role);
 		UnregisterSnapshot(snap);
 		CacheSessionPut(kind, id, NULL, stamp);
 		return false;
@@ -421,7 +402,7 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 
 	rec->member_known = true;
 	rec->is_member = rec->has_tenant &&
-		SessionMemberRole(&rec->tenant_id, &rec->user_id, snap, rec->role);
+		IdentityMemberRole(&rec->tenant_id, &rec->user_id, snap, rec->role);
 	UnregisterSnapshot(snap);
 
 	CacheSessionPut(kind, id, rec, stamp);
