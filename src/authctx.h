@@ -81,6 +81,7 @@ extern void ContextClear(void);
 extern void ContextSetAdminBypass(const char *reason);
 extern bool ContextAdminBypass(void);
 extern const AuthctxContext *ContextCurrent(void);
+extern Datum ContextRowDatum(FunctionCallInfo fcinfo);
 
 /* ---- worker.c: the task runner (the worker module is worker.c, seen.c, cleanup.c) ---- */
 /* How a task went. */
@@ -215,7 +216,6 @@ extern bool IssuerVerify(const char *token, size_t len, TimestampTz now,
 extern const char *IssuerReasonName(const IssuerResult *res);
 
 /* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
-extern void RequestInit(void);
 extern void RedactInit(void);
 extern void TenantInit(void);
 extern void SessionInit(void);
@@ -230,6 +230,5 @@ extern void AuthctxCheckVersion(void);
 
 /* Settings shared between modules. */
 extern char *authctx_token_pepper;	/* token.c */
-extern bool authctx_preloaded;		/* authctx.c */
 
 #endif							/* AUTHCTX_H */

@@ -243,22 +243,32 @@ ContextIsProtectedName(const char *name)
 	return false;
 }
 
-/* Parse "method;expiry;scopes" (expiry may be empty) into extra. */
+/*
+ * Parse "method;expiry;scopes" (expiry may be empty) into extra.  A value
+ * staged by ContextSet brings its method and expiry in binary form: only
+ * where the scopes start is read from the text.
+ */
 static bool
-ContextParseCredential(ContextExtra *extra)
+ContextParseCredential(ContextExtra *extra, const ContextStaged *staged)
 {
 	const char *value = extra->text;
 	const char *semi = strchr(value, ';');
-	const char *semi2;
+	const char *semi2 = semi ? strchr(semi + 1, ';') : NULL;
 	char	   *end;
 
-	if (semi == NULL || semi - value >= (ptrdiff_t) sizeof(extra->method))
+	if (semi2 == NULL)
+		return false;
+	extra->scopes_off = (int) (semi2 + 1 - value);
+	if (staged != NULL)
+	{
+		strlcpy(extra->method, staged->method, sizeof(extra->method));
+		extra->ts = staged->ts;
+		return true;
+	}
+	if (semi - value >= (ptrdiff_t) sizeof(extra->method))
 		return false;
 	memcpy(extra->method, value, semi - value);
 	extra->method[semi - value] = '\0';
-	semi2 = strchr(semi + 1, ';');
-	if (semi2 == NULL)
-		return false;
 	if (semi2 == semi + 1)
 		extra->ts = DT_NOBEGIN;
 	else
@@ -269,7 +279,6 @@ ContextParseCredential(ContextExtra *extra)
 			return false;
 		extra->ts = (TimestampTz) v;
 	}
-	extra->scopes_off = (int) (semi2 + 1 - value);
 	return true;
 }
 
@@ -312,22 +321,9 @@ ContextParse(ContextField f, const char *value, ContextExtra **out)
 				}
 				break;
 			case CF_CREDENTIAL:
-				if (staged != NULL && staged->method != NULL)
-				{
-					const char *semi = strchr(extra->text, ';');
-					const char *semi2 = semi ? strchr(semi + 1, ';') : NULL;
-
-					if (semi2 == NULL)
-					{
-						ok = false;
-						break;
-					}
-					strlcpy(extra->method, staged->method, sizeof(extra->method));
-					extra->ts = staged->ts;
-					extra->scopes_off = (int) (semi2 + 1 - extra->text);
-				}
-				else
-					ok = ContextParseCredential(extra);
+				ok = ContextParseCredential(extra,
+											staged != NULL && staged->method != NULL ?
+											staged : NULL);
 				break;
 			case CF_ROLE:
 				ok = len < NAMEDATALEN;
@@ -764,7 +760,7 @@ ContextSet(ContextField f, const char *value, const ContextStaged *staged)
 }
 
 /*
- * Format a uuid as text into buf (AUTHCTX_AUTHCTX_UUID_TEXT_LEN + 1 bytes), as
+ * Format a uuid as text into buf (AUTHCTX_UUID_TEXT_LEN + 1 bytes), as
  * uuid_out does, without its palloc and StringInfo; "" for NULL.
  */
 const char *
@@ -1045,20 +1041,30 @@ authctx_admin_bypass(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(ContextAdminBypass());
 }
 
-/* authctx.current(): the whole context as authctx.context, or NULL. */
+/*
+ * The context in force as an authctx.context row: what auth_begin returns
+ * and authctx.current() answers.  The row type's descriptor is looked up
+ * once per call site and kept in fn_extra.
+ */
 Datum
-authctx_current(PG_FUNCTION_ARGS)
+ContextRowDatum(FunctionCallInfo fcinfo)
 {
 	const AuthctxContext *ctx = ContextCurrent();
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	Datum		values[6];
 	bool		nulls[6] = {false};
 
-	if (!ctx->valid && !ContextAdminBypass())
-		PG_RETURN_NULL();
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
+	if (tupdesc == NULL)
+	{
+		MemoryContext old;
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = tupdesc;
+	}
 
 	if (ctx->valid)
 		values[0] = UuidDatum(&ctx->user_id);
@@ -1085,6 +1091,14 @@ authctx_current(PG_FUNCTION_ARGS)
 		values[5] = TimestampTzGetDatum(ctx->expires_at);
 	else
 		nulls[5] = true;
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
 
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+/* authctx.current(): the whole context as authctx.context, or NULL. */
+Datum
+authctx_current(PG_FUNCTION_ARGS)
+{
+	if (!ContextCurrent()->valid && !ContextAdminBypass())
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(ContextRowDatum(fcinfo));
 }

@@ -94,11 +94,6 @@ RequestRoleBypassesRls(void)
 	return request_bypass;
 }
 
-void
-RequestInit(void)
-{
-}
-
 /* Result of validating one token. */
 typedef struct RequestResult
 {
@@ -124,57 +119,6 @@ RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *r
 	if (res->ok)
 		res->tenant = TenantForRequest(&res->rec.user_id, &res->rec, requested,
 									   &res->tenant_id, &res->has_tenant, res->role);
-}
-
-/*
- * Build the authctx.context row returned by auth_begin.  The row type's
- * descriptor is looked up once per call site and kept in fn_extra.
- */
-static Datum
-RequestResultDatum(FunctionCallInfo fcinfo)
-{
-	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
-	const AuthctxContext *ctx = ContextCurrent();
-	Datum		values[6];
-	bool		nulls[6] = {false};
-	pg_uuid_t  *u;
-
-	if (tupdesc == NULL)
-	{
-		MemoryContext old;
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = tupdesc;
-	}
-
-	u = palloc(sizeof(pg_uuid_t));
-	*u = ctx->user_id;
-	values[0] = UUIDPGetDatum(u);
-	if (ctx->has_tenant)
-	{
-		u = palloc(sizeof(pg_uuid_t));
-		*u = ctx->tenant_id;
-		values[1] = UUIDPGetDatum(u);
-	}
-	else
-		nulls[1] = true;
-	if (ctx->role[0])
-		values[2] = CStringGetTextDatum(ctx->role);
-	else
-		nulls[2] = true;
-	u = palloc(sizeof(pg_uuid_t));
-	*u = ctx->session_id;
-	values[3] = UUIDPGetDatum(u);
-	values[4] = CStringGetTextDatum(ctx->auth_method);
-	if (ctx->expires_at == DT_NOEND || ctx->expires_at == DT_NOBEGIN)
-		nulls[5] = true;
-	else
-		values[5] = TimestampTzGetDatum(ctx->expires_at);
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
 /*
@@ -249,7 +193,7 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 	/* last-seen, recorded off the request path */
 	SessionNoteUse(&res.rec, res.now);
 
-	PG_RETURN_DATUM(RequestResultDatum(fcinfo));
+	PG_RETURN_DATUM(ContextRowDatum(fcinfo));
 }
 
 /* auth_end(): clear the context inside the current transaction. */
