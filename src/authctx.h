@@ -81,6 +81,18 @@ extern void ContextClear(void);
 extern void ContextSetAdminBypass(const char *reason);
 extern bool ContextAdminBypass(void);
 extern const AuthctxContext *ContextCurrent(void);
+
+/* authctx.missing_context: what tenant_id() does without a tenant */
+typedef enum MissingContextMode
+{
+	MISSING_CONTEXT_DENY,		/* NULL: no row matches */
+	MISSING_CONTEXT_ERROR		/* raise 28000 */
+} MissingContextMode;
+extern int	authctx_missing_context;
+/* bumped by every change of the context: accessors' per-call-site caches */
+extern uint64 authctx_ctx_generation;
+
+/* ---- context_accessors.c (the context module's SQL-callable readers) ---- */
 extern Datum ContextRowDatum(FunctionCallInfo fcinfo);
 
 /* ---- worker.c: the task runner (the worker module is worker.c, seen.c, cleanup.c) ---- */
