@@ -34,24 +34,23 @@ SELECT (auth_begin(:'tok')).role;
 SET LOCAL max_parallel_workers_per_gather = 0;
 SELECT count(*) AS serial_count, sum(id) AS serial_sum FROM public.pl_rows;
 -- With the leader not participating, every row is read by a worker, which
--- evaluates the policy and the accessors per row (a Filter under the
--- Parallel Seq Scan, a FILTER in the partial aggregate): the workers must
--- see exactly the leader's context.
+-- evaluates the accessors per row in the FILTER of its partial aggregate
+-- (the policy's own tenant_id() is an InitPlan, evaluated once by the
+-- leader): the workers must see exactly the leader's context.
 SET LOCAL max_parallel_workers_per_gather = 2;
 SET LOCAL force_parallel_mode = on;
 SET LOCAL parallel_leader_participation = off;
 EXPLAIN (COSTS OFF)
-SELECT count(*) FROM public.pl_rows
- WHERE authctx.user_id() = :'alice' AND authctx.is_authenticated();
+SELECT count(*) FILTER (WHERE tenant_id = authctx.tenant_id()) FROM public.pl_rows;
 SELECT count(*) AS parallel_count, sum(id) AS parallel_sum,
        count(*) FILTER (WHERE authctx.user_id() = :'alice'
+                          AND tenant_id = authctx.tenant_id()
                           AND authctx.tenant_id() = :'acme'
                           AND authctx.has_role(authctx.role())
                           AND authctx.session_id() = (authctx.current()).session_id
                           AND (authctx.current()).auth_method = 'session'
                           AND authctx.has_scope('anything')) AS in_workers_ok
-  FROM public.pl_rows
- WHERE authctx.user_id() = :'alice' AND authctx.is_authenticated();
+  FROM public.pl_rows;
 COMMIT;
 RESET ROLE;
 
