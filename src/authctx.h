@@ -3,12 +3,16 @@
  * authctx.h
  *		Interfaces between authctx's modules.
  *
- * Each module of ARCHITECTURE.md (identity, token, session, request,
- * tenant, context, cache, worker, audit, crypto) exports its entry points
- * here.  The worker module is three files: worker.c (the task runner),
- * seen.c (the last-seen writer) and cleanup.c (the cleanup worker).  The
- * layering rule: identity, token, context, cache, audit and crypto never
- * call request or tenant.
+ * Each module of docs/architecture.md exports its entry points here, under
+ * its own heading: crypto, fetch, token, context (context.c and
+ * context_accessors.c), worker (worker.c, the task runner; seen.c, the
+ * last-seen writer; cleanup.c, the cleanup worker), cache (cache.c and
+ * cache_coherence.c; cache_internal.h is private to them), session,
+ * identity, tenant, issuer, audit, request.  docs/architecture.md has what
+ * each owns and which may call which; in short: request calls token,
+ * session, tenant and context only; tenant calls identity, context and
+ * audit; identity, token, context, cache, audit and crypto never call
+ * request or tenant.
  *
  *-------------------------------------------------------------------------
  */
@@ -227,7 +231,7 @@ extern bool IssuerVerify(const char *token, size_t len, TimestampTz now,
 						 IssuerResult *out);
 extern const char *IssuerReasonName(const IssuerResult *res);
 
-/* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
+/* ---- the other modules' init functions (authctx.c calls them) ---- */
 extern void RedactInit(void);
 extern void TenantInit(void);
 extern void SessionInit(void);
