@@ -194,6 +194,64 @@
 -- and deleting a row could make a lockout write wait for the run).
 -- ---------------------------------------------------------------------------
 
+-- tables ----------------------------------------------------------------------
+-- fillfactor 80 on sessions and API keys: last_seen_at / last_used_at (the
+-- background worker, about once a minute per active session) and revoked_at
+-- are updated in place, and none of them is indexed, so with free room on
+-- the page these are HOT updates that touch no index.
+CREATE TABLE authctx.sessions (
+  id            uuid PRIMARY KEY,     -- the session token's public id
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id     uuid REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  family_id     uuid NOT NULL,        -- login family (refresh rotation)
+  verifier      bytea NOT NULL,       -- keyed BLAKE2b of the token; never the secret
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  last_seen_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at    timestamptz NOT NULL, -- absolute lifetime
+  revoked_at    timestamptz,
+  metadata      jsonb NOT NULL DEFAULT '{}'
+) WITH (fillfactor = 80);
+CREATE INDEX sessions_user_idx ON authctx.sessions (user_id);
+CREATE INDEX sessions_family_idx ON authctx.sessions (family_id);
+CREATE INDEX sessions_expires_idx ON authctx.sessions (expires_at);
+COMMENT ON TABLE authctx.sessions IS 'sessions; references user ids only, never copies user data';
+
+CREATE TABLE authctx.refresh_tokens (
+  id          uuid PRIMARY KEY,       -- the refresh token's public id
+  family_id   uuid NOT NULL,
+  session_id  uuid NOT NULL,          -- session issued together with it
+  user_id     uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id   uuid REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  parent_id   uuid,                   -- refresh token it was rotated from
+  verifier    bytea NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at  timestamptz NOT NULL,
+  spent_at    timestamptz,
+  revoked_at  timestamptz,
+  spent_xid   xid8                    -- top-level transaction that spent it
+);
+CREATE INDEX refresh_tokens_family_idx ON authctx.refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_user_idx ON authctx.refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_expires_idx ON authctx.refresh_tokens (expires_at);
+COMMENT ON TABLE authctx.refresh_tokens IS 'single-use refresh tokens; reuse revokes the family';
+
+CREATE TABLE authctx.api_keys (
+  id            uuid PRIMARY KEY,     -- the key's public id
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id     uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  name          text NOT NULL,
+  scopes        text[] NOT NULL DEFAULT '{}',
+  verifier      bytea NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at    timestamptz,
+  last_used_at  timestamptz,
+  revoked_at    timestamptz
+) WITH (fillfactor = 80);
+CREATE INDEX api_keys_user_idx ON authctx.api_keys (user_id);
+COMMENT ON TABLE authctx.api_keys IS 'API keys with scopes, bound to one tenant';
+
+REVOKE ALL ON TABLE authctx.sessions, authctx.refresh_tokens, authctx.api_keys FROM PUBLIC;
+
 -- internal helpers ----------------------------------------------------------
 
 CREATE FUNCTION authctx._setting(name text) RETURNS interval
