@@ -26,8 +26,10 @@ OBJS = \
 	src/authctx.o \
 	src/audit.o \
 	src/cache.o \
+	src/cache_coherence.o \
 	src/cleanup.o \
 	src/context.o \
+	src/context_accessors.o \
 	src/crypto.o \
 	src/fetch.o \
 	src/identity.o \

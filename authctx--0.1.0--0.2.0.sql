@@ -3869,3 +3869,129 @@ REVOKE ALL ON FUNCTION
   authctx._webauthn_user_verified(integer, text),
   authctx._webauthn_verify(bytea, bytea, bytea, bytea, text, text, text)
 FROM PUBLIC;
+
+-- refactor: the clock part of the session liveness rule in one SQL helper
+-- (authctx._session_live), used by every SQL path that judges it
+-- (issue 12, item 1).
+CREATE FUNCTION authctx._session_live(p_expires_at timestamptz, p_last_seen_at timestamptz,
+                                      p_at timestamptz, p_idle interval)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT p_expires_at OPERATOR(pg_catalog.>) p_at
+     AND (p_idle OPERATOR(pg_catalog.=) interval '0'
+          OR (p_last_seen_at OPERATOR(pg_catalog.+) p_idle) OPERATOR(pg_catalog.>) p_at);
+$$;
+COMMENT ON FUNCTION authctx._session_live(timestamptz, timestamptz, timestamptz, interval) IS
+  'internal: whether a session (expiry, last seen) is neither expired nor idle at a time, for an idle timeout';
+
+REVOKE ALL ON FUNCTION authctx._session_live(timestamptz, timestamptz, timestamptz, interval) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION authctx._revoke_family_rows(p_family_id uuid, p_at timestamptz,
+                                            OUT sessions integer, OUT tokens integer,
+                                            OUT live integer)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_half  interval := authctx._cleanup_margin() / 2;
+  v_idle  interval := authctx._setting('authctx.session_idle_timeout');
+  v_idled integer;
+BEGIN
+  UPDATE authctx.refresh_tokens rt SET revoked_at = p_at
+   WHERE rt.family_id = p_family_id AND rt.revoked_at IS NULL
+     AND rt.expires_at > p_at - v_half;
+  GET DIAGNOSTICS tokens = ROW_COUNT;
+  WITH r AS (
+    UPDATE authctx.sessions s SET revoked_at = p_at
+     WHERE s.family_id = p_family_id AND s.revoked_at IS NULL
+       AND authctx._session_live(s.expires_at, s.last_seen_at, p_at - v_half, v_idle)
+    RETURNING s.expires_at, s.last_seen_at)
+  SELECT count(*),
+         count(*) FILTER (WHERE authctx._session_live(r.expires_at, r.last_seen_at, p_at, v_idle))
+    INTO sessions, live
+    FROM r;
+  IF v_idle > '0' THEN
+    WITH r AS (
+      UPDATE authctx.sessions s SET revoked_at = p_at
+       WHERE s.ctid = ANY (ARRAY(
+               SELECT i.ctid FROM authctx.sessions i
+                WHERE i.family_id = p_family_id AND i.revoked_at IS NULL
+                  AND i.expires_at > p_at - v_half
+                  AND NOT authctx._session_live(i.expires_at, i.last_seen_at, p_at - v_half, v_idle)
+                  FOR NO KEY UPDATE OF i SKIP LOCKED))
+      RETURNING 1)
+    SELECT count(*) INTO v_idled FROM r;
+    sessions := sessions + v_idled;
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION authctx._revoke_family_rows(uuid, timestamptz) IS
+  'internal: revoke a login family''s rows for a caller holding its locks; returns sessions, tokens and live sessions revoked';
+
+CREATE OR REPLACE FUNCTION authctx.list_sessions(user_id uuid)
+RETURNS TABLE (session_id uuid, tenant_id uuid, created_at timestamptz,
+               last_seen_at timestamptz, expires_at timestamptz, metadata jsonb)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT s.id, s.tenant_id, s.created_at, s.last_seen_at, s.expires_at, s.metadata
+    FROM authctx.users u
+    JOIN authctx.sessions s ON s.user_id = u.id,
+         (SELECT clock_timestamp() AS now,
+                 authctx._setting('authctx.session_idle_timeout') AS idle) c
+   WHERE u.id = list_sessions.user_id
+     AND u.disabled_at IS NULL
+     AND NOT authctx._revoked_by_user(s.created_at, s.family_id,
+                                      u.sessions_revoked_before, u.sessions_revoked_except)
+     AND ((s.revoked_at IS NULL
+           AND authctx._session_live(s.expires_at, s.last_seen_at, c.now, c.idle))
+          OR EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
+                      WHERE rt.family_id = s.family_id AND rt.session_id = s.id
+                        AND rt.revoked_at IS NULL AND rt.spent_at IS NULL
+                        AND rt.expires_at > c.now))
+   ORDER BY s.created_at, s.id;
+$$;
+COMMENT ON FUNCTION authctx.list_sessions(uuid) IS
+  'a user''s live sessions, and the session of every login family that can still be refreshed; without secrets';
+
+CREATE OR REPLACE FUNCTION authctx.cleanup() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now    timestamptz := clock_timestamp();
+  v_idle   interval := authctx._setting('authctx.session_idle_timeout');
+  -- rows stay a little past their end: last-seen times arrive late, and
+  -- revocations leave rows dead for more than half of it alone
+  v_margin interval := authctx._cleanup_margin();
+  v_total  bigint := 0;
+BEGIN
+  -- a session row stays while its login family can still be refreshed
+  v_total := v_total + authctx._delete_in_batches(
+    'authctx.sessions',
+    $c$(t.revoked_at < $1 - $3
+        OR NOT authctx._session_live(t.expires_at, t.last_seen_at, $1 - $3, $2))
+       AND NOT EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
+                        WHERE rt.family_id = t.family_id AND rt.revoked_at IS NULL
+                          AND rt.spent_at IS NULL AND rt.expires_at > $1)$c$,
+    v_now, v_idle, v_margin, NULL);
+  -- spent tokens are kept until they expire: they are what detects reuse
+  v_total := v_total + authctx._delete_in_batches(
+    'authctx.refresh_tokens',
+    $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3$c$,
+    v_now, v_idle, v_margin, NULL);
+  v_total := v_total + authctx._delete_in_batches(
+    'authctx.api_keys',
+    $c$t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3$c$,
+    v_now, v_idle, v_margin, NULL);
+  v_total := v_total + authctx._delete_in_batches(
+    'authctx.webauthn_challenges',
+    $c$t.expires_at < $1 - $3$c$,
+    v_now, v_idle, v_margin, NULL);
+  RETURN v_total;
+END
+$$;
+COMMENT ON FUNCTION authctx.cleanup() IS
+  'delete revoked and expired sessions (not while their login family can refresh), refresh tokens, API keys and expired WebAuthn challenges in small batches; returns rows removed';
+

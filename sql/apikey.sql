@@ -4,15 +4,7 @@ CREATE EXTENSION IF NOT EXISTS authctx;
 RESET client_min_messages;
 \set VERBOSITY terse
 
--- SQLSTATE and message of a statement, or 'ok'
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE q;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/support/try.sql
 
 SELECT authctx.create_tenant('key-acme') IS NOT NULL AS acme,
        authctx.create_tenant('key-globex') IS NOT NULL AS globex;
@@ -74,30 +66,30 @@ BEGIN;
 SELECT c.auth_method, c.session_id = :'plain_id' AS key_id_ok,
        c.user_id = :'kim' AS user_ok FROM auth_begin(:'plain_key') c;
 COMMIT;
-SELECT pg_temp.err(format('SELECT auth_begin(%L)', :'revoked_key')) AS revoked_key;
+SELECT public.err(format('SELECT auth_begin(%L)', :'revoked_key')) AS revoked_key;
 RESET ROLE;
 
 -- errors
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, NULL, %L)', :'kim', 'x')) AS null_tenant;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'kim', 'no-such-tenant', 'x')) AS unknown_tenant;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'lee', 'key-globex', 'x')) AS not_member;
-SELECT pg_temp.err($$SELECT authctx.create_api_key('00000000-0000-4000-8000-000000000000', 'key-acme', 'x')$$) AS unknown_user;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, NULL)', :'kim', 'key-acme')) AS null_name;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'kim', 'key-acme', '  ')) AS blank_name;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L, %L)', :'kim', 'key-acme', 'x', '{read,NULL}')) AS null_scope;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L, %L)', :'kim', 'key-acme', 'x', '{""}')) AS empty_scope;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L, %L, %L)', :'kim', 'key-acme', 'x', '{}',
+SELECT public.err(format('SELECT authctx.create_api_key(%L, NULL, %L)', :'kim', 'x')) AS null_tenant;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'kim', 'no-such-tenant', 'x')) AS unknown_tenant;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'lee', 'key-globex', 'x')) AS not_member;
+SELECT public.err($$SELECT authctx.create_api_key('00000000-0000-4000-8000-000000000000', 'key-acme', 'x')$$) AS unknown_user;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, NULL)', :'kim', 'key-acme')) AS null_name;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'kim', 'key-acme', '  ')) AS blank_name;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L, %L)', :'kim', 'key-acme', 'x', '{read,NULL}')) AS null_scope;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L, %L)', :'kim', 'key-acme', 'x', '{""}')) AS empty_scope;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L, %L, %L)', :'kim', 'key-acme', 'x', '{}',
                           clock_timestamp() - interval '1 minute')) AS past_expiry;
 SELECT authctx.disable_user(:'lee');
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'lee', 'key-acme', 'x')) AS disabled_user;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'lee', 'key-acme', 'x')) AS disabled_user;
 -- NULL scopes mean none
 SELECT authctx._token_id(authctx.create_api_key(:'kim', 'key-acme', 'no scopes', NULL)) AS noscope_id \gset
 SELECT a.scopes FROM authctx.api_keys a WHERE a.id = :'noscope_id';
 
 -- privileges: managers only
 SET ROLE key_app;
-SELECT pg_temp.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'kim', 'key-acme', 'x')) AS app_create;
-SELECT pg_temp.err(format('SELECT authctx.list_api_keys(%L)', :'kim')) AS app_list;
-SELECT pg_temp.err(format('SELECT authctx.revoke_api_key(%L)', :'plain_id')) AS app_revoke;
+SELECT public.err(format('SELECT authctx.create_api_key(%L, %L, %L)', :'kim', 'key-acme', 'x')) AS app_create;
+SELECT public.err(format('SELECT authctx.list_api_keys(%L)', :'kim')) AS app_list;
+SELECT public.err(format('SELECT authctx.revoke_api_key(%L)', :'plain_id')) AS app_revoke;
 RESET ROLE;
 DROP ROLE key_app;

@@ -6,15 +6,7 @@ CREATE EXTENSION IF NOT EXISTS authctx;
 RESET client_min_messages;
 \set VERBOSITY terse
 
--- SQLSTATE and message of a statement, or 'ok'
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE q;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/support/try.sql
 
 SELECT authctx.create_tenant('auto-acme') IS NOT NULL AS tenant;
 SELECT authctx.create_user('auto-jack@example.com') AS jack \gset
@@ -31,7 +23,7 @@ SELECT count(*) AS login_failed_events FROM authctx.audit_log a
 SELECT t.failures AS counted_failures FROM authctx.login_throttle t WHERE t.user_id = :'jack';
 -- also when the caller rolls back after catching the error itself
 BEGIN;
-SELECT pg_temp.err($$SELECT authctx.login('auto-jack@example.com', 'still not it')$$) AS caught;
+SELECT public.err($$SELECT authctx.login('auto-jack@example.com', 'still not it')$$) AS caught;
 ROLLBACK;
 SELECT t.failures AS counted_failures FROM authctx.login_throttle t WHERE t.user_id = :'jack';
 -- an unknown email leaves its event too
@@ -55,7 +47,7 @@ SELECT (SELECT count(*) FROM authctx.sessions s WHERE s.family_id = f.family_id 
                                                     AND a.detail ->> 'family_id' = f.family_id::text) AS reuse_events
   FROM (SELECT s.family_id FROM p JOIN authctx.sessions s ON s.id = (p.r).session_id) f;
 -- the newer pair of that family no longer works
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (p2.r).refresh_token)) AS newer_pair FROM p2;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (p2.r).refresh_token)) AS newer_pair FROM p2;
 
 -- 3. the worker's kinds, called directly (superuser only)
 BEGIN;
@@ -72,13 +64,13 @@ COMMIT;
 SELECT count(*) AS read_only_events FROM authctx.audit_log a WHERE a.event = 'auto_read_only';
 -- a record the worker cannot apply: 55000, naming only the kind, from both
 -- entry points (0.1.0 warned and returned false)
-SELECT pg_temp.err($$SELECT authctx._autonomous('audit', '{"detail": {"no": "event", "secret": "s3cr3t"}}')$$) AS bad_payload;
-SELECT pg_temp.err($$SELECT authctx._autonomous_call('audit', '{"detail": {"no": "event", "secret": "s3cr3t"}}')$$) AS call_bad_payload;
-SELECT pg_temp.err($$SELECT authctx._autonomous('bogus', '{}')$$) AS unknown_kind;
-SELECT pg_temp.err($$SELECT authctx._autonomous_call('bogus', '{}')$$) AS call_unknown_kind;
-SELECT pg_temp.err($$SELECT authctx._autonomous_call('cleanup', '{}')$$) AS call_internal_kind;
-SELECT pg_temp.err($$SELECT authctx._autonomous(NULL, '{}')$$) AS null_kind;
-SELECT pg_temp.err($$SELECT authctx._autonomous_call('audit', NULL)$$) AS call_null_payload;
+SELECT public.err($$SELECT authctx._autonomous('audit', '{"detail": {"no": "event", "secret": "s3cr3t"}}')$$) AS bad_payload;
+SELECT public.err($$SELECT authctx._autonomous_call('audit', '{"detail": {"no": "event", "secret": "s3cr3t"}}')$$) AS call_bad_payload;
+SELECT public.err($$SELECT authctx._autonomous('bogus', '{}')$$) AS unknown_kind;
+SELECT public.err($$SELECT authctx._autonomous_call('bogus', '{}')$$) AS call_unknown_kind;
+SELECT public.err($$SELECT authctx._autonomous_call('cleanup', '{}')$$) AS call_internal_kind;
+SELECT public.err($$SELECT authctx._autonomous(NULL, '{}')$$) AS null_kind;
+SELECT public.err($$SELECT authctx._autonomous_call('audit', NULL)$$) AS call_null_payload;
 -- _autonomous_call returns what the record did
 BEGIN;
 SELECT authctx._autonomous_call('audit', '{"event": "auto_call_event"}') AS audit_result;
@@ -103,7 +95,7 @@ SELECT p.proname, p.prorettype::regtype AS returns,
  WHERE p.pronamespace = 'authctx'::regnamespace
    AND p.proname IN ('_autonomous', '_autonomous_call', '_autonomous_apply')
  ORDER BY p.proname;
-SELECT pg_temp.err($$SELECT authctx._autonomous_apply('bogus', '{}')$$) AS apply_unknown_kind;
+SELECT public.err($$SELECT authctx._autonomous_apply('bogus', '{}')$$) AS apply_unknown_kind;
 
 -- 4. seen: last_seen_at / last_used_at move forward only, in the worker
 CREATE TEMP TABLE k AS SELECT authctx.create_api_key(:'jack', 'auto-acme', 'seen key') AS t;

@@ -31,16 +31,25 @@ SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
 BEGIN;
 SELECT (auth_begin(:'tok')).role;
-SET LOCAL force_parallel_mode = off;
 SET LOCAL max_parallel_workers_per_gather = 0;
 SELECT count(*) AS serial_count, sum(id) AS serial_sum FROM public.pl_rows;
+-- With the leader not participating, every row is read by a worker, which
+-- evaluates the accessors per row in the FILTER of its partial aggregate
+-- (the policy's own tenant_id() is an InitPlan, evaluated once by the
+-- leader): the workers must see exactly the leader's context.
 SET LOCAL max_parallel_workers_per_gather = 2;
 SET LOCAL force_parallel_mode = on;
-EXPLAIN (COSTS OFF) SELECT count(*) FROM public.pl_rows;
-SELECT count(*) AS parallel_count, sum(id) AS parallel_sum FROM public.pl_rows;
--- the accessors themselves, evaluated in workers
-SELECT count(DISTINCT authctx.tenant_id()) AS worker_tenants,
-       bool_and(authctx.tenant_id() = :'acme') AS all_acme
+SET LOCAL parallel_leader_participation = off;
+EXPLAIN (COSTS OFF)
+SELECT count(*) FILTER (WHERE tenant_id = authctx.tenant_id()) FROM public.pl_rows;
+SELECT count(*) AS parallel_count, sum(id) AS parallel_sum,
+       count(*) FILTER (WHERE authctx.user_id() = :'alice'
+                          AND tenant_id = authctx.tenant_id()
+                          AND authctx.tenant_id() = :'acme'
+                          AND authctx.has_role(authctx.role())
+                          AND authctx.session_id() = (authctx.current()).session_id
+                          AND (authctx.current()).auth_method = 'session'
+                          AND authctx.has_scope('anything')) AS in_workers_ok
   FROM public.pl_rows;
 COMMIT;
 RESET ROLE;

@@ -5,15 +5,7 @@ CREATE EXTENSION IF NOT EXISTS authctx;
 RESET client_min_messages;
 \set VERBOSITY terse
 
--- SQLSTATE and message of a statement, or 'ok'
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE q;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/support/try.sql
 -- revoked / live counts of a family, named by any session of it
 CREATE FUNCTION pg_temp.family(p_session uuid)
 RETURNS TABLE (sessions_live bigint, sessions_revoked bigint, tokens_live bigint, tokens_revoked bigint)
@@ -49,7 +41,7 @@ SELECT count(*) AS refresh_events FROM authctx.audit_log a
  WHERE a.event = 'refresh' AND a.user_id = :'erin';
 
 -- presenting a spent refresh token again: 28000, and the whole family goes
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (p.r).refresh_token)) AS reuse FROM p WHERE n = 1;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (p.r).refresh_token)) AS reuse FROM p WHERE n = 1;
 SELECT f.* FROM p, pg_temp.family((p.r).session_id) f WHERE n = 3;
 SELECT a.detail ->> 'sessions_revoked' AS sessions_revoked,
        a.detail ->> 'family_id' = (SELECT s.family_id::text FROM p JOIN authctx.sessions s
@@ -57,7 +49,7 @@ SELECT a.detail ->> 'sessions_revoked' AS sessions_revoked,
        a.detail ? 'refresh_token_id' AS has_token_id, a.db_role = session_user AS role_ok
   FROM authctx.audit_log a WHERE a.event = 'refresh_reuse' AND a.user_id = :'erin';
 -- the newest token of the family is dead too
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (p.r).refresh_token)) AS newest_after_reuse FROM p WHERE n = 3;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (p.r).refresh_token)) AS newest_after_reuse FROM p WHERE n = 3;
 SELECT count(*) AS live_sessions_after_reuse FROM authctx.list_sessions(:'erin');
 SELECT count(*) AS reuse_events FROM authctx.audit_log a
  WHERE a.event = 'refresh_reuse' AND a.user_id = :'erin';
@@ -76,36 +68,36 @@ SELECT count(*) AS grace_refreshes FROM authctx.audit_log a
 -- outside the window the same presentation is a reuse
 UPDATE authctx.refresh_tokens rt SET spent_at = spent_at - interval '1 minute'
   FROM g WHERE g.n = 1 AND rt.id = authctx._token_id((g.r).refresh_token);
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (g.r).refresh_token)) AS after_grace FROM g WHERE n = 1;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (g.r).refresh_token)) AS after_grace FROM g WHERE n = 1;
 SELECT f.* FROM g, pg_temp.family((g.r).session_id) f WHERE n = 1;
 RESET authctx.refresh_reuse_grace;
 SHOW authctx.refresh_reuse_grace;
 
 -- refused without revoking anything: 28000 each time
 CREATE TEMP TABLE h AS SELECT r FROM authctx.login('ref-erin@example.com', 'erin password 1') r;
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (h.r).session_token)) AS session_token FROM h;
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', authctx.create_api_key(:'erin', 'ref-acme', 'k'))) AS api_key;
-SELECT pg_temp.err($$SELECT authctx.refresh('axr_not-a-token')$$) AS malformed;
-SELECT pg_temp.err($$SELECT authctx.refresh('')$$) AS empty;
-SELECT pg_temp.err($$SELECT authctx.refresh(NULL)$$) AS null_token;
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', authctx._token_new('refresh'))) AS unknown;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (h.r).session_token)) AS session_token FROM h;
+SELECT public.err(format('SELECT authctx.refresh(%L)', authctx.create_api_key(:'erin', 'ref-acme', 'k'))) AS api_key;
+SELECT public.err($$SELECT authctx.refresh('axr_not-a-token')$$) AS malformed;
+SELECT public.err($$SELECT authctx.refresh('')$$) AS empty;
+SELECT public.err($$SELECT authctx.refresh(NULL)$$) AS null_token;
+SELECT public.err(format('SELECT authctx.refresh(%L)', authctx._token_new('refresh'))) AS unknown;
 -- a token whose secret does not match the stored verifier (simulated by
 -- changing the verifier) is refused and revokes nothing
 UPDATE authctx.refresh_tokens rt SET verifier = set_byte(verifier, 0, get_byte(verifier, 0) # 255)
   FROM h WHERE rt.id = authctx._token_id((h.r).refresh_token);
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (h.r).refresh_token)) AS wrong_secret FROM h;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (h.r).refresh_token)) AS wrong_secret FROM h;
 UPDATE authctx.refresh_tokens rt SET verifier = authctx._token_verifier((h.r).refresh_token)
   FROM h WHERE rt.id = authctx._token_id((h.r).refresh_token);
 -- expired
 UPDATE authctx.refresh_tokens rt SET expires_at = clock_timestamp() - interval '1 second'
   FROM h WHERE rt.id = authctx._token_id((h.r).refresh_token);
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (h.r).refresh_token)) AS expired FROM h;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (h.r).refresh_token)) AS expired FROM h;
 UPDATE authctx.refresh_tokens rt SET expires_at = clock_timestamp() + interval '1 day'
   FROM h WHERE rt.id = authctx._token_id((h.r).refresh_token);
 SELECT f.* FROM h, pg_temp.family((h.r).session_id) f;
 -- the token is never echoed
 SELECT position(substr(((h.r).session_token)::text, 5, 20)
-                IN pg_temp.err(format('SELECT authctx.refresh(%L)', (h.r).session_token))) = 0 AS not_echoed
+                IN public.err(format('SELECT authctx.refresh(%L)', (h.r).session_token))) = 0 AS not_echoed
   FROM h;
 -- and it still works after all that
 SELECT (authctx.refresh(((h.r).refresh_token)::text)).session_id IS NOT NULL AS still_works FROM h;
@@ -113,9 +105,9 @@ SELECT (authctx.refresh(((h.r).refresh_token)::text)).session_id IS NOT NULL AS 
 -- nothing back); a login after the enable works
 CREATE TEMP TABLE d AS SELECT r FROM authctx.login('ref-erin@example.com', 'erin password 1') r;
 SELECT authctx.disable_user(:'erin');
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (d.r).refresh_token)) AS disabled_user FROM d;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (d.r).refresh_token)) AS disabled_user FROM d;
 SELECT authctx.enable_user(:'erin');
-SELECT pg_temp.err(format('SELECT authctx.refresh(%L)', (d.r).refresh_token)) AS enabled_again FROM d;
+SELECT public.err(format('SELECT authctx.refresh(%L)', (d.r).refresh_token)) AS enabled_again FROM d;
 SELECT f.* FROM d, pg_temp.family((d.r).session_id) f;
 SELECT (authctx.refresh(((authctx.login('ref-erin@example.com', 'erin password 1')).refresh_token)::text)).session_id
        IS NOT NULL AS new_login_refreshes;

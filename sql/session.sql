@@ -6,15 +6,7 @@ CREATE EXTENSION IF NOT EXISTS authctx;
 RESET client_min_messages;
 \set VERBOSITY terse
 
--- SQLSTATE and message of a statement, or 'ok'
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE q;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/support/try.sql
 
 SELECT authctx.create_tenant('sess-acme') IS NOT NULL AS acme,
        authctx.create_tenant('sess-globex') IS NOT NULL AS globex,
@@ -71,14 +63,14 @@ SELECT a.event, a.detail ->> 'method' AS method, a.session_id = l.session_id AS 
 
 -- login failures: one SQLSTATE, one message, whatever the cause
 SELECT clock_timestamp() AS t0 \gset
-SELECT pg_temp.err($$SELECT authctx.login('sess-nobody@example.com', 'whatever pw 1')$$) AS unknown_email;
-SELECT pg_temp.err($$SELECT authctx.login('sess-alice@example.com', 'wrong password')$$) AS wrong_password;
-SELECT pg_temp.err($$SELECT authctx.login('sess-dave@example.com', 'dave password 1')$$) AS disabled_user;
-SELECT pg_temp.err($$SELECT authctx.login('sess-alice@example.com', 'alice password 1', 'sess-globex')$$) AS not_member;
-SELECT pg_temp.err($$SELECT authctx.login('sess-alice@example.com', 'alice password 1', 'no-such-tenant')$$) AS unknown_tenant;
-SELECT pg_temp.err($$SELECT authctx.login(NULL, NULL)$$) AS nulls;
-SELECT pg_temp.err($$SELECT authctx.login('sess-alice@example.com', '')$$) AS empty_password;
-SELECT count(DISTINCT pg_temp.err(q)) AS distinct_messages
+SELECT public.err($$SELECT authctx.login('sess-nobody@example.com', 'whatever pw 1')$$) AS unknown_email;
+SELECT public.err($$SELECT authctx.login('sess-alice@example.com', 'wrong password')$$) AS wrong_password;
+SELECT public.err($$SELECT authctx.login('sess-dave@example.com', 'dave password 1')$$) AS disabled_user;
+SELECT public.err($$SELECT authctx.login('sess-alice@example.com', 'alice password 1', 'sess-globex')$$) AS not_member;
+SELECT public.err($$SELECT authctx.login('sess-alice@example.com', 'alice password 1', 'no-such-tenant')$$) AS unknown_tenant;
+SELECT public.err($$SELECT authctx.login(NULL, NULL)$$) AS nulls;
+SELECT public.err($$SELECT authctx.login('sess-alice@example.com', '')$$) AS empty_password;
+SELECT count(DISTINCT public.err(q)) AS distinct_messages
   FROM (VALUES ($$SELECT authctx.login('sess-nobody@example.com', 'x')$$),
                ($$SELECT authctx.login('sess-alice@example.com', 'x')$$),
                ($$SELECT authctx.login('sess-dave@example.com', 'dave password 1')$$),
@@ -137,22 +129,22 @@ SELECT count(*) AS logout_events FROM l JOIN authctx.audit_log a
 -- logout is idempotent (RFC 7009): again, and of an expired or an idle
 -- session, it returns without error, and it ends the family whatever state
 -- the session is in
-SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.session_token)) AS again FROM l WHERE l.who = 'bob';
-SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.session_token)) AS expired FROM l WHERE l.who = 'bob-globex';
-SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.session_token)) AS idle FROM l WHERE l.who = 'alice-upper';
+SELECT public.err(format('SELECT authctx.logout(%L)', l.session_token)) AS again FROM l WHERE l.who = 'bob';
+SELECT public.err(format('SELECT authctx.logout(%L)', l.session_token)) AS expired FROM l WHERE l.who = 'bob-globex';
+SELECT public.err(format('SELECT authctx.logout(%L)', l.session_token)) AS idle FROM l WHERE l.who = 'alice-upper';
 SELECT l.who, (SELECT count(*) FROM authctx.refresh_tokens r
                 WHERE r.family_id = s.family_id AND r.revoked_at IS NULL) AS unrevoked_refresh_tokens
   FROM l JOIN authctx.sessions s ON s.id = l.session_id
  WHERE l.who IN ('bob-globex', 'alice-upper') ORDER BY l.who;
 -- anything but a well-formed session token: 22P02, the input never echoed
-SELECT pg_temp.err(format('SELECT authctx.logout(%L)', l.refresh_token)) AS refresh_token FROM l WHERE l.who = 'alice';
-SELECT pg_temp.err($$SELECT authctx.logout('axs_garbage')$$) AS malformed;
-SELECT pg_temp.err($$SELECT authctx.logout(NULL)$$) AS null_token;
-SELECT position(substr(l.refresh_token::text, 5, 20) IN pg_temp.err(format('SELECT authctx.logout(%L)', l.refresh_token))) = 0
+SELECT public.err(format('SELECT authctx.logout(%L)', l.refresh_token)) AS refresh_token FROM l WHERE l.who = 'alice';
+SELECT public.err($$SELECT authctx.logout('axs_garbage')$$) AS malformed;
+SELECT public.err($$SELECT authctx.logout(NULL)$$) AS null_token;
+SELECT position(substr(l.refresh_token::text, 5, 20) IN public.err(format('SELECT authctx.logout(%L)', l.refresh_token))) = 0
        AS not_echoed
   FROM l WHERE l.who = 'alice';
 -- a well-formed token with a valid checksum but an unknown id: no error
-SELECT pg_temp.err(format('SELECT authctx.logout(%L)', authctx._token_new('session'))) AS unknown;
+SELECT public.err(format('SELECT authctx.logout(%L)', authctx._token_new('session'))) AS unknown;
 
 -- create_session: token of kind session, no refresh token, ttl and metadata
 CREATE TEMP TABLE cs AS
@@ -173,12 +165,12 @@ SELECT s.tenant_id IS NULL AS bob_no_tenant
 SELECT count(*) AS session_created_events FROM cs, authctx.audit_log a
  WHERE a.event = 'session_created' AND a.session_id IN (authctx._token_id(cs.tok), authctx._token_id(cs.bob_tok));
 -- create_session failures
-SELECT pg_temp.err($$SELECT authctx.create_session('00000000-0000-4000-8000-000000000000')$$) AS unknown_user;
-SELECT pg_temp.err(format('SELECT authctx.create_session(%L)', dave)) AS disabled FROM u;
-SELECT pg_temp.err(format('SELECT authctx.create_session(%L, %L)', alice, 'sess-globex')) AS not_member FROM u;
-SELECT pg_temp.err(format('SELECT authctx.create_session(%L, %L)', alice, 'no-such-tenant')) AS unknown_tenant FROM u;
-SELECT pg_temp.err(format('SELECT authctx.create_session(%L, NULL, %L)', alice, '-1 minute')) AS negative_ttl FROM u;
-SELECT pg_temp.err(format('SELECT authctx.create_session(%L, NULL, %L)', alice, '0')) AS zero_ttl FROM u;
+SELECT public.err($$SELECT authctx.create_session('00000000-0000-4000-8000-000000000000')$$) AS unknown_user;
+SELECT public.err(format('SELECT authctx.create_session(%L)', dave)) AS disabled FROM u;
+SELECT public.err(format('SELECT authctx.create_session(%L, %L)', alice, 'sess-globex')) AS not_member FROM u;
+SELECT public.err(format('SELECT authctx.create_session(%L, %L)', alice, 'no-such-tenant')) AS unknown_tenant FROM u;
+SELECT public.err(format('SELECT authctx.create_session(%L, NULL, %L)', alice, '-1 minute')) AS negative_ttl FROM u;
+SELECT public.err(format('SELECT authctx.create_session(%L, NULL, %L)', alice, '0')) AS zero_ttl FROM u;
 
 -- revoke_session: true once, then false; revokes the family's refresh tokens
 SELECT authctx.revoke_session(l.session_id) AS first, authctx.revoke_session(l.session_id) AS second
@@ -228,10 +220,10 @@ SELECT count(*) AS uncommented FROM pg_proc p
 CREATE ROLE sess_app_user LOGIN IN ROLE authctx_app;
 SELECT alice AS alice_id FROM u \gset
 SET ROLE sess_app_user;
-SELECT pg_temp.err(format('SELECT authctx.create_session(%L)', :'alice_id')) AS app_create_session;
-SELECT pg_temp.err('SELECT authctx.cleanup()') AS app_cleanup;
-SELECT pg_temp.err($$SELECT authctx._autonomous('audit', '{}')$$) AS app_autonomous;
-SELECT pg_temp.err($$SELECT authctx.login('sess-carol@example.com', 'carol password 1')$$) AS app_login;
+SELECT public.err(format('SELECT authctx.create_session(%L)', :'alice_id')) AS app_create_session;
+SELECT public.err('SELECT authctx.cleanup()') AS app_cleanup;
+SELECT public.err($$SELECT authctx._autonomous('audit', '{}')$$) AS app_autonomous;
+SELECT public.err($$SELECT authctx.login('sess-carol@example.com', 'carol password 1')$$) AS app_login;
 RESET ROLE;
 DROP ROLE sess_app_user;
 

@@ -4,15 +4,7 @@ CREATE EXTENSION IF NOT EXISTS authctx;
 RESET client_min_messages;
 \set VERBOSITY terse
 
--- SQLSTATE and message of a statement, or 'ok'
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE q;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\i test/support/try.sql
 
 CREATE TEMP TABLE tok AS
 SELECT k AS kind, authctx._token_new(k) AS t
@@ -37,7 +29,7 @@ SELECT count(DISTINCT x::text) AS distinct_tokens,
        count(DISTINCT authctx._token_id(x)) AS distinct_ids,
        count(DISTINCT authctx._token_verifier(x)) AS distinct_verifiers
   FROM (SELECT authctx._token_new('session') AS x FROM generate_series(1, 200)) s;
-SELECT pg_temp.err($$SELECT authctx._token_new('bogus')$$) AS unknown_kind;
+SELECT public.err($$SELECT authctx._token_new('bogus')$$) AS unknown_kind;
 
 -- bad input: 22P02, and the message never contains the input
 CREATE TEMP TABLE bad (label text, input text);
@@ -54,14 +46,14 @@ UNION ALL SELECT 'standard base64', overlay(t::text placing '+' from 30 for 1) F
 UNION ALL SELECT 'kind swapped', 'axr_' || substr(t::text, 5) FROM tok WHERE kind = 'session'
 UNION ALL SELECT 'trailing space', t::text || ' ' FROM tok WHERE kind = 'api_key'
 UNION ALL SELECT 'garbage', 'hunter2-is-not-a-token';
-SELECT b.label, pg_temp.err(format('SELECT %L::authctx.token', b.input)) AS result
+SELECT b.label, public.err(format('SELECT %L::authctx.token', b.input)) AS result
   FROM bad b ORDER BY b.label;
 SELECT count(*) AS messages_echoing_input
   FROM bad b
  WHERE b.input <> ''
-   AND (position(b.input IN pg_temp.err(format('SELECT %L::authctx.token', b.input))) > 0
+   AND (position(b.input IN public.err(format('SELECT %L::authctx.token', b.input))) > 0
         OR (length(b.input) >= 20
-            AND position(substr(b.input, 5, 16) IN pg_temp.err(format('SELECT %L::authctx.token', b.input))) > 0));
+            AND position(substr(b.input, 5, 16) IN public.err(format('SELECT %L::authctx.token', b.input))) > 0));
 -- the detail does not echo it either
 DO $$
 DECLARE
@@ -78,7 +70,7 @@ $$;
 -- the checksum catches every one-character change
 SELECT kind,
        count(*) AS changes,
-       count(*) FILTER (WHERE pg_temp.err(format('SELECT %L::authctx.token', changed)) = 'ok') AS accepted
+       count(*) FILTER (WHERE public.err(format('SELECT %L::authctx.token', changed)) = 'ok') AS accepted
   FROM (SELECT kind,
                overlay(t::text placing
                        CASE WHEN substr(t::text, i, 1) = 'A' THEN 'B' ELSE 'A' END
@@ -86,7 +78,7 @@ SELECT kind,
           FROM tok, generate_series(5, 74) i) c
  GROUP BY kind ORDER BY kind;
 -- and every swap of two neighbouring, different characters
-SELECT count(*) FILTER (WHERE pg_temp.err(format('SELECT %L::authctx.token', swapped)) = 'ok') AS swaps_accepted
+SELECT count(*) FILTER (WHERE public.err(format('SELECT %L::authctx.token', swapped)) = 'ok') AS swaps_accepted
   FROM (SELECT overlay(t::text placing substr(t::text, i + 1, 1) || substr(t::text, i, 1)
                        from i for 2) AS swapped
           FROM tok, generate_series(5, 73) i
@@ -114,7 +106,7 @@ COPY (SELECT translate(encode(set_byte(:'good'::bytea, 19 + 2 + 4 + 7 + 4, ascii
   TO PROGRAM 'base64 -d > authctx_token_bad.copy';
 SELECT current_setting('data_directory') || '/authctx_token_bad.copy' AS badfile \gset
 CREATE TEMP TABLE tok_bad (kind text, t authctx.token);
-SELECT pg_temp.err(format('COPY tok_bad FROM %L (FORMAT binary)', :'badfile')) AS corrupted_binary;
+SELECT public.err(format('COPY tok_bad FROM %L (FORMAT binary)', :'badfile')) AS corrupted_binary;
 SELECT count(*) AS loaded FROM tok_bad;
 
 -- NULL in, NULL out (strict helpers)

@@ -37,26 +37,19 @@ PG_MODULE_MAGIC;
 /* This backend has seen its database's extension at the library's version. */
 static bool authctx_schema_checked = false;
 
-/* True when loaded from shared_preload_libraries. */
-bool		authctx_preloaded = false;
-
 void		_PG_init(void);
 
 /* Define settings and install hooks, module by module. */
 void
 _PG_init(void)
 {
-	authctx_preloaded = process_shared_preload_libraries_in_progress;
-
 	CryptoInit();
 	TokenInit();
 	ContextInit();
 	IdentityInit();
 	SessionInit();
-	RequestInit();
 	RedactInit();
 	TenantInit();
-	AuditInit();
 	WebauthnInit();
 	WorkerInit();
 	CacheInit();

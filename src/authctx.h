@@ -3,12 +3,16 @@
  * authctx.h
  *		Interfaces between authctx's modules.
  *
- * Each module of ARCHITECTURE.md (identity, token, session, request,
- * tenant, context, cache, worker, audit, crypto) exports its entry points
- * here.  The worker module is three files: worker.c (the task runner),
- * seen.c (the last-seen writer) and cleanup.c (the cleanup worker).  The
- * layering rule: identity, token, context, cache, audit and crypto never
- * call request or tenant.
+ * Each module of docs/architecture.md exports its entry points here, under
+ * its own heading: crypto, fetch, token, context (context.c and
+ * context_accessors.c), worker (worker.c, the task runner; seen.c, the
+ * last-seen writer; cleanup.c, the cleanup worker), cache (cache.c and
+ * cache_coherence.c; cache_internal.h is private to them), session,
+ * identity, tenant, issuer, audit, request.  docs/architecture.md has what
+ * each owns and which may call which; in short: request calls token,
+ * session, tenant and context only; tenant calls identity, context and
+ * audit; identity, token, context, cache, audit and crypto never call
+ * request or tenant.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,6 +56,7 @@ extern bool FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
 extern void TokenInit(void);
 extern bool TokenParse(const char *str, size_t len, AuthctxToken *out);
 extern void TokenVerifier(const AuthctxToken *tok, unsigned char *out);
+extern void TokenForget(AuthctxToken *tok);
 
 /* ---- context.c ---- */
 /* Length of a uuid's text form, 8-4-4-4-12. */
@@ -80,6 +85,19 @@ extern void ContextClear(void);
 extern void ContextSetAdminBypass(const char *reason);
 extern bool ContextAdminBypass(void);
 extern const AuthctxContext *ContextCurrent(void);
+
+/* authctx.missing_context: what tenant_id() does without a tenant */
+typedef enum MissingContextMode
+{
+	MISSING_CONTEXT_DENY,		/* NULL: no row matches */
+	MISSING_CONTEXT_ERROR		/* raise 28000 */
+} MissingContextMode;
+extern int	authctx_missing_context;
+/* bumped by every change of the context: accessors' per-call-site caches */
+extern uint64 authctx_ctx_generation;
+
+/* ---- context_accessors.c (the context module's SQL-callable readers) ---- */
+extern Datum ContextRowDatum(FunctionCallInfo fcinfo);
 
 /* ---- worker.c: the task runner (the worker module is worker.c, seen.c, cleanup.c) ---- */
 /* How a task went. */
@@ -141,8 +159,10 @@ extern int	authctx_session_idle_timeout;
 extern int	authctx_last_seen_interval;
 extern bool SessionLookup(char kind, const pg_uuid_t *id, bool tables_only,
 						  SessionRecord *rec);
-extern bool SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
-							  Snapshot snap, char *role);
+extern bool SessionIsLive(const SessionRecord *rec, TimestampTz now);
+extern bool SessionValidate(const AuthctxToken *tok, SessionRecord *rec,
+							TimestampTz *now);
+extern void SessionNoteUse(const SessionRecord *rec, TimestampTz now);
 
 /* cache.c: the shared-memory cache (no-ops unless preloaded) */
 extern uint64 CacheStamp(void);
@@ -155,6 +175,15 @@ extern bool CacheMemberGet(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uui
 extern void CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,
 						   const char *slug, const pg_uuid_t *tenant_id,
 						   const char *role, uint64 stamp);
+
+/* ---- identity.c: memberships, for the request path ---- */
+extern bool IdentityMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+							   Snapshot snap, char *role);
+extern bool IdentityMemberRoleNow(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+								  char *role);
+extern bool IdentityTenantNamed(const char *name, pg_uuid_t *tenant_id);
+extern bool IdentityMembership(const pg_uuid_t *user_id, const char *name,
+							   pg_uuid_t *tenant_id, char *role);
 
 /* ---- tenant.c ---- */
 /* What TenantForRequest decided (auth_begin raises 42501 unless allowed). */
@@ -202,21 +231,21 @@ extern bool IssuerVerify(const char *token, size_t len, TimestampTz now,
 						 IssuerResult *out);
 extern const char *IssuerReasonName(const IssuerResult *res);
 
-/* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
-extern void RequestInit(void);
+/* ---- the other modules' init functions (authctx.c calls them) ---- */
 extern void RedactInit(void);
 extern void RedactNoteSecret(void);
 extern void TenantInit(void);
 extern void SessionInit(void);
 extern void IdentityInit(void);
-extern void AuditInit(void);
 extern void WebauthnInit(void);
+
+/* ---- audit.c ---- */
+extern bool AuditWriteDurable(const char *event_json);
 
 /* ---- authctx.c ---- */
 extern void AuthctxCheckVersion(void);
 
 /* Settings shared between modules. */
 extern char *authctx_token_pepper;	/* token.c */
-extern bool authctx_preloaded;		/* authctx.c */
 
 #endif							/* AUTHCTX_H */

@@ -33,114 +33,15 @@
  * Each database is its own world: the database oid is part of every key,
  * and a token id found in another database's entry can never match.
  *
- * Coherence: the generation protocol
- * ----------------------------------
- * Shared memory holds a global 64-bit clock and an array of slots, each a
- * pair (gen, busy).  A user id maps to slot hash(database, user); a token
- * (a session or an API key) to slot hash(database, kind, token id); a
- * database also has an "epoch" slot (everything in it) and a "tenant" slot
- * (tenant ids and slugs), hashed the same way.  All of them share one
- * array: different users or tokens may share a slot, and a token may share
- * one with a user; that only costs spurious misses, never a wrong answer.
- *
- * What an entry depends on.  A session or API key entry depends on three
- * slots: its token's, its user's (the user id stored in the entry) and the
- * epoch.  Everything it holds comes either from its own row in sessions or
- * api_keys (user, tenant, verifier, expiry, scopes, revocation), guarded by
- * the token slot, or from the user's row and memberships (disabled, role),
- * guarded by the user slot.  A membership entry depends on its user's slot,
- * the epoch and the tenant slot.
- *
- * Writers.  AFTER ROW triggers (src/sql/65_cache.sql), for every change
- * that can affect validation, call authctx_cache_invalidate(), which
- * appends the affected slots to a backend-local pending list, tagged with
- * the subtransaction nesting level:
- *	- sessions and api_keys (revocation, expiry, verifier, user, tenant,
- *	  scopes, id; deletion): the token slot of the old row's id and, for an
- *	  UPDATE, of the new row's id.  A change to one session's row can only
- *	  alter the entry keyed by that session's id, so revoking one session
- *	  leaves the user's other cached sessions valid;
- *	- users (disable, deletion) and memberships (insert, delete, role
- *	  change): the user slot of the old and new row's user;
- *	- tenants (slug and id changes, deletion): the database's tenant slot.
- * TRUNCATE (statement trigger) and CREATE EXTENSION (through _cache_flush)
- * pend the database's epoch slot.  Then:
- *	- subtransaction abort drops what that subtransaction pended; its
- *	  commit hands it to the parent;
- *	- XACT_EVENT_PRE_COMMIT (before the commit becomes visible) increments
- *	  busy on each pending slot;
- *	- XACT_EVENT_COMMIT (after ProcArrayEndTransaction made the commit
- *	  visible, and before the client is told) takes v = ++clock, raises
- *	  gen to at least v on each pending slot (compare-and-swap, gen never
- *	  goes back), and only then decrements busy;
- *	- XACT_EVENT_ABORT after PRE_COMMIT decrements busy without bumping.
- *	  An aborted transaction leaves no trace;
- *	- PREPARE TRANSACTION of a transaction with pending slots is refused:
- *	  COMMIT PREPARED runs in another backend, where no callback would
- *	  bump.
- * Bulk changes.  Revoking all of a user's sessions (set_password,
- * revoke_user_sessions, logout of a login family, cleanup's deletions)
- * pends one token slot per row.  Once a transaction's list holds
- * CACHE_PENDING_MAX / 2 slots, a session or API key row pends its user's
- * slot (its user_id column, old and new row) instead of its token's.  The
- * user slot invalidates the entry just as well: an entry is filled from a
- * committed version of the row, which is the old row of the first change
- * to it in the transaction, and the entry depends on that row's user.  The
- * rows of one user then share one deduplicated list item, so a bulk
- * revocation does not run into the epoch (at the price of the user's other
- * cached sessions and memberships missing once).  As a last resort, a
- * transaction that pends more than CACHE_PENDING_MAX distinct slots pends
- * its database's epoch instead.  Deleting a revoked row, or one
- * expired for more than a few minutes, pends nothing: such a row is never
- * a valid entry (expiry is checked by the wall clock on every hit), so
- * cleanup() does not flush the cache.  DROP EXTENSION leaves entries
- * behind; nothing can reach them without the extension's functions, and the
- * next CREATE EXTENSION in that database flushes them.
- *
- * Readers.  A fill reads stamp = clock BEFORE taking the snapshot of its
- * table lookup, and stores it in the entry.  A hit copies the entry under
- * the shared partition lock and uses it only if, for every slot it depends
- * on (token, user and epoch for sessions and API keys; user, epoch and
- * tenant for memberships), busy == 0 and then gen <= stamp.
- *
- * Why this is enough.  Take a change C that committed, and a later
- * auth_begin R that finds an entry C makes stale.  By "Writers" and "Bulk
- * changes", C pended at least one slot that entry depends on; the argument
- * below is about that one slot, and holds whichever kind it is (token,
- * user, tenant or epoch): per-token slots need no argument of their own.
- *	(a) If R starts after the client learned of C's commit, C's COMMIT
- *		callback is complete: gen >= v on C's slots, busy back to what it
- *		was.  An entry with stamp >= v read the clock after the ++clock, so
- *		after C became visible: its snapshot saw C.  An entry with stamp < v
- *		is refused.
- *	(b) If R merely observes C (its own snapshot saw C) while C's backend
- *		has not yet run its COMMIT callback, busy > 0 on C's slots, since
- *		PRE_COMMIT precedes visibility: R bypasses the cache and reads the
- *		tables, with a snapshot that sees C.
- *	(c) The refill race: a filler whose snapshot predates C and who inserts
- *		after C's bump carries a stamp read before its snapshot, hence
- *		before C's ++clock: stamp < v, and the entry is dead on arrival.
- *		Two fillers may overwrite each other in any order; each entry is
- *		judged by its own stamp.
- * A transaction's own uncommitted changes are seen by its table lookups
- * but not by the cache, so a transaction that has written anything (it
- * has an xid) neither reads nor fills the cache; nor does one on a hot
- * standby, where WAL replay runs no trigger (RecoveryInProgress()).
- * Replicated writes (logical replication apply, session_replication_role
- * = replica) do fire the triggers: they are ENABLE ALWAYS.  A superuser
- * who disables them (ALTER TABLE ... DISABLE TRIGGER ALL) must restart or
- * call authctx._cache_flush().
- *
- * A hit costs one shared partition LWLock, a hash of the 24-byte key and
- * of each slot it depends on, a copy of the entry and two atomic reads per
- * slot (busy, gen): no SPI, no catalog access, and no write but the usage
- * bit.  Expiry and the idle timeout are still judged by request.c on every
- * call, by the wall clock.
+ * Coherence (when an entry may be used, and how a committed change makes
+ * it stale) is the generation protocol of cache_coherence.c, whose header
+ * has the essay; this file is the store: shared memory, the partitions,
+ * the entries, and the counters.  cache_internal.h is what the two share.
  *
  * The last-seen time lives in the entry (an atomic, compare-and-swapped
  * once per authctx.last_seen_interval after a successful validation; the
- * backend whose swap wins notes it for worker.c, which writes it to the
- * table off the request path).  The trigger on
+ * backend whose swap wins notes it for the last-seen writer, seen.c,
+ * which writes it to the table off the request path).  The trigger on
  * sessions ignores last_seen_at, so those writes invalidate nothing.
  *
  * Locking rules
@@ -189,9 +90,8 @@
 #include "utils/timestamp.h"
 
 #include "authctx.h"
+#include "cache_internal.h"
 
-PG_FUNCTION_INFO_V1(authctx_cache_invalidate);
-PG_FUNCTION_INFO_V1(authctx_cache_flush);
 PG_FUNCTION_INFO_V1(authctx_cache_stats);
 
 /*
@@ -205,13 +105,6 @@ PG_FUNCTION_INFO_V1(authctx_cache_stats);
 #define CACHE_SESSION_TEXT	37
 #define CACHE_MEMBER_ROLE	39
 #define CACHE_SLUG_MAX		64
-
-/* A transaction pending more distinct slots than this flushes the database. */
-#define CACHE_PENDING_MAX	1024
-
-/* Salts of a database's epoch and tenant slots. */
-#define CACHE_SALT_EPOCH	0x45504f43
-#define CACHE_SALT_TENANT	0x54454e41
 
 /* Session entry flags. */
 #define CE_HAS_TENANT		0x01
@@ -313,13 +206,6 @@ static const struct
 	sizeof(CacheMemberEntry), offsetof(CacheMemberEntry, head)},
 };
 
-/* A slot pended by this backend's transaction, and at which nest level. */
-typedef struct CachePending
-{
-	uint32		slot;
-	int			level;
-} CachePending;
-
 /* Settings. */
 int			authctx_cache_size = 100000;
 static int	authctx_debug_cache_fill_lock = 0;
@@ -328,15 +214,11 @@ static int	authctx_debug_cache_fill_lock = 0;
 static CacheShared *cache_shared = NULL;
 static HTAB *cache_htab[CT_COUNT];
 static void **cache_ring[CT_COUNT];
-static pg_atomic_uint64 *cache_gen = NULL;
-static pg_atomic_uint32 *cache_busy = NULL;
+pg_atomic_uint64 *authctx_cache_clock = NULL;
+uint32		authctx_cache_nslots = 0;
+pg_atomic_uint64 *authctx_cache_gen = NULL;
+pg_atomic_uint32 *authctx_cache_busy = NULL;
 static LWLockPadded *cache_locks = NULL;
-
-/* This backend's transaction. */
-static CachePending *cache_pending = NULL;
-static int	cache_npending = 0;
-static bool cache_busy_held = false;
-static bool cache_callbacks = false;
 
 #ifdef AUTHCTX_HAS_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -426,9 +308,9 @@ CacheShmemStartup(void)
 		p += MAXALIGN(mul_size(mul_size(CachePartCap(t), CACHE_PARTITIONS),
 							   sizeof(void *)));
 	}
-	cache_gen = (pg_atomic_uint64 *) p;
+	authctx_cache_gen = (pg_atomic_uint64 *) p;
 	p += mul_size(CacheSlotCount(), sizeof(pg_atomic_uint64));
-	cache_busy = (pg_atomic_uint32 *) p;
+	authctx_cache_busy = (pg_atomic_uint32 *) p;
 
 	if (!found)
 	{
@@ -446,11 +328,13 @@ CacheShmemStartup(void)
 		}
 		for (uint32 i = 0; i < cache_shared->nslots; i++)
 		{
-			pg_atomic_init_u64(&cache_gen[i], 0);
-			pg_atomic_init_u32(&cache_busy[i], 0);
+			pg_atomic_init_u64(&authctx_cache_gen[i], 0);
+			pg_atomic_init_u32(&authctx_cache_busy[i], 0);
 		}
 	}
 	cache_locks = GetNamedLWLockTranche(CACHE_TRANCHE);
+	authctx_cache_nslots = cache_shared->nslots;
+	authctx_cache_clock = &cache_shared->clock;
 
 	for (int t = 0; t < CT_COUNT; t++)
 	{
@@ -506,93 +390,6 @@ CacheInit(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = CacheShmemStartup;
-}
-
-/* ---------------------------------------------------------------------
- * Generation slots
- * ---------------------------------------------------------------------
- */
-
-/* The slot of a user in this database. */
-static uint32
-CacheUserSlot(const pg_uuid_t *user_id)
-{
-	unsigned char buf[sizeof(Oid) + UUID_LEN];
-
-	memcpy(buf, &MyDatabaseId, sizeof(Oid));
-	memcpy(buf + sizeof(Oid), user_id->data, UUID_LEN);
-	return hash_bytes(buf, sizeof(buf)) & (cache_shared->nslots - 1);
-}
-
-/*
- * The slot of a session (kind TOKEN_SESSION) or API key (TOKEN_API_KEY) in
- * this database, by its token id.
- */
-static uint32
-CacheTokenSlot(char kind, const pg_uuid_t *id)
-{
-	unsigned char buf[sizeof(Oid) + 1 + UUID_LEN];
-
-	memcpy(buf, &MyDatabaseId, sizeof(Oid));
-	buf[sizeof(Oid)] = (unsigned char) kind;
-	memcpy(buf + sizeof(Oid) + 1, id->data, UUID_LEN);
-	return hash_bytes(buf, sizeof(buf)) & (cache_shared->nslots - 1);
-}
-
-/* This database's epoch or tenant slot. */
-static uint32
-CacheDbSlot(uint32 salt)
-{
-	return hash_bytes_uint32((uint32) MyDatabaseId ^ salt) &
-		(cache_shared->nslots - 1);
-}
-
-/*
- * Is an entry filled at stamp still good, given the slots it depends on?
- * busy first, then (after a read barrier) gen: see the essay above.
- */
-static bool
-CacheStampValid(uint64 stamp, const uint32 *slots, int n)
-{
-	pg_memory_barrier();
-	for (int i = 0; i < n; i++)
-		if (pg_atomic_read_u32(&cache_busy[slots[i]]) != 0)
-			return false;
-	pg_read_barrier();
-	for (int i = 0; i < n; i++)
-		if (pg_atomic_read_u64(&cache_gen[slots[i]]) > stamp)
-			return false;
-	return true;
-}
-
-/*
- * May this backend use the cache now?  Not without shared memory, not on a
- * hot standby (replay runs no trigger), and not in a transaction that has
- * written anything: its own uncommitted changes must be neither cached nor
- * hidden by the cache.
- */
-static bool
-CacheUsable(void)
-{
-	return cache_shared != NULL &&
-		!RecoveryInProgress() &&
-		!TransactionIdIsValid(GetTopTransactionIdIfAny());
-}
-
-/*
- * The stamp for a fill: read it BEFORE the snapshot of the table lookup.
- * 0 means "do not fill".
- */
-uint64
-CacheStamp(void)
-{
-	uint64		stamp;
-
-	if (!CacheUsable())
-		return 0;
-	stamp = pg_atomic_read_u64(&cache_shared->clock);
-	pg_memory_barrier();
-	return stamp;
 }
 
 /* ---------------------------------------------------------------------
@@ -817,13 +614,9 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 		return;
 	CacheSessionKeyInit(&key, kind, id);
 
+	/* only a live record is kept: the liveness rule is session.c's */
 	cacheable = stamp != 0 && rec != NULL && rec->member_known &&
-		rec->has_verifier && !rec->revoked && !rec->user_disabled &&
-		!rec->scopes_bad && rec->expires_at > now;
-	if (cacheable && kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
-		rec->last_seen_at != DT_NOEND &&
-		rec->last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
-		cacheable = false;
+		SessionIsLive(rec, now);
 	if (cacheable)
 	{
 		role_len = rec->is_member ? strlen(rec->role) : 0;
@@ -1023,254 +816,6 @@ CacheMemberPut(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,
 		memcpy(e->role, role, role_len);
 	}
 	LWLockRelease(CacheLock(CT_MEMBER, hash));
-}
-
-/* ---------------------------------------------------------------------
- * Invalidation: pending slots and the transaction callbacks
- * ---------------------------------------------------------------------
- */
-
-/* Drop the pending list, releasing busy counts if PRE_COMMIT took them. */
-static void
-CachePendingReset(bool bump)
-{
-	if (cache_busy_held)
-	{
-		if (bump)
-		{
-			uint64		v = pg_atomic_add_fetch_u64(&cache_shared->clock, 1);
-
-			for (int i = 0; i < cache_npending; i++)
-			{
-				pg_atomic_uint64 *gen = &cache_gen[cache_pending[i].slot];
-				uint64		cur = pg_atomic_read_u64(gen);
-
-				while (cur < v && !pg_atomic_compare_exchange_u64(gen, &cur, v))
-					;
-			}
-		}
-		for (int i = 0; i < cache_npending; i++)
-			pg_atomic_fetch_sub_u32(&cache_busy[cache_pending[i].slot], 1);
-		cache_busy_held = false;
-	}
-	cache_npending = 0;
-}
-
-/* Transaction end: see the essay at the top of this file. */
-static void
-CacheXactCallback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-			if (cache_npending > 0 && !cache_busy_held)
-			{
-				for (int i = 0; i < cache_npending; i++)
-					pg_atomic_fetch_add_u32(&cache_busy[cache_pending[i].slot], 1);
-				cache_busy_held = true;
-			}
-			break;
-		case XACT_EVENT_COMMIT:
-			CachePendingReset(true);
-			break;
-		case XACT_EVENT_ABORT:
-			CachePendingReset(false);
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			if (cache_npending > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that changed authctx sessions, users or memberships"),
-						 errdetail("The authctx session cache is invalidated when such a transaction commits, which COMMIT PREPARED cannot do."),
-						 errhint("Commit the change without two-phase commit, or set authctx.cache_size = 0.")));
-			break;
-		case XACT_EVENT_PREPARE:
-			CachePendingReset(false);
-			break;
-		default:
-			break;
-	}
-}
-
-/* Subtransaction end: abort drops its slots, commit gives them to the parent. */
-static void
-CacheSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
-					 SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-	int			keep = 0;
-
-	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
-		return;
-	for (int i = 0; i < cache_npending; i++)
-	{
-		if (cache_pending[i].level >= level)
-		{
-			if (event == SUBXACT_EVENT_ABORT_SUB)
-				continue;
-			cache_pending[i].level = level - 1;
-		}
-		cache_pending[keep++] = cache_pending[i];
-	}
-	cache_npending = keep;
-}
-
-/* Backend exit: never leave a busy count behind. */
-static void
-CacheShmemExit(int code, Datum arg)
-{
-	CachePendingReset(false);
-}
-
-/* Pend a slot for this transaction (deduplicated; too many: the epoch). */
-static void
-CacheNoteSlot(uint32 slot)
-{
-	uint32		epoch = CacheDbSlot(CACHE_SALT_EPOCH);
-
-	if (!cache_callbacks)
-	{
-		cache_pending = MemoryContextAlloc(TopMemoryContext,
-										   CACHE_PENDING_MAX * sizeof(CachePending));
-		RegisterXactCallback(CacheXactCallback, NULL);
-		RegisterSubXactCallback(CacheSubXactCallback, NULL);
-		before_shmem_exit(CacheShmemExit, (Datum) 0);
-		cache_callbacks = true;
-	}
-	if (cache_busy_held)
-		elog(ERROR, "authctx cache invalidation after pre-commit");
-
-	for (int i = 0; i < cache_npending; i++)
-		if (cache_pending[i].slot == slot || cache_pending[i].slot == epoch)
-			return;
-	if (cache_npending >= CACHE_PENDING_MAX - 1)
-		slot = epoch;
-	cache_pending[cache_npending].slot = slot;
-	cache_pending[cache_npending].level = GetCurrentTransactionNestLevel();
-	cache_npending++;
-}
-
-/* A tuple's uuid column; NULL if the value is null. */
-static pg_uuid_t *
-CacheTupleUuid(HeapTuple tuple, TupleDesc desc, const char *column)
-{
-	int			attnum = SPI_fnumber(desc, column);
-	bool		isnull;
-	Datum		d;
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" does not exist", column)));
-	d = heap_getattr(tuple, attnum, desc, &isnull);
-	return isnull ? NULL : DatumGetUUIDP(d);
-}
-
-/* Pend the user slot of a tuple's user id column, if not null. */
-static void
-CacheNoteTupleUser(HeapTuple tuple, TupleDesc desc, const char *column)
-{
-	pg_uuid_t  *user_id = CacheTupleUuid(tuple, desc, column);
-
-	if (user_id != NULL)
-		CacheNoteSlot(CacheUserSlot(user_id));
-}
-
-/*
- * Pend the token slot of a sessions or api_keys tuple (column id), or, once
- * the pending list is half full, its user's slot (column user_id): see
- * "Bulk changes" above.  Both columns are NOT NULL; should one be null
- * anyway, the other is used, and with neither the epoch.
- */
-static void
-CacheNoteTupleToken(HeapTuple tuple, TupleDesc desc, char kind)
-{
-	pg_uuid_t  *id = CacheTupleUuid(tuple, desc, "id");
-	pg_uuid_t  *user_id;
-
-	if (id != NULL && cache_npending < CACHE_PENDING_MAX / 2)
-	{
-		CacheNoteSlot(CacheTokenSlot(kind, id));
-		return;
-	}
-	user_id = CacheTupleUuid(tuple, desc, "user_id");
-	if (user_id != NULL)
-		CacheNoteSlot(CacheUserSlot(user_id));
-	else if (id != NULL)
-		CacheNoteSlot(CacheTokenSlot(kind, id));
-	else
-		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
-}
-
-/*
- * Trigger: authctx._cache_invalidate(what [, column | kind]).
- *	'user', column: the users named by column in the old and new row;
- *	'token', kind: the session ('s') or API key ('k') of the old and new
- *	row, by column id (or by user_id in a bulk change);
- *	'tenant': this database's tenant names; 'all': the whole database.
- */
-Datum
-authctx_cache_invalidate(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Trigger    *trigger;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("authctx._cache_invalidate() must be called as a trigger")));
-	trigger = trigdata->tg_trigger;
-	if (trigger->tgnargs < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("authctx._cache_invalidate() needs an argument")));
-	if (cache_shared == NULL)
-		return PointerGetDatum(NULL);
-
-	if (strcmp(trigger->tgargs[0], "all") == 0)
-		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
-	else if (strcmp(trigger->tgargs[0], "tenant") == 0)
-		CacheNoteSlot(CacheDbSlot(CACHE_SALT_TENANT));
-	else if (strcmp(trigger->tgargs[0], "user") == 0 && trigger->tgnargs == 2 &&
-			 TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-	{
-		TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
-
-		CacheNoteTupleUser(trigdata->tg_trigtuple, desc, trigger->tgargs[1]);
-		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-			CacheNoteTupleUser(trigdata->tg_newtuple, desc, trigger->tgargs[1]);
-	}
-	else if (strcmp(trigger->tgargs[0], "token") == 0 && trigger->tgnargs == 2 &&
-			 TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
-			 strlen(trigger->tgargs[1]) == 1 &&
-			 (trigger->tgargs[1][0] == TOKEN_SESSION ||
-			  trigger->tgargs[1][0] == TOKEN_API_KEY))
-	{
-		TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
-		char		kind = trigger->tgargs[1][0];
-
-		CacheNoteTupleToken(trigdata->tg_trigtuple, desc, kind);
-		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-			CacheNoteTupleToken(trigdata->tg_newtuple, desc, kind);
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("invalid arguments for authctx._cache_invalidate()")));
-	return PointerGetDatum(NULL);
-}
-
-/*
- * authctx._cache_flush(): when this transaction commits, drop every entry
- * of this database.  CREATE EXTENSION calls it, so that nothing cached from
- * an earlier installation of the same database survives.
- */
-Datum
-authctx_cache_flush(PG_FUNCTION_ARGS)
-{
-	if (cache_shared != NULL)
-		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
-	PG_RETURN_VOID();
 }
 
 /*

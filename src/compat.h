@@ -3,8 +3,12 @@
  * compat.h
  *		Differences between the PostgreSQL versions authctx builds against.
  *
- * authctx is tested on PostgreSQL 15 and written to compile on 13 to 18.
- * Every version test lives here so that the modules read as plain code.
+ * authctx supports PostgreSQL 15: it is the only version built and tested
+ * here (CI and make test), and the tests use 15's names (force_parallel_mode
+ * in sql/parallel.sql became debug_parallel_query in 16).  The branches
+ * below for other versions are kept so that a port starts from them, but
+ * they are not tested and make no promise.  Every version test lives here
+ * so that the modules read as plain code.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,9 +65,7 @@
 	do { ereport(ERROR, __VA_ARGS__); return dummy; } while (0)
 #endif
 
-/* guc_malloc-style allocation for check-hook "extra" moved in 16? No: same. */
-
-/* PG 18 renamed some timestamp helpers; keep the one we use stable. */
+/* TimestampTz helpers (GetCurrentTimestamp, DT_NOEND...), used everywhere. */
 #include "utils/timestamp.h"
 
 #endif							/* AUTHCTX_COMPAT_H */

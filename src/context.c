@@ -76,6 +76,9 @@
  * change, including rollback and parallel restore, so the struct always
  * mirrors the GUCs.
  *
+ * The accessors, the SQL-callable readers of that struct, are in
+ * context_accessors.c.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -192,7 +195,7 @@ static List *authctx_held_cursors = NIL;
  * when the context changed, so a policy evaluated for every row allocates
  * nothing per row.
  */
-static uint64 authctx_ctx_generation = 1;
+uint64		authctx_ctx_generation = 1;
 
 /* True only around our own set_config_option calls. */
 static bool authctx_context_setting = false;
@@ -204,32 +207,16 @@ static const ContextStaged *authctx_staged = NULL;
  */
 static bool authctx_defining = false;
 
-/* authctx.missing_context */
-typedef enum
-{
-	MISSING_CONTEXT_DENY,
-	MISSING_CONTEXT_ERROR
-} MissingContextMode;
-
+/* authctx.missing_context (MissingContextMode, authctx.h) */
 static const struct config_enum_entry missing_context_options[] = {
 	{"deny", MISSING_CONTEXT_DENY, false},
 	{"error", MISSING_CONTEXT_ERROR, false},
 	{NULL, 0, false}
 };
-static int	authctx_missing_context = MISSING_CONTEXT_DENY;
+int			authctx_missing_context = MISSING_CONTEXT_DENY;
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
-
-PG_FUNCTION_INFO_V1(authctx_user_id);
-PG_FUNCTION_INFO_V1(authctx_tenant_id);
-PG_FUNCTION_INFO_V1(authctx_role);
-PG_FUNCTION_INFO_V1(authctx_session_id);
-PG_FUNCTION_INFO_V1(authctx_current);
-PG_FUNCTION_INFO_V1(authctx_has_role);
-PG_FUNCTION_INFO_V1(authctx_has_scope);
-PG_FUNCTION_INFO_V1(authctx_is_authenticated);
-PG_FUNCTION_INFO_V1(authctx_admin_bypass);
 
 /* Is this GUC name one of the protected context parameters? */
 static bool
@@ -243,22 +230,32 @@ ContextIsProtectedName(const char *name)
 	return false;
 }
 
-/* Parse "method;expiry;scopes" (expiry may be empty) into extra. */
+/*
+ * Parse "method;expiry;scopes" (expiry may be empty) into extra.  A value
+ * staged by ContextSet brings its method and expiry in binary form: only
+ * where the scopes start is read from the text.
+ */
 static bool
-ContextParseCredential(ContextExtra *extra)
+ContextParseCredential(ContextExtra *extra, const ContextStaged *staged)
 {
 	const char *value = extra->text;
 	const char *semi = strchr(value, ';');
-	const char *semi2;
+	const char *semi2 = semi ? strchr(semi + 1, ';') : NULL;
 	char	   *end;
 
-	if (semi == NULL || semi - value >= (ptrdiff_t) sizeof(extra->method))
+	if (semi2 == NULL)
+		return false;
+	extra->scopes_off = (int) (semi2 + 1 - value);
+	if (staged != NULL)
+	{
+		strlcpy(extra->method, staged->method, sizeof(extra->method));
+		extra->ts = staged->ts;
+		return true;
+	}
+	if (semi - value >= (ptrdiff_t) sizeof(extra->method))
 		return false;
 	memcpy(extra->method, value, semi - value);
 	extra->method[semi - value] = '\0';
-	semi2 = strchr(semi + 1, ';');
-	if (semi2 == NULL)
-		return false;
 	if (semi2 == semi + 1)
 		extra->ts = DT_NOBEGIN;
 	else
@@ -269,7 +266,6 @@ ContextParseCredential(ContextExtra *extra)
 			return false;
 		extra->ts = (TimestampTz) v;
 	}
-	extra->scopes_off = (int) (semi2 + 1 - value);
 	return true;
 }
 
@@ -312,22 +308,9 @@ ContextParse(ContextField f, const char *value, ContextExtra **out)
 				}
 				break;
 			case CF_CREDENTIAL:
-				if (staged != NULL && staged->method != NULL)
-				{
-					const char *semi = strchr(extra->text, ';');
-					const char *semi2 = semi ? strchr(semi + 1, ';') : NULL;
-
-					if (semi2 == NULL)
-					{
-						ok = false;
-						break;
-					}
-					strlcpy(extra->method, staged->method, sizeof(extra->method));
-					extra->ts = staged->ts;
-					extra->scopes_off = (int) (semi2 + 1 - extra->text);
-				}
-				else
-					ok = ContextParseCredential(extra);
+				ok = ContextParseCredential(extra,
+											staged != NULL && staged->method != NULL ?
+											staged : NULL);
 				break;
 			case CF_ROLE:
 				ok = len < NAMEDATALEN;
@@ -764,7 +747,7 @@ ContextSet(ContextField f, const char *value, const ContextStaged *staged)
 }
 
 /*
- * Format a uuid as text into buf (AUTHCTX_AUTHCTX_UUID_TEXT_LEN + 1 bytes), as
+ * Format a uuid as text into buf (AUTHCTX_UUID_TEXT_LEN + 1 bytes), as
  * uuid_out does, without its palloc and StringInfo; "" for NULL.
  */
 const char *
@@ -893,198 +876,4 @@ const AuthctxContext *
 ContextCurrent(void)
 {
 	return ContextTrusted() ? &authctx_ctx : &authctx_no_ctx;
-}
-
-/* ---------------------------------------------------------------------
- * Accessors: STABLE, PARALLEL SAFE; NULL (or false) without a context.
- * ---------------------------------------------------------------------
- */
-
-static Datum
-UuidDatum(const pg_uuid_t *u)
-{
-	pg_uuid_t  *r = palloc(sizeof(pg_uuid_t));
-
-	memcpy(r, u, sizeof(pg_uuid_t));
-	return UUIDPGetDatum(r);
-}
-
-/* A uuid datum cached per call site until the context changes. */
-typedef struct AccessorCache
-{
-	uint64		generation;
-	pg_uuid_t	value;
-} AccessorCache;
-
-static Datum
-CachedUuidDatum(FunctionCallInfo fcinfo, const pg_uuid_t *u)
-{
-	AccessorCache *c;
-
-	if (fcinfo->flinfo == NULL)
-		return UuidDatum(u);
-	c = (AccessorCache *) fcinfo->flinfo->fn_extra;
-	if (c == NULL || c->generation != authctx_ctx_generation ||
-		memcmp(&c->value, u, sizeof(pg_uuid_t)) != 0)
-	{
-		/* a fresh copy: a datum handed out earlier must stay unchanged */
-		c = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(AccessorCache));
-		c->generation = authctx_ctx_generation;
-		c->value = *u;
-		fcinfo->flinfo->fn_extra = c;
-	}
-	return UUIDPGetDatum(&c->value);
-}
-
-Datum
-authctx_user_id(PG_FUNCTION_ARGS)
-{
-	const AuthctxContext *ctx = ContextCurrent();
-
-	if (!ctx->valid)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->user_id));
-}
-
-/*
- * tenant_id() is what isolation policies compare with; with no tenant in
- * context it returns NULL (no row matches), or raises 28000 when
- * authctx.missing_context = error and no admin bypass is active.
- */
-Datum
-authctx_tenant_id(PG_FUNCTION_ARGS)
-{
-	const AuthctxContext *ctx = ContextCurrent();
-
-	if (ctx->valid && ctx->has_tenant)
-		PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->tenant_id));
-	if (authctx_missing_context == MISSING_CONTEXT_ERROR && !ContextAdminBypass())
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("no tenant context in this transaction"),
-				 errhint("Call auth_begin(token) or auth_begin(token, tenant) at the start of the transaction.")));
-	PG_RETURN_NULL();
-}
-
-Datum
-authctx_role(PG_FUNCTION_ARGS)
-{
-	const AuthctxContext *ctx = ContextCurrent();
-
-	if (!ctx->valid || ctx->role[0] == '\0')
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(ctx->role));
-}
-
-Datum
-authctx_session_id(PG_FUNCTION_ARGS)
-{
-	const AuthctxContext *ctx = ContextCurrent();
-
-	if (!ctx->valid)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->session_id));
-}
-
-Datum
-authctx_is_authenticated(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(ContextCurrent()->valid);
-}
-
-Datum
-authctx_has_role(PG_FUNCTION_ARGS)
-{
-	const AuthctxContext *ctx = ContextCurrent();
-	text	   *want;
-
-	if (!ctx->valid || PG_ARGISNULL(0) || ctx->role[0] == '\0')
-		PG_RETURN_BOOL(false);
-	want = PG_GETARG_TEXT_PP(0);
-	PG_RETURN_BOOL(strlen(ctx->role) == VARSIZE_ANY_EXHDR(want) &&
-				   memcmp(ctx->role, VARDATA_ANY(want),
-						  VARSIZE_ANY_EXHDR(want)) == 0);
-}
-
-/* Sessions carry every scope; API keys only those they were created with. */
-Datum
-authctx_has_scope(PG_FUNCTION_ARGS)
-{
-	const AuthctxContext *ctx = ContextCurrent();
-	text	   *want;
-	const char *p;
-	size_t		wlen;
-
-	if (!ctx->valid || PG_ARGISNULL(0))
-		PG_RETURN_BOOL(false);
-	if (strcmp(ctx->auth_method, "api_key") != 0)
-		PG_RETURN_BOOL(true);
-	if (ctx->scopes == NULL)
-		PG_RETURN_BOOL(false);
-	want = PG_GETARG_TEXT_PP(0);
-	wlen = VARSIZE_ANY_EXHDR(want);
-	/* newline-separated; auth_begin refuses a key whose scopes hold one */
-	p = ctx->scopes;
-	while (*p)
-	{
-		const char *end = strchr(p, '\n');
-		size_t		len = end ? (size_t) (end - p) : strlen(p);
-
-		if (len == wlen && memcmp(p, VARDATA_ANY(want), wlen) == 0)
-			PG_RETURN_BOOL(true);
-		if (!end)
-			break;
-		p = end + 1;
-	}
-	PG_RETURN_BOOL(false);
-}
-
-Datum
-authctx_admin_bypass(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(ContextAdminBypass());
-}
-
-/* authctx.current(): the whole context as authctx.context, or NULL. */
-Datum
-authctx_current(PG_FUNCTION_ARGS)
-{
-	const AuthctxContext *ctx = ContextCurrent();
-	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {false};
-
-	if (!ctx->valid && !ContextAdminBypass())
-		PG_RETURN_NULL();
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-
-	if (ctx->valid)
-		values[0] = UuidDatum(&ctx->user_id);
-	else
-		nulls[0] = true;
-	if (ctx->valid && ctx->has_tenant)
-		values[1] = UuidDatum(&ctx->tenant_id);
-	else
-		nulls[1] = true;
-	if (ctx->valid && ctx->role[0])
-		values[2] = PointerGetDatum(cstring_to_text(ctx->role));
-	else
-		nulls[2] = true;
-	if (ctx->valid)
-		values[3] = UuidDatum(&ctx->session_id);
-	else
-		nulls[3] = true;
-	if (ctx->auth_method[0])
-		values[4] = PointerGetDatum(cstring_to_text(ctx->auth_method));
-	else
-		nulls[4] = true;
-	if (ctx->valid && ctx->expires_at != DT_NOBEGIN &&
-		ctx->expires_at != DT_NOEND)
-		values[5] = TimestampTzGetDatum(ctx->expires_at);
-	else
-		nulls[5] = true;
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -46,6 +46,13 @@
  * server runs with; after an ICU major upgrade, REINDEX INDEX
  * authctx.users_email_key (as for ICU collations).
  *
+ * Memberships, for the request path.  Whether a user is a member of a
+ * tenant, and with which role, is identity's answer: IdentityMemberRole()
+ * reads one membership by primary key (fetch.c, no SPI), and
+ * IdentityMembership() resolves a tenant named by a request (slug or uuid
+ * text) through the membership cache, then the tables.  session.c and
+ * tenant.c ask these; neither reads memberships itself.
+ *
  * The per-account lock of login is a transaction advisory lock on
  * authctx._keyed_hash64('authctx account' || email key, per-database
  * secret): keyed, so that pg_locks, which every role can read, does not
@@ -63,7 +70,10 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
 
 #include "authctx.h"
 
@@ -507,4 +517,148 @@ authctx_keyed_hash64(PG_FUNCTION_ARGS)
 			   (const unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 	memcpy(&result, digest, sizeof(result));
 	PG_RETURN_INT64(result);
+}
+
+/* ---------------------------------------------------------------------
+ * Memberships, for the request path
+ * ---------------------------------------------------------------------
+ */
+
+/* Is str the canonical text form of a uuid (8-4-4-4-12 hex digits)? */
+static bool
+IdentityLooksLikeUuid(const char *str)
+{
+	if (strlen(str) != AUTHCTX_UUID_TEXT_LEN)
+		return false;
+	for (int i = 0; i < AUTHCTX_UUID_TEXT_LEN; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (str[i] != '-')
+				return false;
+		}
+		else if (!isxdigit((unsigned char) str[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The id of the tenant named by slug or uuid text, read from the tenants
+ * table with snapshot snap; false when there is no such tenant.
+ */
+static bool
+IdentityTenantLookup(const char *name, bool by_uuid, const pg_uuid_t *named,
+					 Snapshot snap, pg_uuid_t *tenant_id)
+{
+	Datum		key;
+	Oid			eq;
+	Datum		v[1];
+	bool		n[1];
+	static const char *const id_col[] = {"id"};
+
+	if (by_uuid)
+	{
+		key = UUIDPGetDatum(named);
+		eq = F_UUID_EQ;
+		if (!FetchRow("tenants", "tenants_pkey", 1, &key, &eq, snap, 1, id_col, v, n))
+			return false;
+	}
+	else
+	{
+		key = CStringGetTextDatum(name);
+		eq = F_TEXTEQ;
+		if (!FetchRow("tenants", "tenants_slug_key", 1, &key, &eq, snap, 1, id_col, v, n))
+			return false;
+	}
+	*tenant_id = *DatumGetUUIDP(v[0]);
+	return true;
+}
+
+/* The user's role in a tenant, read with snapshot snap; false when not a member. */
+bool
+IdentityMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+				   Snapshot snap, char *role)
+{
+	static const char *const member_cols[] = {"role"};
+	Datum		keys[2] = {UUIDPGetDatum((pg_uuid_t *) tenant_id),
+	UUIDPGetDatum((pg_uuid_t *) user_id)};
+	Oid			eq[2] = {F_UUID_EQ, F_UUID_EQ};
+	Datum		v[1];
+	bool		n[1];
+
+	if (!FetchRow("memberships", "memberships_pkey", 2, keys, eq, snap,
+				  1, member_cols, v, n) || n[0])
+		return false;
+	text_to_cstring_buffer(DatumGetTextPP(v[0]), role, NAMEDATALEN);
+	return true;
+}
+
+/*
+ * IdentityMemberRole under the latest snapshot: a removal that committed
+ * before this call is seen even inside an older REPEATABLE READ snapshot.
+ */
+bool
+IdentityMemberRoleNow(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
+					  char *role)
+{
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	bool		ok = IdentityMemberRole(tenant_id, user_id, snap, role);
+
+	UnregisterSnapshot(snap);
+	return ok;
+}
+
+/*
+ * The id a tenant name stands for: uuid text as it is (no table read), a
+ * slug as the tenants table says under the latest snapshot (never the
+ * cache).  false when no tenant has that slug.
+ */
+bool
+IdentityTenantNamed(const char *name, pg_uuid_t *tenant_id)
+{
+	Snapshot	snap;
+	bool		found;
+
+	if (IdentityLooksLikeUuid(name))
+	{
+		*tenant_id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(name)));
+		return true;
+	}
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	found = IdentityTenantLookup(name, false, NULL, snap, tenant_id);
+	UnregisterSnapshot(snap);
+	return found;
+}
+
+/*
+ * Is the user a member of the tenant named (slug or uuid text), and with
+ * which role?  The membership cache answers first; a miss reads the tenant
+ * and the membership by primary key under the latest snapshot, with the
+ * cache stamp read before it, and offers a positive answer to the cache.
+ * false for no such tenant and for no member alike.
+ */
+bool
+IdentityMembership(const pg_uuid_t *user_id, const char *name,
+				   pg_uuid_t *tenant_id, char *role)
+{
+	pg_uuid_t	named;
+	bool		by_uuid = IdentityLooksLikeUuid(name);
+	uint64		stamp;
+	Snapshot	snap;
+	bool		ok;
+
+	if (by_uuid)
+		named = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(name)));
+	if (CacheMemberGet(user_id, by_uuid ? &named : NULL, name, tenant_id, role))
+		return true;
+
+	stamp = CacheStamp();		/* before GetLatestSnapshot() */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ok = IdentityTenantLookup(name, by_uuid, &named, snap, tenant_id) &&
+		IdentityMemberRole(tenant_id, user_id, snap, role);
+	UnregisterSnapshot(snap);
+	if (ok)
+		CacheMemberPut(user_id, by_uuid ? &named : NULL, name, tenant_id, role, stamp);
+	return ok;
 }

@@ -69,7 +69,6 @@ extern ParseStatus TokenDecodeBinary(const unsigned char *buf, size_t len,
 extern bool TokenEncodeText(const AuthctxToken *tok,
 							char out[AUTHCTX_TOKEN_TEXT_LEN + 1]);
 extern char TokenKindOfPrefix(const char *str);
-extern bool TokenLooksLike(const char *str, size_t len);
 
 /* ---- base64url.c ---- */
 /* Room enough for the bytes that n base64url characters decode to. */

@@ -5,11 +5,14 @@
  *
  * The walk of one request:
  *	 parse the token and check its checksum (token.c; no table is read for
- *	 garbage) -> find the session or API key by its public id (session.c)
- *	 -> compare the verifier in constant time, check expiry by the wall
- *	 clock, idle timeout, revocation and user status -> ask tenant.c which
- *	 tenant applies and whether the user may act there -> publish the context
- *	 for this transaction (context.c).
+ *	 garbage) -> look up the session or API key by its public id and check
+ *	 it: verifier in constant time, expiry by the wall clock, idle timeout,
+ *	 revocation and user status (session.c, SessionValidate) -> ask
+ *	 tenant.c which tenant applies and whether the user may act there ->
+ *	 publish the context for this transaction (context.c) -> record the use
+ *	 (session.c, SessionNoteUse).
+ *
+ * This file calls the token, session, tenant and context modules only.
  *
  * No business logic lives here.  Every authentication failure raises
  * SQLSTATE 28000 with one generic message and no detail, so the reason
@@ -20,8 +23,8 @@
  * an id the cache knows is checked again against the tables, which is what
  * an unknown id, never cached, always costs.
  *
- * The request path writes nothing: last-seen times go to worker.c, which
- * writes them off the request path.  So auth_begin works in BEGIN READ ONLY
+ * The request path writes nothing: last-seen times go to the last-seen
+ * writer (seen.c), which writes them off the request path.  So auth_begin works in BEGIN READ ONLY
  * and on a hot standby.
  *
  *-------------------------------------------------------------------------
@@ -91,11 +94,6 @@ RequestRoleBypassesRls(void)
 	return request_bypass;
 }
 
-void
-RequestInit(void)
-{
-}
-
 /* Result of validating one token. */
 typedef struct RequestResult
 {
@@ -108,117 +106,19 @@ typedef struct RequestResult
 	TimestampTz now;			/* the wall clock when validated */
 } RequestResult;
 
-/* Does the verifier match the record's (a constant-time compare, always)? */
-static bool
-RequestVerifierMatches(const unsigned char *verifier, bool found,
-					   const SessionRecord *rec)
-{
-	static const unsigned char zero_verifier[AUTHCTX_TOKEN_HASH_LEN] = {0};
-
-	return CryptoEqual(verifier,
-					   found && rec->has_verifier ? rec->verifier : zero_verifier,
-					   AUTHCTX_TOKEN_HASH_LEN);
-}
-
 /*
- * Look up and check the token, then resolve the tenant.  The cache answers
- * first; a miss reads the tables by primary key (no SPI, no privilege
- * check: application roles cannot read the tables themselves).
+ * Look up and check the token (session.c), then resolve the tenant
+ * (tenant.c).
  */
 static void
 RequestValidate(const AuthctxToken *tok, const char *requested, RequestResult *res)
 {
-	unsigned char verifier[AUTHCTX_TOKEN_HASH_LEN];
-	bool		found;
-	bool		match;
-	TimestampTz now;
-
 	memset(res, 0, sizeof(*res));
 	res->tenant = TENANT_ALLOWED;
-	TokenVerifier(tok, verifier);
-
-	/* same work whether or not the id exists */
-	found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, false, &res->rec);
-	match = RequestVerifierMatches(verifier, found, &res->rec);
-
-	/*
-	 * A wrong secret for a cached id is checked again against the tables.
-	 * Not for correctness (the cache never answers "valid" when the tables
-	 * would not): so that a wrong secret costs what an unknown id costs,
-	 * which always misses the cache and reads the tables, and the time of a
-	 * rejection does not tell whether the id exists.
-	 */
-	if (found && !match && res->rec.from_cache)
-	{
-		found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, true, &res->rec);
-		match = RequestVerifierMatches(verifier, found, &res->rec);
-	}
-	CryptoZero(verifier, sizeof(verifier));
-
-	now = GetCurrentTimestamp();	/* the wall clock, not now() */
-	res->now = now;
-	res->ok = found && match && res->rec.has_verifier &&
-		!res->rec.revoked && !res->rec.user_disabled &&
-		!res->rec.scopes_bad && res->rec.expires_at > now;
-	if (res->ok && tok->kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
-		res->rec.last_seen_at != DT_NOEND &&
-		res->rec.last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
-		res->ok = false;
-
+	res->ok = SessionValidate(tok, &res->rec, &res->now);
 	if (res->ok)
 		res->tenant = TenantForRequest(&res->rec.user_id, &res->rec, requested,
 									   &res->tenant_id, &res->has_tenant, res->role);
-}
-
-/*
- * Build the authctx.context row returned by auth_begin.  The row type's
- * descriptor is looked up once per call site and kept in fn_extra.
- */
-static Datum
-RequestResultDatum(FunctionCallInfo fcinfo)
-{
-	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
-	const AuthctxContext *ctx = ContextCurrent();
-	Datum		values[6];
-	bool		nulls[6] = {false};
-	pg_uuid_t  *u;
-
-	if (tupdesc == NULL)
-	{
-		MemoryContext old;
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = tupdesc;
-	}
-
-	u = palloc(sizeof(pg_uuid_t));
-	*u = ctx->user_id;
-	values[0] = UUIDPGetDatum(u);
-	if (ctx->has_tenant)
-	{
-		u = palloc(sizeof(pg_uuid_t));
-		*u = ctx->tenant_id;
-		values[1] = UUIDPGetDatum(u);
-	}
-	else
-		nulls[1] = true;
-	if (ctx->role[0])
-		values[2] = CStringGetTextDatum(ctx->role);
-	else
-		nulls[2] = true;
-	u = palloc(sizeof(pg_uuid_t));
-	*u = ctx->session_id;
-	values[3] = UUIDPGetDatum(u);
-	values[4] = CStringGetTextDatum(ctx->auth_method);
-	if (ctx->expires_at == DT_NOEND || ctx->expires_at == DT_NOBEGIN)
-		nulls[5] = true;
-	else
-		values[5] = TimestampTzGetDatum(ctx->expires_at);
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
 /*
@@ -248,14 +148,14 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 	if (!TokenParse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &tok) ||
 		tok.kind == TOKEN_REFRESH)
 	{
-		CryptoZero(&tok, sizeof(tok));
+		TokenForget(&tok);
 		RequestReject();
 	}
 	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
 		requested = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	RequestValidate(&tok, requested, &res);
-	CryptoZero(&tok, sizeof(tok));
+	TokenForget(&tok);
 
 	if (!res.ok)
 		RequestReject();
@@ -290,18 +190,10 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				   expires,
 				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL);
 
-	/*
-	 * Last-seen is recorded off the request path, at most once an interval:
-	 * in the cache entry, and, unless another backend got there first, as a
-	 * note for the worker to write to the table.
-	 */
-	if ((res.rec.last_seen_at == DT_NOEND ||
-		 res.now - res.rec.last_seen_at >=
-		 (int64) authctx_last_seen_interval * USECS_PER_SEC) &&
-		CacheSessionSeen(&res.rec, res.now))
-		WorkerNoteSeen(res.rec.kind, &res.rec.id, res.now);
+	/* last-seen, recorded off the request path */
+	SessionNoteUse(&res.rec, res.now);
 
-	PG_RETURN_DATUM(RequestResultDatum(fcinfo));
+	PG_RETURN_DATUM(ContextRowDatum(fcinfo));
 }
 
 /* auth_end(): clear the context inside the current transaction. */

@@ -5,14 +5,17 @@
  *
  * Sessions, refresh tokens and API keys are managed by SQL functions
  * (src/sql/50_session.sql).  This file holds what the hot path needs: the
- * lifetime settings and SessionLookup(), which finds a session or API key by
- * its public id and checks it (see request.c for the order of checks).
+ * lifetime settings, SessionValidate(), which finds a session or API key by
+ * its public id and checks it, and SessionNoteUse(), which records its use.
  *
  * The liveness rule is written down once, in the header of
- * src/sql/50_session.sql; SessionLookup() applies its row and user parts
- * (revoked_at, the user's disabled_at and the user's revocation stamp:
- * SessionRevokedByUser() is the C twin of authctx._revoked_by_user()), and
- * request.c the clock parts (expiry, idle timeout).
+ * src/sql/50_session.sql, and has one home in C: SessionLookup() reads its
+ * row and user parts (revoked_at, the user's disabled_at and the user's
+ * revocation stamp: SessionRevokedByUser() is the C twin of
+ * authctx._revoked_by_user()), and SessionIsLive() judges the record,
+ * clock parts included (expiry, idle timeout: the C twin of
+ * authctx._session_live()).  request.c (through SessionValidate) and the
+ * cache (deciding what it may keep) both ask SessionIsLive().
  *
  *-------------------------------------------------------------------------
  */
@@ -119,7 +122,6 @@ static const char *const key_cols[] = {
 static const char *const user_cols[] = {
 	"disabled_at", "sessions_revoked_before", "sessions_revoked_except"
 };
-static const char *const member_cols[] = {"role"};
 
 /*
  * Is a session of this user revoked by the user's revocation stamp?  It is
@@ -134,24 +136,6 @@ SessionRevokedByUser(TimestampTz created_at, const pg_uuid_t *family_id,
 	if (un[1] || created_at > DatumGetTimestampTz(uv[1]))
 		return false;
 	return un[2] || memcmp(DatumGetUUIDP(uv[2]), family_id, sizeof(pg_uuid_t)) != 0;
-}
-
-/* The user's role in a tenant, or false when not a member. */
-bool
-SessionMemberRole(const pg_uuid_t *tenant_id, const pg_uuid_t *user_id,
-				  Snapshot snap, char *role)
-{
-	Datum		keys[2] = {UUIDPGetDatum((pg_uuid_t *) tenant_id),
-	UUIDPGetDatum((pg_uuid_t *) user_id)};
-	Oid			eq[2] = {F_UUID_EQ, F_UUID_EQ};
-	Datum		v[1];
-	bool		n[1];
-
-	if (!FetchRow("memberships", "memberships_pkey", 2, keys, eq, snap,
-				  1, member_cols, v, n) || n[0])
-		return false;
-	text_to_cstring_buffer(DatumGetTextPP(v[0]), role, NAMEDATALEN);
-	return true;
 }
 
 /* ---------------------------------------------------------------------
@@ -382,7 +366,7 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 		key = UUIDPGetDatum(&other_user);
 		(void) FetchRow("users", "users_pkey", 1, &key, &eq, snap,
 						lengthof(user_cols), user_cols, uv, un);
-		(void) SessionMemberRole(&other_tenant, &other_user, snap, role);
+		(void) IdentityMemberRole(&other_tenant, &other_user, snap, role);
 		UnregisterSnapshot(snap);
 		CacheSessionPut(kind, id, NULL, stamp);
 		return false;
@@ -418,9 +402,101 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 
 	rec->member_known = true;
 	rec->is_member = rec->has_tenant &&
-		SessionMemberRole(&rec->tenant_id, &rec->user_id, snap, rec->role);
+		IdentityMemberRole(&rec->tenant_id, &rec->user_id, snap, rec->role);
 	UnregisterSnapshot(snap);
 
 	CacheSessionPut(kind, id, rec, stamp);
 	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * The liveness rule, and recording use.
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Is the record live at now (the wall clock)?  The one C statement of the
+ * liveness rule: a verifier to compare with, not revoked (by its row or by
+ * its user's stamp, as SessionLookup read it), its user not disabled, API
+ * key scopes that validate, not expired, and a session not idle for
+ * authctx.session_idle_timeout.  The verifier itself is compared by
+ * SessionValidate; the cache asks this before it keeps a record.
+ */
+bool
+SessionIsLive(const SessionRecord *rec, TimestampTz now)
+{
+	if (!rec->has_verifier || rec->revoked || rec->user_disabled ||
+		rec->scopes_bad || rec->expires_at <= now)
+		return false;
+	if (rec->kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
+		rec->last_seen_at != DT_NOEND &&
+		rec->last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
+		return false;
+	return true;
+}
+
+/* Does the verifier match the record's (a constant-time compare, always)? */
+static bool
+SessionVerifierMatches(const unsigned char *verifier, bool found,
+					   const SessionRecord *rec)
+{
+	static const unsigned char zero_verifier[AUTHCTX_TOKEN_HASH_LEN] = {0};
+
+	return CryptoEqual(verifier,
+					   found && rec->has_verifier ? rec->verifier : zero_verifier,
+					   AUTHCTX_TOKEN_HASH_LEN);
+}
+
+/*
+ * Find the session or API key of a parsed token and check it: the secret
+ * against the stored verifier, then SessionIsLive() by the wall clock,
+ * which is returned in *now.  True when the token may be used; *rec is
+ * filled either way (zeroed when there is no such id).  The cache answers
+ * first; a miss reads the tables by primary key (no SPI, no privilege
+ * check: application roles cannot read the tables themselves).
+ */
+bool
+SessionValidate(const AuthctxToken *tok, SessionRecord *rec, TimestampTz *now)
+{
+	unsigned char verifier[AUTHCTX_TOKEN_HASH_LEN];
+	bool		found;
+	bool		match;
+
+	TokenVerifier(tok, verifier);
+
+	/* same work whether or not the id exists */
+	found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, false, rec);
+	match = SessionVerifierMatches(verifier, found, rec);
+
+	/*
+	 * A wrong secret for a cached id is checked again against the tables.
+	 * Not for correctness (the cache never answers "valid" when the tables
+	 * would not): so that a wrong secret costs what an unknown id costs,
+	 * which always misses the cache and reads the tables, and the time of a
+	 * rejection does not tell whether the id exists.
+	 */
+	if (found && !match && rec->from_cache)
+	{
+		found = SessionLookup(tok->kind, (const pg_uuid_t *) tok->id, true, rec);
+		match = SessionVerifierMatches(verifier, found, rec);
+	}
+	CryptoZero(verifier, sizeof(verifier));
+
+	*now = GetCurrentTimestamp();	/* the wall clock, not now() */
+	return found && match && SessionIsLive(rec, *now);
+}
+
+/*
+ * Record that a validated session or API key was used at now.  Last-seen is
+ * recorded off the request path, at most once an interval: in the cache
+ * entry, and, unless another backend got there first, as a note for the
+ * last-seen writer (seen.c) to write to the table.  Nothing is written here.
+ */
+void
+SessionNoteUse(const SessionRecord *rec, TimestampTz now)
+{
+	if ((rec->last_seen_at == DT_NOEND ||
+		 now - rec->last_seen_at >= (int64) authctx_last_seen_interval * USECS_PER_SEC) &&
+		CacheSessionSeen(rec, now))
+		WorkerNoteSeen(rec->kind, &rec->id, now);
 }

@@ -13,9 +13,11 @@
  * admin_begin(reason) lets one transaction see every tenant's rows: the
  * isolation helpers (src/sql/80_tenant.sql) add a second permissive policy,
  * for members of authctx_admin only, that passes when authctx.admin_bypass()
- * is true.  The admin_bypass audit event is written by a background worker
- * in its own transaction, so it survives a rollback; if it cannot be
- * written, the bypass is refused (fail closed).
+ * is true.  The admin_bypass audit event is written in a transaction of
+ * its own (audit.c, AuditWriteDurable), so it survives a rollback; if it
+ * cannot be written, the bypass is refused (fail closed).
+ *
+ * This file calls identity (tenants and memberships), context and audit.
  *
  * The isolation helpers keep what a table looked like before isolation
  * (RLS flags, the tenant column's old default, the index they made) in
@@ -102,57 +104,6 @@ TenantInit(void)
 	emit_log_hook = TenantEmitLog;
 }
 
-/* Is str the canonical text form of a uuid (8-4-4-4-12 hex digits)? */
-static bool
-TenantLooksLikeUuid(const char *str)
-{
-	if (strlen(str) != 36)
-		return false;
-	for (int i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (str[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) str[i]))
-			return false;
-	}
-	return true;
-}
-
-/*
- * The id of the tenant named by slug or uuid text, read from the tenants
- * table with snapshot snap; false when there is no such tenant.
- */
-static bool
-TenantLookupName(const char *name, bool by_uuid, const pg_uuid_t *named,
-				 Snapshot snap, pg_uuid_t *tenant_id)
-{
-	Datum		key;
-	Oid			eq;
-	Datum		v[1];
-	bool		n[1];
-	static const char *const id_col[] = {"id"};
-
-	if (by_uuid)
-	{
-		key = UUIDPGetDatum(named);
-		eq = F_UUID_EQ;
-		if (!FetchRow("tenants", "tenants_pkey", 1, &key, &eq, snap, 1, id_col, v, n))
-			return false;
-	}
-	else
-	{
-		key = CStringGetTextDatum(name);
-		eq = F_TEXTEQ;
-		if (!FetchRow("tenants", "tenants_slug_key", 1, &key, &eq, snap, 1, id_col, v, n))
-			return false;
-	}
-	*tenant_id = *DatumGetUUIDP(v[0]);
-	return true;
-}
-
 /*
  * An API key that names a tenant may act only if the name is its own
  * tenant's.  A slug is resolved from the tenants table alone, never from
@@ -167,17 +118,8 @@ TenantKeyNamed(const SessionRecord *rec, const char *requested)
 
 	if (!rec->has_tenant)
 		return TENANT_KEY_ELSEWHERE;
-	if (TenantLooksLikeUuid(requested))
-		named = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(requested)));
-	else
-	{
-		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-		bool		found = TenantLookupName(requested, false, NULL, snap, &named);
-
-		UnregisterSnapshot(snap);
-		if (!found)
-			return TENANT_KEY_ELSEWHERE;	/* no tenant is the key's own */
-	}
+	if (!IdentityTenantNamed(requested, &named))
+		return TENANT_KEY_ELSEWHERE;	/* no tenant is the key's own */
 	return memcmp(&named, &rec->tenant_id, sizeof(pg_uuid_t)) == 0 ?
 		TENANT_ALLOWED : TENANT_KEY_ELSEWHERE;
 }
@@ -192,18 +134,14 @@ TenantKeyNamed(const SessionRecord *rec, const char *requested)
  *
  * The session's own tenant comes with the record (SessionLookup read the
  * membership with it, from the cache or the tables); a tenant named by the
- * request is looked up in the membership cache first, then in the tables
- * by primary key (fetch.c), with the cache stamp read before the snapshot.
+ * request is identity's to resolve (IdentityMembership: the membership
+ * cache first, then the tables).
  */
 TenantDecision
 TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 				 const char *requested, pg_uuid_t *tenant_id,
 				 bool *has_tenant, char *role)
 {
-	pg_uuid_t	named;
-	bool		by_uuid = false;
-	uint64		stamp = 0;
-
 	*has_tenant = false;
 	role[0] = '\0';
 
@@ -219,23 +157,8 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 
 	if (requested != NULL)
 	{
-		by_uuid = TenantLooksLikeUuid(requested);
-		if (by_uuid)
-			named = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(requested)));
-		if (!CacheMemberGet(user_id, by_uuid ? &named : NULL, requested, tenant_id, role))
-		{
-			Snapshot	snap;
-			bool		ok;
-
-			stamp = CacheStamp();	/* before GetLatestSnapshot() */
-			snap = RegisterSnapshot(GetLatestSnapshot());
-			ok = TenantLookupName(requested, by_uuid, &named, snap, tenant_id) &&
-				SessionMemberRole(tenant_id, user_id, snap, role);
-			UnregisterSnapshot(snap);
-			if (!ok)
-				return TENANT_NOT_MEMBER;	/* no such tenant, or no member */
-			CacheMemberPut(user_id, by_uuid ? &named : NULL, requested, tenant_id, role, stamp);
-		}
+		if (!IdentityMembership(user_id, requested, tenant_id, role))
+			return TENANT_NOT_MEMBER;	/* no such tenant, or no member */
 	}
 	else if (rec->has_tenant && rec->member_known)
 	{
@@ -246,11 +169,7 @@ TenantForRequest(const pg_uuid_t *user_id, const SessionRecord *rec,
 	}
 	else if (rec->has_tenant)
 	{
-		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-		bool		ok = SessionMemberRole(&rec->tenant_id, user_id, snap, role);
-
-		UnregisterSnapshot(snap);
-		if (!ok)
+		if (!IdentityMemberRoleNow(&rec->tenant_id, user_id, role))
 			return TENANT_NOT_MEMBER;
 		*tenant_id = rec->tenant_id;
 	}
@@ -315,18 +234,20 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 	escape_json(&payload, GetUserNameFromId(GetSessionUserId(), false));
 	if (ctx->valid)
 	{
+		char		buf[AUTHCTX_UUID_TEXT_LEN + 1];
+
 		appendStringInfo(&payload, ", \"user_id\": \"%s\"",
-						 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) &ctx->user_id))));
+						 ContextUuidText(&ctx->user_id, buf));
 		appendStringInfo(&payload, ", \"session_id\": \"%s\"",
-						 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) &ctx->session_id))));
+						 ContextUuidText(&ctx->session_id, buf));
 		if (ctx->has_tenant)
 			appendStringInfo(&payload, ", \"tenant_id\": \"%s\"",
-							 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) &ctx->tenant_id))));
+							 ContextUuidText(&ctx->tenant_id, buf));
 	}
 	appendStringInfo(&payload, ", \"detail\": %s}", detail.data);
 
 	/* the event must outlive this transaction, or there is no bypass */
-	if (!WorkerRunAutonomous("audit", payload.data, NULL))
+	if (!AuditWriteDurable(payload.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("could not record the admin_bypass audit event"),

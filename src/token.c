@@ -108,6 +108,13 @@ TokenVerifier(const AuthctxToken *tok, unsigned char *out)
 			   keylen ? key : NULL, keylen);
 }
 
+/* Wipe a parsed token (its secret) once it is no longer needed. */
+void
+TokenForget(AuthctxToken *tok)
+{
+	CryptoZero(tok, sizeof(*tok));
+}
+
 /* Text input; bad input is 22P02 and the message never echoes it. */
 Datum
 authctx_token_in(PG_FUNCTION_ARGS)

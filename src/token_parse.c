@@ -92,21 +92,6 @@ TokenChecksum(const AuthctxToken *tok, unsigned char *out)
 }
 
 /*
- * Cheap shape test (prefix and alphabet only, no checksum): a near-miss
- * token is still a secret worth hiding.
- */
-bool
-TokenLooksLike(const char *str, size_t len)
-{
-	if (len < AUTHCTX_TOKEN_TEXT_LEN || TokenKindOfPrefix(str) == 0)
-		return false;
-	for (int i = TOKEN_PREFIX_LEN; i < AUTHCTX_TOKEN_TEXT_LEN; i++)
-		if (!B64urlIsChar(str[i]))
-			return false;
-	return true;
-}
-
-/*
  * Decode a token's text form: PARSE_OK for a well-formed token with a
  * correct checksum; otherwise *out is wiped and the status says why.
  */

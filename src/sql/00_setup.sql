@@ -4,6 +4,16 @@
 
 -- ---------------------------------------------------------------------------
 -- 00 setup: the schema must be ours, and the roles exist.
+--
+-- Operators, the one rule for every file here: write OPERATOR(pg_catalog.=)
+-- (and <, +, ...) wherever a user could shadow an operator, that is
+-- wherever the search_path is not pinned to pg_catalog first: this script's
+-- own top-level statements, plain SQL functions left without a SET clause
+-- so that they inline (authctx._revoked_by_user, authctx._session_live),
+-- trigger WHEN clauses, and the policy and default expressions the
+-- isolation helpers write onto application tables.  Inside a function
+-- declared SET search_path = pg_catalog, pg_temp a plain = already is
+-- pg_catalog's, and may be written plainly.
 -- ---------------------------------------------------------------------------
 
 -- A hostile user who pre-created schema authctx would own every object we

@@ -29,6 +29,102 @@
 -- login or refresh in flight whatever the order of commits.
 -- ---------------------------------------------------------------------------
 
+-- tables ----------------------------------------------------------------------
+-- The identity tables (src/sql/20_tables.sql declared every table until
+-- 0.2.0; each now sits with the functions that own it, columns in the same
+-- order).  No privilege for PUBLIC or the roles on any of them.
+CREATE TABLE authctx.tenants (
+  id          uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  slug        text NOT NULL UNIQUE
+              CHECK (slug OPERATOR(pg_catalog.~) '^[a-z0-9][a-z0-9-]{0,62}$'),
+  name        text,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE authctx.tenants IS 'tenants (organisations); slug is the human name used in URLs';
+
+-- The identity of an email (src/identity.c): UTF-8 bytes of
+-- NFC(casefold(NFC(email))), independent of the database's collation and
+-- ctype.  Declared here because the unique index on users needs it.
+CREATE FUNCTION authctx._email_key(email text) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'authctx_email_key'
+  LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION authctx._email_key(text) IS
+  'internal: the normalised form of an email that uniqueness and lookup compare (NFC, Unicode default case folding, NFC; UTF-8 bytes)';
+REVOKE ALL ON FUNCTION authctx._email_key(text) FROM PUBLIC;
+
+-- sessions_revoked_before / sessions_revoked_except: the user's revocation
+-- stamp (src/sql/50_session.sql): every session and refresh token of the
+-- user issued at or before that time is revoked, except those of the one
+-- login family named (set_password from the user's own session keeps it).
+CREATE TABLE authctx.users (
+  id            uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  email         text NOT NULL,
+  display_name  text,
+  disabled_at   timestamptz,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  sessions_revoked_before  timestamptz,
+  sessions_revoked_except  uuid
+);
+CREATE UNIQUE INDEX users_email_key ON authctx.users (authctx._email_key(email));
+COMMENT ON TABLE authctx.users IS 'users; email unique by authctx._email_key (Unicode NFC and case folding); disabled_at set when disabled; sessions_revoked_before: sessions and refresh tokens issued until then are revoked (except family sessions_revoked_except)';
+
+CREATE TABLE authctx.memberships (
+  tenant_id   uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  user_id     uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  role        text NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (tenant_id, user_id)
+);
+CREATE INDEX memberships_user_idx ON authctx.memberships (user_id);
+COMMENT ON TABLE authctx.memberships IS 'user in tenant with a role';
+
+CREATE TABLE authctx.password_credentials (
+  user_id     uuid PRIMARY KEY REFERENCES authctx.users (id) ON DELETE CASCADE,
+  hash        text NOT NULL,          -- crypto_pwhash_str (argon2id) string
+  updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE authctx.password_credentials IS 'argon2id password hashes';
+
+CREATE TABLE authctx.oauth_identities (
+  provider    text NOT NULL,
+  subject     text NOT NULL,
+  user_id     uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (provider, subject)
+);
+CREATE INDEX oauth_identities_user_idx ON authctx.oauth_identities (user_id);
+COMMENT ON TABLE authctx.oauth_identities IS 'OAuth/OIDC subjects linked to users; never matched by email';
+
+-- per-database secret -------------------------------------------------------
+-- One random key per database, made at installation: it keys the hash of
+-- the per-account lock (src/identity.c), so that the advisory lock keys
+-- every role can see in pg_locks do not tell which email is being tried.
+-- Not in any dump (not a configuration table): a restored database makes
+-- its own, and nothing stored depends on it.
+CREATE TABLE authctx.database_secret (
+  id      boolean PRIMARY KEY DEFAULT true CHECK (id),
+  secret  bytea NOT NULL CHECK (pg_catalog.octet_length(secret) OPERATOR(pg_catalog.>=) 32)
+);
+INSERT INTO authctx.database_secret (secret)
+SELECT pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                         OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                         OPERATOR(pg_catalog.||) pg_catalog.uuid_send(pg_catalog.gen_random_uuid()));
+COMMENT ON TABLE authctx.database_secret IS 'one random per-database key (keys the per-account lock); never dumped';
+
+-- login throttling: consecutive failures per account, written out of band
+CREATE TABLE authctx.login_throttle (
+  user_id          uuid PRIMARY KEY REFERENCES authctx.users (id) ON DELETE CASCADE,
+  failures         integer NOT NULL DEFAULT 0,
+  last_failure_at  timestamptz,
+  locked_until     timestamptz
+);
+COMMENT ON TABLE authctx.login_throttle IS 'consecutive failed logins and lockout (exponential back-off)';
+
+REVOKE ALL ON TABLE authctx.tenants, authctx.users, authctx.memberships,
+  authctx.password_credentials, authctx.oauth_identities, authctx.database_secret,
+  authctx.login_throttle
+FROM PUBLIC;
+
 -- Password primitives (src/identity.c).  Internal: no grant to anyone; the
 -- SECURITY DEFINER functions below call them as the extension owner.
 CREATE FUNCTION authctx._password_hash(password text) RETURNS text

@@ -22,7 +22,9 @@
 -- (authctx._revoked_by_user: issued at or before
 -- users.sessions_revoked_before, and not of the one login family
 -- users.sessions_revoked_except).  auth_begin applies it in C
--- (src/session.c SessionLookup, src/request.c); list_sessions below in SQL.
+-- (src/session.c: SessionLookup reads it, SessionIsLive judges it) and
+-- every SQL path here through authctx._session_live (the clock part) and
+-- authctx._revoked_by_user (the user's stamp).
 -- A refresh token is usable on the same terms, with "not spent" instead of
 -- the idle timeout (within authctx.refresh_reuse_grace a spent one still
 -- is, see Refresh) and, when its login had a tenant, the user still a
@@ -248,6 +250,64 @@
 -- and deleting a row could make a lockout write wait for the run).
 -- ---------------------------------------------------------------------------
 
+-- tables ----------------------------------------------------------------------
+-- fillfactor 80 on sessions and API keys: last_seen_at / last_used_at (the
+-- background worker, about once a minute per active session) and revoked_at
+-- are updated in place, and none of them is indexed, so with free room on
+-- the page these are HOT updates that touch no index.
+CREATE TABLE authctx.sessions (
+  id            uuid PRIMARY KEY,     -- the session token's public id
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id     uuid REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  family_id     uuid NOT NULL,        -- login family (refresh rotation)
+  verifier      bytea NOT NULL,       -- keyed BLAKE2b of the token; never the secret
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  last_seen_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at    timestamptz NOT NULL, -- absolute lifetime
+  revoked_at    timestamptz,
+  metadata      jsonb NOT NULL DEFAULT '{}'
+) WITH (fillfactor = 80);
+CREATE INDEX sessions_user_idx ON authctx.sessions (user_id);
+CREATE INDEX sessions_family_idx ON authctx.sessions (family_id);
+CREATE INDEX sessions_expires_idx ON authctx.sessions (expires_at);
+COMMENT ON TABLE authctx.sessions IS 'sessions; references user ids only, never copies user data';
+
+CREATE TABLE authctx.refresh_tokens (
+  id          uuid PRIMARY KEY,       -- the refresh token's public id
+  family_id   uuid NOT NULL,
+  session_id  uuid NOT NULL,          -- session issued together with it
+  user_id     uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id   uuid REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  parent_id   uuid,                   -- refresh token it was rotated from
+  verifier    bytea NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at  timestamptz NOT NULL,
+  spent_at    timestamptz,
+  revoked_at  timestamptz,
+  spent_xid   xid8                    -- top-level transaction that spent it
+);
+CREATE INDEX refresh_tokens_family_idx ON authctx.refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_user_idx ON authctx.refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_expires_idx ON authctx.refresh_tokens (expires_at);
+COMMENT ON TABLE authctx.refresh_tokens IS 'single-use refresh tokens; reuse revokes the family';
+
+CREATE TABLE authctx.api_keys (
+  id            uuid PRIMARY KEY,     -- the key's public id
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  tenant_id     uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,
+  name          text NOT NULL,
+  scopes        text[] NOT NULL DEFAULT '{}',
+  verifier      bytea NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at    timestamptz,
+  last_used_at  timestamptz,
+  revoked_at    timestamptz
+) WITH (fillfactor = 80);
+CREATE INDEX api_keys_user_idx ON authctx.api_keys (user_id);
+COMMENT ON TABLE authctx.api_keys IS 'API keys with scopes, bound to one tenant';
+
+REVOKE ALL ON TABLE authctx.sessions, authctx.refresh_tokens, authctx.api_keys FROM PUBLIC;
+
 -- internal helpers ----------------------------------------------------------
 
 CREATE FUNCTION authctx._setting(name text) RETURNS interval
@@ -319,6 +379,23 @@ AS $$
 $$;
 COMMENT ON FUNCTION authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid) IS
   'internal: whether a session or refresh token (issue time, family) is revoked by its user''s revocation stamp';
+
+-- The clock part of the liveness rule of a session, in one place for every
+-- SQL path: at p_at it has not expired and has not been idle for p_idle or
+-- longer ('0': no idle timeout).  The C twin is SessionIsLive() in
+-- src/session.c.  A plain SQL function, so that it is inlined where it is
+-- used.
+CREATE FUNCTION authctx._session_live(p_expires_at timestamptz, p_last_seen_at timestamptz,
+                                      p_at timestamptz, p_idle interval)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT p_expires_at OPERATOR(pg_catalog.>) p_at
+     AND (p_idle OPERATOR(pg_catalog.=) interval '0'
+          OR (p_last_seen_at OPERATOR(pg_catalog.+) p_idle) OPERATOR(pg_catalog.>) p_at);
+$$;
+COMMENT ON FUNCTION authctx._session_live(timestamptz, timestamptz, timestamptz, interval) IS
+  'internal: whether a session (expiry, last seen) is neither expired nor idle at a time, for an idle timeout';
 
 -- The time a new session or refresh token of a user is issued at: the wall
 -- clock, but always after the user's stamp, so that a clock that stepped
@@ -411,12 +488,10 @@ BEGIN
   WITH r AS (
     UPDATE authctx.sessions s SET revoked_at = p_at
      WHERE s.family_id = p_family_id AND s.revoked_at IS NULL
-       AND s.expires_at > p_at - v_half
-       AND (v_idle = '0' OR s.last_seen_at + v_idle > p_at - v_half)
+       AND authctx._session_live(s.expires_at, s.last_seen_at, p_at - v_half, v_idle)
     RETURNING s.expires_at, s.last_seen_at)
   SELECT count(*),
-         count(*) FILTER (WHERE r.expires_at > p_at
-                            AND (v_idle = '0' OR r.last_seen_at + v_idle > p_at))
+         count(*) FILTER (WHERE authctx._session_live(r.expires_at, r.last_seen_at, p_at, v_idle))
     INTO sessions, live
     FROM r;
   IF v_idle > '0' THEN
@@ -426,7 +501,7 @@ BEGIN
                SELECT i.ctid FROM authctx.sessions i
                 WHERE i.family_id = p_family_id AND i.revoked_at IS NULL
                   AND i.expires_at > p_at - v_half
-                  AND i.last_seen_at + v_idle <= p_at - v_half
+                  AND NOT authctx._session_live(i.expires_at, i.last_seen_at, p_at - v_half, v_idle)
                   FOR NO KEY UPDATE OF i SKIP LOCKED))
       RETURNING 1)
     SELECT count(*) INTO v_idled FROM r;
@@ -1222,8 +1297,7 @@ AS $$
      AND NOT authctx._revoked_by_user(s.created_at, s.family_id,
                                       u.sessions_revoked_before, u.sessions_revoked_except)
      AND ((s.revoked_at IS NULL
-           AND s.expires_at > c.now
-           AND (c.idle = '0' OR s.last_seen_at + c.idle > c.now))
+           AND authctx._session_live(s.expires_at, s.last_seen_at, c.now, c.idle))
           OR EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
                       WHERE rt.family_id = s.family_id AND rt.session_id = s.id
                         AND rt.revoked_at IS NULL AND rt.spent_at IS NULL
@@ -1371,8 +1445,8 @@ BEGIN
   -- a session row stays while its login family can still be refreshed
   v_total := v_total + authctx._delete_in_batches(
     'authctx.sessions',
-    $c$(t.revoked_at < $1 - $3 OR t.expires_at < $1 - $3
-        OR ($2 > interval '0' AND t.last_seen_at + $2 < $1 - $3))
+    $c$(t.revoked_at < $1 - $3
+        OR NOT authctx._session_live(t.expires_at, t.last_seen_at, $1 - $3, $2))
        AND NOT EXISTS (SELECT 1 FROM authctx.refresh_tokens rt
                         WHERE rt.family_id = t.family_id AND rt.revoked_at IS NULL
                           AND rt.spent_at IS NULL AND rt.expires_at > $1)$c$,
@@ -1401,7 +1475,8 @@ COMMENT ON FUNCTION authctx.cleanup() IS
 REVOKE ALL ON FUNCTION
   authctx._setting(text), authctx._verifier_equal(bytea, bytea),
   authctx._parse_token(text, text),
-  authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid), authctx._issue_time(uuid),
+  authctx._revoked_by_user(timestamptz, uuid, timestamptz, uuid),
+  authctx._session_live(timestamptz, timestamptz, timestamptz, interval), authctx._issue_time(uuid),
   authctx._cleanup_margin(), authctx._family_lock_key(uuid), authctx._lock_family(uuid),
   authctx._holds_family_lock(uuid), authctx._revoke_family_rows(uuid, timestamptz),
   authctx._revoke_family(uuid, timestamptz), authctx._lock_membership(uuid, uuid),

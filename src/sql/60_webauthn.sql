@@ -70,6 +70,30 @@
 -- never count toward the password lockout (there is nothing to guess).
 -- ---------------------------------------------------------------------------
 
+-- tables ----------------------------------------------------------------------
+CREATE TABLE authctx.webauthn_credentials (
+  credential_id bytea PRIMARY KEY,
+  user_id       uuid NOT NULL REFERENCES authctx.users (id) ON DELETE CASCADE,
+  public_key    bytea NOT NULL,       -- COSE_Key as registered
+  alg           integer NOT NULL,     -- COSE algorithm: -8 EdDSA, -7 ES256
+  sign_count    bigint NOT NULL DEFAULT 0,
+  name          text,
+  clone_suspected_at timestamptz,   -- set when the counter went backwards; refused from then on
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  last_used_at  timestamptz
+);
+CREATE INDEX webauthn_credentials_user_idx ON authctx.webauthn_credentials (user_id);
+COMMENT ON TABLE authctx.webauthn_credentials IS 'WebAuthn (passkey) public keys';
+
+CREATE TABLE authctx.webauthn_challenges (
+  challenge   bytea PRIMARY KEY,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  expires_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE authctx.webauthn_challenges IS 'issued, unspent WebAuthn challenges (deleted when spent)';
+
+REVOKE ALL ON TABLE authctx.webauthn_credentials, authctx.webauthn_challenges FROM PUBLIC;
+
 -- webauthn_challenge() removes a few expired challenges on each call.
 CREATE INDEX webauthn_challenges_expires_idx
   ON authctx.webauthn_challenges (expires_at);
