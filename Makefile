@@ -32,6 +32,7 @@ OBJS = \
 	src/fetch.o \
 	src/identity.o \
 	src/issuer.o \
+	src/jwt.o \
 	src/redact.o \
 	src/request.o \
 	src/seen.o \

@@ -38,6 +38,10 @@ extern void CryptoZero(void *buf, size_t len);
 extern bool FetchRow(const char *relname, const char *idxname, int nkeys,
 					 const Datum *keys, const Oid *eqprocs, Snapshot snap,
 					 int ncols, const char *const *cols, Datum *values, bool *nulls);
+extern int	FetchRows(const char *relname, const char *idxname, int nkeys,
+					  const Datum *keys, const Oid *eqprocs, Snapshot snap,
+					  int limit, int ncols, const char *const *cols,
+					  Datum *values, bool *nulls);
 extern bool FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
 							Oid geproc, Snapshot snap, int ncols,
 							const char *const *cols, Datum *values, bool *nulls);
@@ -208,8 +212,16 @@ extern bool IssuerVerify(const char *token, size_t len, TimestampTz now,
 						 IssuerResult *out);
 extern const char *IssuerReasonName(const IssuerResult *res);
 
+/* ---- jwt.c: auth_begin for JWTs ---- */
+#define TOKEN_JWT	'j'			/* SessionRecord.kind of a JWT (not a wire
+								 * kind: JWTs are not authctx tokens) */
+extern bool JwtAuthBegin(FunctionCallInfo fcinfo, Datum *result);
+
 /* ---- request.c, tenant.c, session.c, identity.c, audit.c ---- */
 extern void RequestInit(void);
+extern void RequestReject(void) pg_attribute_noreturn();
+extern void RequestWarnIfBypassesRls(void);
+extern void RequestRefuseTenant(void) pg_attribute_noreturn();
 extern void RedactInit(void);
 extern void TenantInit(void);
 extern void SessionInit(void);
