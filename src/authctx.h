@@ -208,6 +208,7 @@ typedef struct IssuerResult
 } IssuerResult;
 
 extern bool IssuerLooksLikeJwt(const char *str, size_t len);
+extern uint64 IssuerGeneration(void);
 extern bool IssuerVerify(const char *token, size_t len, TimestampTz now,
 						 IssuerResult *out);
 extern const char *IssuerReasonName(const IssuerResult *res);

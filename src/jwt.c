@@ -28,12 +28,36 @@
  * Every failure is request.c's one generic 28000; nothing about the token
  * or a claim reaches a message.
  *
+ * Verified tokens
+ * ---------------
+ * An application sends the same access token with many requests, and a
+ * signature costs tens of microseconds to verify (RSA, ECDSA) where the
+ * rest of auth_begin costs a few.  So each backend keeps what verifying a
+ * token established (issuer, subject, times, tenant claim, scopes, amr,
+ * claims) keyed by the BLAKE2b-256 digest of the whole token, and a
+ * repeated token skips decoding, JSON parsing and the signature.  An entry
+ * is used only
+ *	- while the wall clock is before the token's "exp" (never the leeway),
+ *	- while the issuer registry's generation (issuer.c: bumped by the
+ *	  commit-time invalidation of authctx.issuers and issuer_keys, the same
+ *	  coherence as the key cache) is the one it was verified under: a key
+ *	  removed or an issuer removed drops every entry at the next call.
+ * Nothing that can be revoked is cached: the identity link, the user's
+ * status and revocation stamp and the membership are read at every call,
+ * as above.  The cache holds at most JWT_CACHE_ENTRIES tokens of at most
+ * JWT_CACHE_TOKEN_MAX bytes and is emptied when full (no eviction order to
+ * maintain; a steady set of tokens refills it at once).  It is per backend,
+ * not in shared memory: claims are kilobytes, and a pooled connection sees
+ * the same few tokens again and again.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
@@ -46,6 +70,36 @@ extern Datum authctx_current(PG_FUNCTION_ARGS);
 
 /* The most bytes a token's scopes or amr take in the context. */
 #define JWT_LIST_MAX	4096
+
+#define JWT_DIGEST_LEN		32
+#define JWT_CACHE_ENTRIES	1024
+#define JWT_CACHE_TOKEN_MAX	8192
+
+/* What verifying a token established, as auth_begin uses it. */
+typedef struct JwtVerified
+{
+	char	   *issuer;
+	char	   *subject;
+	TimestampTz expires_at;
+	bool		has_issued_at;
+	TimestampTz issued_at;
+	char	   *tenant;			/* tenant claim, or NULL */
+	char	   *scopes;			/* newline-separated */
+	char	   *amr;			/* newline-separated */
+	char	   *claims;			/* JSON text */
+} JwtVerified;
+
+/* One verified token in this backend's cache. */
+typedef struct JwtCacheEntry
+{
+	unsigned char digest[JWT_DIGEST_LEN];	/* hash key */
+	uint64		generation;		/* IssuerGeneration() when verified */
+	bool		filled;			/* false: left incomplete by an error */
+	JwtVerified v;				/* strings in jwt_cache_cxt */
+} JwtCacheEntry;
+
+static HTAB *jwt_cache = NULL;
+static MemoryContext jwt_cache_cxt = NULL;
 
 /*
  * Join list (char *) with newlines into a palloc'd string; false when an
@@ -102,7 +156,7 @@ JwtLinkedUser(const char *issuer, const char *subject, Snapshot snap,
  * (without "iat", not once the user has a stamp).
  */
 static bool
-JwtUserLive(const pg_uuid_t *user_id, const IssuerResult *res, Snapshot snap)
+JwtUserLive(const pg_uuid_t *user_id, const JwtVerified *res, Snapshot snap)
 {
 	static const char *const cols[] = {"disabled_at", "sessions_revoked_before"};
 	Datum		key = UUIDPGetDatum((pg_uuid_t *) user_id);
@@ -137,6 +191,99 @@ JwtOnlyTenant(const pg_uuid_t *user_id, Snapshot snap, pg_uuid_t *tenant_id,
 	return true;
 }
 
+/* Drop every cached token (memory and all). */
+static void
+JwtCacheReset(void)
+{
+	if (jwt_cache_cxt != NULL)
+		MemoryContextReset(jwt_cache_cxt);
+	jwt_cache = NULL;
+}
+
+/* The cached verification of the token with this digest, if still usable. */
+static const JwtVerified *
+JwtCacheGet(const unsigned char *digest, uint64 generation, TimestampTz now)
+{
+	JwtCacheEntry *e;
+
+	if (jwt_cache == NULL)
+		return NULL;
+	e = hash_search(jwt_cache, digest, HASH_FIND, NULL);
+	if (e == NULL)
+		return NULL;
+	if (e->filled && e->generation == generation && now < e->v.expires_at)
+		return &e->v;
+	hash_search(jwt_cache, digest, HASH_REMOVE, NULL);	/* its strings stay
+														 * until the next reset */
+	return NULL;
+}
+
+/* Remember a verified token (copied into the cache's memory). */
+static void
+JwtCachePut(const unsigned char *digest, uint64 generation, const JwtVerified *v)
+{
+	JwtCacheEntry *e;
+	MemoryContext old;
+
+	if (jwt_cache_cxt == NULL)
+		jwt_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+											  "authctx verified JWTs",
+											  ALLOCSET_DEFAULT_SIZES);
+	if (jwt_cache != NULL && hash_get_num_entries(jwt_cache) >= JWT_CACHE_ENTRIES)
+		JwtCacheReset();
+	if (jwt_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = JWT_DIGEST_LEN;
+		ctl.entrysize = sizeof(JwtCacheEntry);
+		ctl.hcxt = jwt_cache_cxt;
+		jwt_cache = hash_create("authctx verified JWTs", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(jwt_cache, digest, HASH_ENTER, NULL);
+	e->filled = false;
+	e->generation = generation;
+	old = MemoryContextSwitchTo(jwt_cache_cxt);
+	e->v.issuer = pstrdup(v->issuer);
+	e->v.subject = pstrdup(v->subject);
+	e->v.expires_at = v->expires_at;
+	e->v.has_issued_at = v->has_issued_at;
+	e->v.issued_at = v->issued_at;
+	e->v.tenant = v->tenant ? pstrdup(v->tenant) : NULL;
+	e->v.scopes = pstrdup(v->scopes);
+	e->v.amr = pstrdup(v->amr);
+	e->v.claims = pstrdup(v->claims);
+	MemoryContextSwitchTo(old);
+	e->filled = true;
+}
+
+/*
+ * Verify the token by issuer.c into *v (palloc'd), or raise the generic
+ * 28000.
+ */
+static void
+JwtVerify(const char *token, size_t len, TimestampTz now, JwtVerified *v)
+{
+	IssuerResult res;
+	Jsonb	   *claims;
+	StringInfoData buf;
+
+	if (!IssuerVerify(token, len, now, &res) ||
+		!JwtJoin(res.scopes, &v->scopes) || !JwtJoin(res.amr, &v->amr))
+		RequestReject();
+	v->issuer = res.issuer;
+	v->subject = res.subject;
+	v->expires_at = res.expires_at;
+	v->has_issued_at = res.has_issued_at;
+	v->issued_at = res.issued_at;
+	v->tenant = res.tenant;
+	claims = DatumGetJsonbP(res.claims);
+	initStringInfo(&buf);
+	(void) JsonbToCString(&buf, &claims->root, VARSIZE(claims));
+	v->claims = buf.data;
+}
+
 /*
  * auth_begin's JWT path: false when the token is not shaped like a JWT
  * (the caller goes on with authctx tokens); else verifies it, publishes
@@ -146,28 +293,41 @@ bool
 JwtAuthBegin(FunctionCallInfo fcinfo, Datum *result)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
+	const char *token = VARDATA_ANY(t);
+	size_t		len = VARSIZE_ANY_EXHDR(t);
 	const char *requested = NULL;
-	IssuerResult res;
-	char	   *scopes;
-	char	   *amr;
+	unsigned char digest[JWT_DIGEST_LEN];
+	uint64		generation;
+	TimestampTz now;
+	const JwtVerified *cached;
+	JwtVerified fresh;
+	JwtVerified res;
 	pg_uuid_t	user_id;
 	pg_uuid_t	tenant_id;
 	bool		has_tenant = false;
 	char		role[NAMEDATALEN] = "";
 	Snapshot	snap;
 	bool		ok;
-	Jsonb	   *claims;
-	StringInfoData claims_text;
 
-	if (!IssuerLooksLikeJwt(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
+	if (!IssuerLooksLikeJwt(token, len))
 		return false;
 	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
 		requested = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	if (!IssuerVerify(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
-					  GetCurrentTimestamp(), &res) ||
-		!JwtJoin(res.scopes, &scopes) || !JwtJoin(res.amr, &amr))
-		RequestReject();
+	/* verified already, under the same keys, and not expired? */
+	now = GetCurrentTimestamp();
+	generation = IssuerGeneration();
+	CryptoHash(digest, sizeof(digest), token, len, NULL, 0);
+	cached = JwtCacheGet(digest, generation, now);
+	if (cached != NULL)
+		res = *cached;
+	else
+	{
+		JwtVerify(token, len, now, &fresh);
+		if (len <= JWT_CACHE_TOKEN_MAX)
+			JwtCachePut(digest, generation, &fresh);
+		res = fresh;
+	}
 
 	/* the live checks, under one fresh snapshot */
 	snap = RegisterSnapshot(GetLatestSnapshot());
@@ -193,11 +353,8 @@ JwtAuthBegin(FunctionCallInfo fcinfo, Datum *result)
 
 	RequestWarnIfBypassesRls();
 
-	claims = DatumGetJsonbP(res.claims);
-	initStringInfo(&claims_text);
-	(void) JsonbToCString(&claims_text, &claims->root, VARSIZE(claims));
 	ContextPublish(&user_id, has_tenant ? &tenant_id : NULL, role, NULL,
-				   "jwt", res.expires_at, scopes, amr, claims_text.data);
+				   "jwt", res.expires_at, res.scopes, res.amr, res.claims);
 	*result = authctx_current(fcinfo);
 	return true;
 }
