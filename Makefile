@@ -67,7 +67,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 .DEFAULT_GOAL := all
-.PHONY: test demo deps bench fuzz fuzz-build fuzz-smoke fuzz-coverage
+.PHONY: test demo deps bench bench-jwt fuzz fuzz-build fuzz-smoke fuzz-coverage
 
 # Targets that must run before PGXS exists.
 test:
@@ -81,6 +81,10 @@ deps:
 
 bench:
 	bash bench/run
+	bash bench/jwt
+
+bench-jwt:
+	bash bench/jwt
 
 # libFuzzer targets (docs/fuzzing.md): each test/fuzz/<target>.c is one
 # target, linked with every parser of PARSER_SRCS; no PostgreSQL needed.
