@@ -2499,3 +2499,22 @@ CREATE TRIGGER cache_invalidate_update
          NEW.amr))
   EXECUTE FUNCTION authctx._cache_invalidate('token', 's');
 ALTER TABLE authctx.sessions ENABLE ALWAYS TRIGGER cache_invalidate_update;
+
+-- jwt: JWT entries in the session cache depend on their user's slot, which
+-- identity links changed or removed bump (src/sql/65_cache.sql)
+-- identity links: a JWT's cached entry (src/jwt.c) is its user's; a link
+-- changed or removed ----------------------------------------------------------
+CREATE TRIGGER cache_invalidate_update
+  AFTER UPDATE ON authctx.oauth_identities FOR EACH ROW
+  WHEN ((OLD.provider, OLD.subject, OLD.user_id) IS DISTINCT FROM (NEW.provider, NEW.subject, NEW.user_id))
+  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+CREATE TRIGGER cache_invalidate_delete
+  AFTER DELETE ON authctx.oauth_identities FOR EACH ROW
+  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+CREATE TRIGGER cache_invalidate_truncate
+  AFTER TRUNCATE ON authctx.oauth_identities FOR EACH STATEMENT
+  EXECUTE FUNCTION authctx._cache_invalidate('all');
+ALTER TABLE authctx.oauth_identities ENABLE ALWAYS TRIGGER cache_invalidate_update,
+  ENABLE ALWAYS TRIGGER cache_invalidate_delete,
+  ENABLE ALWAYS TRIGGER cache_invalidate_truncate;
+

@@ -62,6 +62,12 @@ SELECT public.jwt_try(format('SELECT authctx.add_issuer(%L, %L, %L)', 'https://w
          'weak', (SELECT jwks FROM jwt_key_set WHERE name = 'rsa_1024'))) AS rsa_1024;
 SELECT public.jwt_try(format('SELECT authctx.add_issuer(%L, %L, %L)', 'https://weak.example',
          'weak', (SELECT jwks FROM jwt_key_set WHERE name = 'p256_off_curve'))) AS p256_off_curve;
+-- a JWK member with a byte from 0x80 up: libsodium alone decoded "é" as
+-- "__" (so "AQé" as the exponent 69631); the strict decoder refuses it
+SELECT public.jwt_try(format('SELECT authctx.add_issuer(%L, %L, %L)', 'https://weak.example', 'weak',
+         jsonb_build_object('keys', jsonb_build_array(
+           (SELECT k FROM jwt_key_set, jsonb_array_elements(jwks -> 'keys') k
+             WHERE name = 'keycloak' AND k ->> 'kid' = 'rsa-2048') || '{"e": "AQé"}')))) AS non_ascii_base64url;
 SET client_min_messages = warning;
 SELECT authctx.add_issuer('https://live.ed.example.com/', 'api://live',
          (SELECT jwks FROM jwt_key_set WHERE name = 'ed'), 'org');
@@ -217,7 +223,12 @@ UPDATE authctx.users SET sessions_revoked_before = NULL WHERE id = :'alice';
 SET ROLE jwt_app;
 SELECT name, who FROM public.jwt_show('ed_no_iat') AS no_iat_without_stamp;
 RESET ROLE;
--- an identity that is no longer linked
+-- an identity that is no longer linked (used just before: with authctx
+-- preloaded, its answer is in the shared cache, which the unlink must drop)
+SET ROLE jwt_app;
+SELECT name, who FROM public.jwt_show('rs2048_ok');
+SELECT name, who FROM public.jwt_show('rs2048_ok');
+RESET ROLE;
 DELETE FROM authctx.oauth_identities WHERE subject = 'f:8a3e:alice';
 SET ROLE jwt_app;
 SELECT public.jwt_try(format('SELECT auth_begin(%L)',

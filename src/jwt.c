@@ -42,9 +42,19 @@
  *	  commit-time invalidation of authctx.issuers and issuer_keys, the same
  *	  coherence as the key cache) is the one it was verified under: a key
  *	  removed or an issuer removed drops every entry at the next call.
- * Nothing that can be revoked is cached: the identity link, the user's
- * status and revocation stamp and the membership are read at every call,
- * as above.  The cache holds at most JWT_CACHE_ENTRIES tokens of at most
+ * What can be revoked is not kept here: the identity link, the user's
+ * status and revocation stamp and the membership are checked at every
+ * call, as above.  With authctx preloaded, their answer for this token is
+ * kept in the shared session cache (cache.c), as an entry of kind 'j'
+ * keyed by the first 16 bytes of the token's digest, holding the whole
+ * digest as its verifier, the user, the user's only membership and "exp",
+ * and under cache.c's commit-time coherence: the entry depends on its
+ * user's slot, which every change to the user's row (disable, revocation
+ * stamp), to the user's memberships and to the user's identity links
+ * (triggers on authctx.oauth_identities) bumps.  A repeated token then
+ * reads no table at all; the signature is still never trusted from shared
+ * memory (the per-backend cache above holds the verification, and only a
+ * backend that verified the token looks for its entry).  The cache holds at most JWT_CACHE_ENTRIES tokens of at most
  * JWT_CACHE_TOKEN_MAX bytes and is emptied when full (no eviction order to
  * maintain; a steady set of tokens refills it at once).  It is per backend,
  * not in shared memory: claims are kilobytes, and a pooled connection sees
@@ -191,6 +201,61 @@ JwtOnlyTenant(const pg_uuid_t *user_id, Snapshot snap, pg_uuid_t *tenant_id,
 	return true;
 }
 
+/*
+ * The live checks of a verified token, from the shared cache or the tables:
+ * the linked user, and the user's only membership (*has_tenant false when
+ * the user has none or several).  False: refuse the token.
+ */
+static bool
+JwtLiveUser(const unsigned char *digest, const JwtVerified *res,
+			pg_uuid_t *user_id, bool *has_tenant, pg_uuid_t *tenant_id, char *role)
+{
+	SessionRecord rec;
+	pg_uuid_t	id;
+	uint64		stamp;
+	Snapshot	snap;
+	bool		ok;
+
+	memcpy(&id, digest, sizeof(id));
+	if (CacheSessionGet(TOKEN_JWT, &id, &rec) &&
+		CryptoEqual(rec.verifier, digest, JWT_DIGEST_LEN))
+	{
+		*user_id = rec.user_id;
+		*has_tenant = rec.has_tenant && rec.is_member;
+		*tenant_id = rec.tenant_id;
+		strlcpy(role, rec.role, NAMEDATALEN);
+		return true;
+	}
+
+	stamp = CacheStamp();		/* before GetLatestSnapshot() */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ok = JwtLinkedUser(res->issuer, res->subject, snap, user_id) &&
+		JwtUserLive(user_id, res, snap);
+	*has_tenant = ok && JwtOnlyTenant(user_id, snap, tenant_id, role);
+	UnregisterSnapshot(snap);
+	if (!ok)
+		return false;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.kind = TOKEN_JWT;
+	rec.id = id;
+	rec.user_id = *user_id;
+	rec.has_tenant = *has_tenant;
+	if (*has_tenant)
+	{
+		rec.tenant_id = *tenant_id;
+		strlcpy(rec.role, role, NAMEDATALEN);
+	}
+	rec.has_verifier = true;
+	memcpy(rec.verifier, digest, JWT_DIGEST_LEN);
+	rec.expires_at = res->expires_at;
+	rec.last_seen_at = DT_NOEND;
+	rec.member_known = true;
+	rec.is_member = *has_tenant;
+	CacheSessionPut(TOKEN_JWT, &id, &rec, stamp);
+	return true;
+}
+
 /* Drop every cached token (memory and all). */
 static void
 JwtCacheReset(void)
@@ -306,8 +371,6 @@ JwtAuthBegin(FunctionCallInfo fcinfo, Datum *result)
 	pg_uuid_t	tenant_id;
 	bool		has_tenant = false;
 	char		role[NAMEDATALEN] = "";
-	Snapshot	snap;
-	bool		ok;
 
 	if (!IssuerLooksLikeJwt(token, len))
 		return false;
@@ -329,20 +392,16 @@ JwtAuthBegin(FunctionCallInfo fcinfo, Datum *result)
 		res = fresh;
 	}
 
-	/* the live checks, under one fresh snapshot */
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	ok = JwtLinkedUser(res.issuer, res.subject, snap, &user_id) &&
-		JwtUserLive(&user_id, &res, snap);
-	if (ok && requested == NULL && res.tenant == NULL)
-		has_tenant = JwtOnlyTenant(&user_id, snap, &tenant_id, role);
-	UnregisterSnapshot(snap);
-	if (!ok)
+	/* the live checks */
+	if (!JwtLiveUser(digest, &res, &user_id, &has_tenant, &tenant_id, role))
 		RequestReject();
 
 	if (requested != NULL || res.tenant != NULL)
 	{
 		SessionRecord rec;
 
+		has_tenant = false;
+		role[0] = '\0';
 		memset(&rec, 0, sizeof(rec));
 		rec.kind = TOKEN_JWT;
 		rec.user_id = user_id;
