@@ -34,6 +34,7 @@ OBJS = \
 	src/fetch.o \
 	src/identity.o \
 	src/issuer.o \
+	src/jwt.o \
 	src/redact.o \
 	src/request.o \
 	src/seen.o \
@@ -81,7 +82,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 .DEFAULT_GOAL := all
-.PHONY: test demo demo-sql deps bench fuzz fuzz-build fuzz-smoke fuzz-coverage
+.PHONY: test demo demo-sql deps bench bench-jwt fuzz fuzz-build fuzz-smoke fuzz-coverage
 
 # Targets that must run before PGXS exists.
 test:
@@ -98,6 +99,10 @@ deps:
 
 bench:
 	bash bench/run
+	bash bench/jwt
+
+bench-jwt:
+	bash bench/jwt
 
 # PGXN: META.json is generated from META.json.in with the control file's
 # version, so that the version is written in one place; `make dist` builds

@@ -42,6 +42,10 @@ extern void CryptoZero(void *buf, size_t len);
 extern bool FetchRow(const char *relname, const char *idxname, int nkeys,
 					 const Datum *keys, const Oid *eqprocs, Snapshot snap,
 					 int ncols, const char *const *cols, Datum *values, bool *nulls);
+extern int	FetchRows(const char *relname, const char *idxname, int nkeys,
+					  const Datum *keys, const Oid *eqprocs, Snapshot snap,
+					  int limit, int ncols, const char *const *cols,
+					  Datum *values, bool *nulls);
 extern bool FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
 							Oid geproc, Snapshot snap, int ncols,
 							const char *const *cols, Datum *values, bool *nulls);
@@ -70,17 +74,21 @@ typedef struct AuthctxContext
 	bool		has_tenant;
 	pg_uuid_t	tenant_id;
 	char		role[NAMEDATALEN];
+	bool		has_session;	/* false for a JWT: session_id() is NULL */
 	pg_uuid_t	session_id;
-	char		auth_method[16];	/* session | api_key | admin */
+	char		auth_method[16];	/* session | api_key | jwt | admin */
 	TimestampTz expires_at;
 	char	   *scopes;			/* newline-separated, or NULL */
+	char	   *amr;			/* newline-separated, or NULL */
+	char	   *claims;			/* a JWT's verified claims (JSON), or NULL */
 } AuthctxContext;
 
 extern void ContextInit(void);
 extern void ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
 						   const char *role, const pg_uuid_t *session_id,
 						   const char *auth_method, TimestampTz expires_at,
-						   const char *scopes);
+						   const char *scopes, const char *amr,
+						   const char *claims);
 extern void ContextClear(void);
 extern void ContextSetAdminBypass(const char *reason);
 extern bool ContextAdminBypass(void);
@@ -145,7 +153,9 @@ typedef struct SessionRecord
 	TimestampTz last_seen_at;	/* last_seen_at / last_used_at */
 	bool		revoked;
 	bool		user_disabled;
-	char		scopes[1024];	/* API keys: newline-separated, never cut */
+	char		scopes[1024];	/* newline-separated, never cut: an API key's
+								 * scopes; a session's amr (the login's
+								 * authentication methods) */
 	bool		scopes_bad;		/* the stored scopes do not validate or fit:
 								 * the key is refused */
 	bool		member_known;	/* is_member and role below were looked up */
@@ -227,9 +237,20 @@ typedef struct IssuerResult
 } IssuerResult;
 
 extern bool IssuerLooksLikeJwt(const char *str, size_t len);
+extern uint64 IssuerGeneration(void);
 extern bool IssuerVerify(const char *token, size_t len, TimestampTz now,
 						 IssuerResult *out);
 extern const char *IssuerReasonName(const IssuerResult *res);
+
+/* ---- jwt.c: auth_begin for JWTs ---- */
+#define TOKEN_JWT	'j'			/* SessionRecord.kind of a JWT (not a wire
+								 * kind: JWTs are not authctx tokens) */
+extern bool JwtAuthBegin(FunctionCallInfo fcinfo, Datum *result);
+
+/* ---- request.c: what jwt.c shares with the session path ---- */
+extern void RequestReject(void) pg_attribute_noreturn();
+extern void RequestWarnIfBypassesRls(void);
+extern void RequestRefuseTenant(void) pg_attribute_noreturn();
 
 /* ---- the other modules' init functions (authctx.c calls them) ---- */
 extern void RedactInit(void);

@@ -16,9 +16,12 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -34,6 +37,8 @@ PG_FUNCTION_INFO_V1(authctx_has_role);
 PG_FUNCTION_INFO_V1(authctx_has_scope);
 PG_FUNCTION_INFO_V1(authctx_is_authenticated);
 PG_FUNCTION_INFO_V1(authctx_admin_bypass);
+PG_FUNCTION_INFO_V1(authctx_amr);
+PG_FUNCTION_INFO_V1(authctx_claims);
 
 /* ---------------------------------------------------------------------
  * Accessors: STABLE, PARALLEL SAFE; NULL (or false) without a context.
@@ -121,7 +126,7 @@ authctx_session_id(PG_FUNCTION_ARGS)
 {
 	const AuthctxContext *ctx = ContextCurrent();
 
-	if (!ctx->valid)
+	if (!ctx->valid || !ctx->has_session)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->session_id));
 }
@@ -146,7 +151,10 @@ authctx_has_role(PG_FUNCTION_ARGS)
 						  VARSIZE_ANY_EXHDR(want)) == 0);
 }
 
-/* Sessions carry every scope; API keys only those they were created with. */
+/*
+ * Sessions carry every scope; API keys only those they were created with,
+ * a JWT those of its "scope" and "scp" claims.
+ */
 Datum
 authctx_has_scope(PG_FUNCTION_ARGS)
 {
@@ -157,13 +165,14 @@ authctx_has_scope(PG_FUNCTION_ARGS)
 
 	if (!ctx->valid || PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
-	if (strcmp(ctx->auth_method, "api_key") != 0)
+	if (strcmp(ctx->auth_method, "api_key") != 0 &&
+		strcmp(ctx->auth_method, "jwt") != 0)
 		PG_RETURN_BOOL(true);
 	if (ctx->scopes == NULL)
 		PG_RETURN_BOOL(false);
 	want = PG_GETARG_TEXT_PP(0);
 	wlen = VARSIZE_ANY_EXHDR(want);
-	/* newline-separated; auth_begin refuses a key whose scopes hold one */
+	/* newline-separated; auth_begin refuses a key or JWT whose scopes hold one */
 	p = ctx->scopes;
 	while (*p)
 	{
@@ -222,7 +231,7 @@ ContextRowDatum(FunctionCallInfo fcinfo)
 		values[2] = PointerGetDatum(cstring_to_text(ctx->role));
 	else
 		nulls[2] = true;
-	if (ctx->valid)
+	if (ctx->valid && ctx->has_session)
 		values[3] = UuidDatum(&ctx->session_id);
 	else
 		nulls[3] = true;
@@ -245,4 +254,70 @@ authctx_current(PG_FUNCTION_ARGS)
 	if (!ContextCurrent()->valid && !ContextAdminBypass())
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(ContextRowDatum(fcinfo));
+}
+
+/*
+ * authctx.amr(): how the context's user authenticated, as text[]; empty
+ * when nothing was recorded, NULL without a context.
+ */
+Datum
+authctx_amr(PG_FUNCTION_ARGS)
+{
+	const AuthctxContext *ctx = ContextCurrent();
+	ArrayBuildState *astate;
+	const char *p;
+
+	if (!ctx->valid)
+		PG_RETURN_NULL();
+	astate = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	p = ctx->amr;
+	while (p != NULL && *p)
+	{
+		const char *end = strchr(p, '\n');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+
+		if (len > 0)
+			accumArrayResult(astate,
+							 PointerGetDatum(cstring_to_text_with_len(p, (int) len)),
+							 false, TEXTOID, CurrentMemoryContext);
+		p = end ? end + 1 : NULL;
+	}
+	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
+}
+
+/* A jsonb datum cached per call site until the context changes. */
+typedef struct ClaimsCache
+{
+	uint64		generation;
+	Datum		value;
+} ClaimsCache;
+
+/*
+ * authctx.claims(): the verified claims of the context's JWT as jsonb, or
+ * NULL.  Parsed once per call site and context, not once per row.
+ */
+Datum
+authctx_claims(PG_FUNCTION_ARGS)
+{
+	const AuthctxContext *ctx = ContextCurrent();
+	ClaimsCache *c;
+	MemoryContext old;
+
+	if (!ctx->valid || ctx->claims == NULL ||
+		strcmp(ctx->auth_method, "jwt") != 0)
+		PG_RETURN_NULL();
+	if (fcinfo->flinfo == NULL)
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(ctx->claims)));
+	c = (ClaimsCache *) fcinfo->flinfo->fn_extra;
+	if (c == NULL || c->generation != authctx_ctx_generation)
+	{
+		/* a fresh copy: a datum handed out earlier must stay unchanged */
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		c = palloc(sizeof(ClaimsCache));
+		c->value = DirectFunctionCall1(jsonb_in, CStringGetDatum(ctx->claims));
+		c->generation = authctx_ctx_generation;
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = c;
+	}
+	PG_RETURN_DATUM(c->value);
 }

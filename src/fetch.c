@@ -46,20 +46,21 @@ FetchRelid(const char *name)
 /*
  * The first row of table relname, in the order of index idxname, whose
  * index columns compare with keys by strategy (equality or >=) through
- * procs; its columns named in cols go to values/nulls.
+ * procs; its columns named in cols go to values/nulls.  Returns how many
+ * such rows there are, counting no further than limit (at least 1).
  */
-static bool
+static int
 FetchRowBy(const char *relname, const char *idxname, int nkeys,
 		   const Datum *keys, const Oid *procs, StrategyNumber strategy,
 		   Snapshot snap, int ncols, const char *const *cols,
-		   Datum *values, bool *nulls)
+		   Datum *values, bool *nulls, int limit)
 {
 	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	ScanKeyData sk[INDEX_MAX_KEYS];
-	bool		found = false;
+	int			found = 0;
 
 	Assert(nkeys <= INDEX_MAX_KEYS);
 	rel = table_open(FetchRelid(relname), AccessShareLock);
@@ -77,7 +78,7 @@ FetchRowBy(const char *relname, const char *idxname, int nkeys,
 	{
 		TupleDesc	desc = RelationGetDescr(rel);
 
-		found = true;
+		found = 1;
 		for (int c = 0; c < ncols; c++)
 		{
 			AttrNumber	att = get_attnum(RelationGetRelid(rel), cols[c]);
@@ -90,6 +91,8 @@ FetchRowBy(const char *relname, const char *idxname, int nkeys,
 			if (!nulls[c])
 				values[c] = datumCopy(values[c], attr->attbyval, attr->attlen);
 		}
+		while (found < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+			found++;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -110,7 +113,21 @@ FetchRow(const char *relname, const char *idxname, int nkeys,
 		 int ncols, const char *const *cols, Datum *values, bool *nulls)
 {
 	return FetchRowBy(relname, idxname, nkeys, keys, eqprocs,
-					  BTEqualStrategyNumber, snap, ncols, cols, values, nulls);
+					  BTEqualStrategyNumber, snap, ncols, cols, values, nulls, 1) > 0;
+}
+
+/*
+ * As FetchRow, over an index that need not be unique: the first matching
+ * row's columns, and how many rows match, counting no further than limit.
+ */
+int
+FetchRows(const char *relname, const char *idxname, int nkeys,
+		  const Datum *keys, const Oid *eqprocs, Snapshot snap, int limit,
+		  int ncols, const char *const *cols, Datum *values, bool *nulls)
+{
+	return FetchRowBy(relname, idxname, nkeys, keys, eqprocs,
+					  BTEqualStrategyNumber, snap, ncols, cols, values, nulls,
+					  Max(limit, 1));
 }
 
 /*
@@ -123,5 +140,5 @@ FetchRowAtLeast(const char *relname, const char *idxname, Datum key,
 				Datum *values, bool *nulls)
 {
 	return FetchRowBy(relname, idxname, 1, &key, &geproc,
-					  BTGreaterEqualStrategyNumber, snap, ncols, cols, values, nulls);
+					  BTGreaterEqualStrategyNumber, snap, ncols, cols, values, nulls, 1) > 0;
 }

@@ -286,6 +286,24 @@ IssuerLoad(const char *iss, size_t len, const unsigned char *digest)
 }
 
 /*
+ * Apply pending invalidations and return the registry's generation: it
+ * moves whenever a committed (or this transaction's own) change to the
+ * issuers or their keys has been seen.  jwt.c keeps verified tokens only
+ * while it stays the same.
+ */
+uint64
+IssuerGeneration(void)
+{
+	if (!issuer_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(IssuerRelcacheCallback, (Datum) 0);
+		issuer_callback_registered = true;
+	}
+	AcceptInvalidationMessages();
+	return issuer_inval_count;
+}
+
+/*
  * The cache entry of registered issuer iss, loading it on a miss; NULL when
  * iss is not registered.  Applies pending invalidations first.
  */
@@ -295,12 +313,7 @@ IssuerLookup(const char *iss, size_t len)
 	unsigned char digest[ISSUER_DIGEST_LEN];
 	IssuerEntry *e;
 
-	if (!issuer_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(IssuerRelcacheCallback, (Datum) 0);
-		issuer_callback_registered = true;
-	}
-	AcceptInvalidationMessages();
+	(void) IssuerGeneration();
 	if (issuer_cache_count != issuer_inval_count)
 	{
 		IssuerCacheDrop();

@@ -45,20 +45,11 @@
  */
 #include <string.h>
 
-#include <sodium.h>
-
 #include "jws.h"
+#include "parse.h"
 
 /* Longest base64url text of a JWS_MAX_SIG_LEN-byte signature. */
 #define JWS_MAX_SIG_B64		((JWS_MAX_SIG_LEN * 4 + 2) / 3)
-
-/* Is c in the base64url alphabet? */
-static inline bool
-JwsB64Char(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		(c >= '0' && c <= '9') || c == '-' || c == '_';
-}
 
 /*
  * The cheap shape test, for telling a JWT from other bearer tokens before
@@ -80,7 +71,7 @@ JwsLooksLikeJwt(const char *s, size_t len)
 				return false;
 			seglen = 0;
 		}
-		else if (JwsB64Char((unsigned char) s[i]))
+		else if (B64urlIsChar(s[i]))
 			seglen++;
 		else
 			return false;
@@ -89,25 +80,15 @@ JwsLooksLikeJwt(const char *s, size_t len)
 }
 
 /*
- * Decode canonical unpadded base64url (libsodium refuses padding, other
- * alphabets, a dangling sixth bit group and non-zero spare bits; we also
- * insist that it consumed every character).
+ * Decode canonical unpadded base64url with the one strict decoder
+ * (base64url.c): libsodium alone decodes bytes from 0x80 up as '_', so a
+ * JWK member or a segment would have had other spellings.
  */
 bool
 JwsB64Decode(const char *in, size_t inlen, unsigned char *out, size_t outmax,
 			 size_t *outlen)
 {
-	const char *end = NULL;
-
-	*outlen = 0;
-	if (sodium_base642bin(out, outmax, in, inlen, NULL, outlen, &end,
-						  sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-		end != in + inlen)
-	{
-		*outlen = 0;
-		return false;
-	}
-	return true;
+	return B64urlDecode(in, inlen, out, outmax, outlen) == PARSE_OK;
 }
 
 /* The JWS "alg" name of an algorithm we verify. */

@@ -7,11 +7,16 @@
  * scanner.  Anything shaped like an authctx token (a token prefix, as
  * token_parse.c knows them, then at least 16 base64url characters, so
  * truncated tokens are hidden too) is replaced by its prefix and
- * "[REDACTED]".  Matches are found
+ * "[REDACTED]".  So is anything shaped like a JWT, or the start of one:
+ * "eyJ" (the base64url of '{"', how every JWS header begins) and at least
+ * 13 more base64url characters, then a '.'; its body runs as far as
+ * base64url characters and dots go, so the claims and signature segments
+ * go too, and it becomes "eyJ[REDACTED]".  Matches are found
  * leftmost first and do not overlap; the body of a match runs as far as
  * base64url characters go.  A replacement is never longer than what it
- * replaces (20 characters or more become 14), so the scrubbed copy fits in
- * a buffer the size of the input, and it contains nothing token-shaped.
+ * replaces (20 characters or more become 14; 17 or more become 13), so the
+ * scrubbed copy fits in a buffer the size of the input, and it contains
+ * nothing token-shaped.
  *
  * Strings are NUL-terminated (they are ErrorData fields); nothing past the
  * terminator is read.  Work is linear in the length of the input.
@@ -25,6 +30,9 @@
 #define REDACT_PREFIX_LEN	4
 #define REDACT_MIN_BODY		16
 #define REDACT_MARK			"[REDACTED]"
+#define REDACT_JWT_PREFIX	"eyJ"
+#define REDACT_JWT_PREFIX_LEN	3
+#define REDACT_JWT_MIN_HEAD	16	/* "eyJ" and 13 more, before the first dot */
 
 /* Length of the token-shaped run at s (0 if none). */
 static size_t
@@ -40,20 +48,44 @@ RedactMatch(const char *s)
 	return n >= REDACT_MIN_BODY ? REDACT_PREFIX_LEN + n : 0;
 }
 
+/* Length of the JWT-shaped run at s (0 if none). */
+static size_t
+RedactJwtMatch(const char *s)
+{
+	size_t		n = REDACT_JWT_PREFIX_LEN;
+
+	/* stops at the terminator before reading past it */
+	if (strncmp(s, REDACT_JWT_PREFIX, REDACT_JWT_PREFIX_LEN) != 0)
+		return 0;
+	while (B64urlIsChar(s[n]))
+		n++;
+	if (n < REDACT_JWT_MIN_HEAD || s[n] != '.')
+		return 0;
+	while (B64urlIsChar(s[n]) || s[n] == '.')
+		n++;
+	return n;
+}
+
 /*
- * The first token-shaped run in str, with its length in *matchlen; NULL
- * (and 0) when there is none.
+ * The first token- or JWT-shaped run in str, with its length in *matchlen
+ * and the length of the prefix that stays in *keep; NULL (and 0) when
+ * there is none.
  */
-const char *
-RedactFind(const char *str, size_t *matchlen)
+static const char *
+RedactFindKeep(const char *str, size_t *matchlen, size_t *keep)
 {
 	*matchlen = 0;
+	*keep = 0;
 	if (str == NULL)
 		return NULL;
-	for (const char *p = strchr(str, 'a'); p != NULL; p = strchr(p + 1, 'a'))
+	for (const char *p = str; *p; p++)
 	{
-		size_t		n = RedactMatch(p);
+		size_t		n = 0;
 
+		if (*p == 'a' && (n = RedactMatch(p)) > 0)
+			*keep = REDACT_PREFIX_LEN;
+		else if (*p == 'e' && (n = RedactJwtMatch(p)) > 0)
+			*keep = REDACT_JWT_PREFIX_LEN;
 		if (n > 0)
 		{
 			*matchlen = n;
@@ -61,6 +93,18 @@ RedactFind(const char *str, size_t *matchlen)
 		}
 	}
 	return NULL;
+}
+
+/*
+ * The first token- or JWT-shaped run in str, with its length in *matchlen;
+ * NULL (and 0) when there is none.
+ */
+const char *
+RedactFind(const char *str, size_t *matchlen)
+{
+	size_t		keep;
+
+	return RedactFindKeep(str, matchlen, &keep);
 }
 
 /*
@@ -73,14 +117,15 @@ RedactScrub(const char *str, char *out)
 	const char *p = str;
 	const char *m;
 	size_t		n;
+	size_t		keep;
 	size_t		len = 0;
 
-	while ((m = RedactFind(p, &n)) != NULL)
+	while ((m = RedactFindKeep(p, &n, &keep)) != NULL)
 	{
 		memcpy(out + len, p, m - p);
 		len += m - p;
-		memcpy(out + len, m, REDACT_PREFIX_LEN);
-		len += REDACT_PREFIX_LEN;
+		memcpy(out + len, m, keep);
+		len += keep;
 		memcpy(out + len, REDACT_MARK, sizeof(REDACT_MARK) - 1);
 		len += sizeof(REDACT_MARK) - 1;
 		p = m + n;

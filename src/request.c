@@ -50,9 +50,9 @@ PG_FUNCTION_INFO_V1(authctx_auth_end);
 
 /*
  * The one message for every authentication failure; the hint says what to
- * do, the same for every cause.
+ * do, the same for every cause.  Also jwt.c's.
  */
-static void
+void
 RequestReject(void)
 {
 	ereport(ERROR,
@@ -92,6 +92,29 @@ RequestRoleBypassesRls(void)
 		request_bypass_role = role;
 	}
 	return request_bypass;
+}
+
+/* Warn, on every call, when the caller's role bypasses row level security. */
+void
+RequestWarnIfBypassesRls(void)
+{
+	if (RequestRoleBypassesRls())
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("role \"%s\" bypasses row level security: tenant isolation policies will not apply",
+						GetUserNameFromId(GetUserId(), false)),
+				 errhint("Call auth_begin as an application role without SUPERUSER or BYPASSRLS.")));
+}
+
+/* The user may not act in the tenant asked for (no such tenant, or no member). */
+void
+RequestRefuseTenant(void)
+{
+	/* the hint says what to do and names no tenant, existing or not */
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("user is not a member of the requested tenant"),
+			 errhint("Name a tenant the user belongs to (authctx.my_tenants() lists them), or log in again.")));
 }
 
 /* Result of validating one token. */
@@ -134,6 +157,7 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 	text	   *t;
 	char	   *requested = NULL;
 	TimestampTz expires;
+	Datum		result;
 
 	if (InSecurityRestrictedOperation())
 		ereport(ERROR,
@@ -144,6 +168,9 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		RequestReject();
+	/* an OpenID Connect access token (a JWT): jwt.c verifies and publishes */
+	if (JwtAuthBegin(fcinfo, &result))
+		return result;
 	t = PG_GETARG_TEXT_PP(0);
 	if (!TokenParse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &tok) ||
 		tok.kind == TOKEN_REFRESH)
@@ -167,17 +194,8 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				 errdetail("An API key acts only in the tenant it was created for."),
 				 errhint("Call auth_begin(key) without a tenant, or create an API key for the tenant you need.")));
 	if (res.tenant == TENANT_NOT_MEMBER)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("user is not a member of the requested tenant"),
-				 errhint("Name a tenant the user belongs to (authctx.my_tenants() lists them), or log in again.")));
-
-	if (RequestRoleBypassesRls())
-		ereport(WARNING,
-				(errcode(ERRCODE_WARNING),
-				 errmsg("role \"%s\" bypasses row level security: tenant isolation policies will not apply",
-						GetUserNameFromId(GetUserId(), false)),
-				 errhint("Call auth_begin as an application role without SUPERUSER or BYPASSRLS.")));
+		RequestRefuseTenant();
+	RequestWarnIfBypassesRls();
 
 	/* the absolute expiry; the idle limit moves with every use */
 	expires = res.rec.expires_at;
@@ -188,7 +206,9 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				   &res.rec.id,
 				   res.rec.kind == TOKEN_API_KEY ? "api_key" : "session",
 				   expires,
-				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL);
+				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL,
+				   res.rec.kind == TOKEN_SESSION ? res.rec.scopes : NULL,
+				   NULL);
 
 	/* last-seen, recorded off the request path */
 	SessionNoteUse(&res.rec, res.now);

@@ -17,6 +17,7 @@
 --   users, memberships      ('user', column): the slot of the user named by
 --                           column, old and new row;
 --   tenants                 ('tenant'): the database's tenant slot;
+--   oauth_identities        ('user', 'user_id'): a JWT's entry is its user's;
 --   TRUNCATE of any of them ('all'): the database's epoch slot.
 -- The columns watched are those SessionLookup() and TenantForRequest() read;
 -- last_seen_at / last_used_at are not (worker.c writes them in the
@@ -54,9 +55,11 @@ REVOKE ALL ON FUNCTION authctx._cache_invalidate(), authctx._cache_flush(),
 -- sessions ------------------------------------------------------------------
 CREATE TRIGGER cache_invalidate_update
   AFTER UPDATE ON authctx.sessions FOR EACH ROW
-  WHEN ((OLD.id, OLD.user_id, OLD.tenant_id, OLD.verifier, OLD.expires_at, OLD.revoked_at)
+  WHEN ((OLD.id, OLD.user_id, OLD.tenant_id, OLD.verifier, OLD.expires_at, OLD.revoked_at,
+         OLD.amr)
         IS DISTINCT FROM
-        (NEW.id, NEW.user_id, NEW.tenant_id, NEW.verifier, NEW.expires_at, NEW.revoked_at))
+        (NEW.id, NEW.user_id, NEW.tenant_id, NEW.verifier, NEW.expires_at, NEW.revoked_at,
+         NEW.amr))
   EXECUTE FUNCTION authctx._cache_invalidate('token', 's');
 -- A revoked row was never cached as valid, nor is an expired one served
 -- (expiry is checked on every hit); the margin covers a wall clock that steps
@@ -132,6 +135,22 @@ CREATE TRIGGER cache_invalidate_delete
 CREATE TRIGGER cache_invalidate_truncate
   AFTER TRUNCATE ON authctx.tenants FOR EACH STATEMENT
   EXECUTE FUNCTION authctx._cache_invalidate('all');
+
+-- identity links: a JWT's cached entry (src/jwt.c) is its user's; a link
+-- changed or removed ----------------------------------------------------------
+CREATE TRIGGER cache_invalidate_update
+  AFTER UPDATE ON authctx.oauth_identities FOR EACH ROW
+  WHEN ((OLD.provider, OLD.subject, OLD.user_id) IS DISTINCT FROM (NEW.provider, NEW.subject, NEW.user_id))
+  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+CREATE TRIGGER cache_invalidate_delete
+  AFTER DELETE ON authctx.oauth_identities FOR EACH ROW
+  EXECUTE FUNCTION authctx._cache_invalidate('user', 'user_id');
+CREATE TRIGGER cache_invalidate_truncate
+  AFTER TRUNCATE ON authctx.oauth_identities FOR EACH STATEMENT
+  EXECUTE FUNCTION authctx._cache_invalidate('all');
+ALTER TABLE authctx.oauth_identities ENABLE ALWAYS TRIGGER cache_invalidate_update,
+  ENABLE ALWAYS TRIGGER cache_invalidate_delete,
+  ENABLE ALWAYS TRIGGER cache_invalidate_truncate;
 
 ALTER TABLE authctx.sessions ENABLE ALWAYS TRIGGER cache_invalidate_update,
   ENABLE ALWAYS TRIGGER cache_invalidate_delete,

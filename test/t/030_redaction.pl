@@ -42,17 +42,26 @@ $node->psql('postgres', qq{SELECT '$tok'::authctx.token, 1/0});
 # a truncated token is still hidden
 $node->psql('postgres', qq{SELECT auth_begin('$short')});
 
+# a JWT (the shape is enough; this one is refused): simple protocol, and
+# as a bind parameter below
+my $jwt_claims = 'eyJzdWIiOiJhbGljZS1zZWNyZXQtc3ViamVjdCJ9';
+my $jwt = 'eyJhbGciOiJFZERTQSIsImtpZCI6ImVkLTIwMjQifQ.' . $jwt_claims . '.' . ('Q' x 86);
+$node->psql('postgres', qq{SELECT auth_begin('$jwt')}, extra_params => [ '-U', 'app' ]);
+
 # extended protocol with the token as a bind parameter
 my $dir = PostgreSQL::Test::Utils::tempdir;
 PostgreSQL::Test::Utils::append_to_file("$dir/bind.sql", "SELECT auth_begin(:tok);\n");
 PostgreSQL::Test::Utils::append_to_file("$dir/bindfail.sql",
 	"SELECT auth_begin(:tok) FROM generate_series(1, 1/0);\n");
-for my $script ("$dir/bind.sql", "$dir/bindfail.sql")
+for my $bearer ($tok, $jwt)
 {
-	my ($o, $e);
-	IPC::Run::run([ 'pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $script,
-		'-D', "tok=$tok", '-h', $node->host, '-p', $node->port, '-U', 'app', 'postgres' ],
-		'>', \$o, '2>', \$e);
+	for my $script ("$dir/bind.sql", "$dir/bindfail.sql")
+	{
+		my ($o, $e);
+		IPC::Run::run([ 'pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $script,
+			'-D', "tok=$bearer", '-h', $node->host, '-p', $node->port, '-U', 'app', 'postgres' ],
+			'>', \$o, '2>', \$e);
+	}
 }
 
 my $log = substr(PostgreSQL::Test::Utils::slurp_file($node->logfile), $log_start);
@@ -67,6 +76,9 @@ like($log, qr/statement \(redacted\): SELECT auth_begin\('axs_\[REDACTED\]'\)/,
 	'a redacted copy of a failing statement is logged');
 like($log, qr/invalid input syntax for type uuid: "axs_\[REDACTED\]"/,
 	'a token inside an error message is redacted');
+unlike($log, qr/\Q$jwt_claims\E/, 'no JWT claims segment anywhere in the log');
+like($log, qr/auth_begin\('eyJ\[REDACTED\]'\)/, 'a JWT in a statement is replaced by a marker');
+like($log, qr/parameters: \$1 = 'eyJ\[REDACTED\]'/, 'a JWT bind parameter is redacted');
 
 $node->stop;
 done_testing();
