@@ -32,6 +32,7 @@ OBJS = \
 	src/fetch.o \
 	src/identity.o \
 	src/issuer.o \
+	src/otp.o \
 	src/redact.o \
 	src/request.o \
 	src/seen.o \

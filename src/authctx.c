@@ -58,6 +58,7 @@ _PG_init(void)
 	TenantInit();
 	AuditInit();
 	WebauthnInit();
+	OtpInit();
 	WorkerInit();
 	CacheInit();
 

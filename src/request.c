@@ -246,7 +246,7 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 		RequestReject();
 	t = PG_GETARG_TEXT_PP(0);
 	if (!TokenParse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &tok) ||
-		tok.kind == TOKEN_REFRESH)
+		(tok.kind != TOKEN_SESSION && tok.kind != TOKEN_API_KEY))
 	{
 		CryptoZero(&tok, sizeof(tok));
 		RequestReject();

@@ -38,10 +38,13 @@ CREATE TABLE authctx.users (
   disabled_at   timestamptz,
   created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   sessions_revoked_before  timestamptz,
-  sessions_revoked_except  uuid
+  sessions_revoked_except  uuid,
+  email_verified_at        timestamptz
 );
 CREATE UNIQUE INDEX users_email_key ON authctx.users (authctx._email_key(email));
 COMMENT ON TABLE authctx.users IS 'users; email unique by authctx._email_key (Unicode NFC and case folding); disabled_at set when disabled; sessions_revoked_before: sessions and refresh tokens issued until then are revoked (except family sessions_revoked_except)';
+COMMENT ON COLUMN authctx.users.email_verified_at IS
+  'when the current email was verified (authctx.verify_email); NULL: not verified, and cleared when the email changes';
 
 CREATE TABLE authctx.memberships (
   tenant_id   uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,

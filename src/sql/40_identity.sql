@@ -299,8 +299,12 @@ BEGIN
   PERFORM authctx._check_email(set_email.email);
   PERFORM authctx._require_user(set_email.user_id);
   BEGIN
+    -- a new address is not verified (verify_email, 68_flows.sql)
     UPDATE authctx.users AS u
-       SET email = set_email.email
+       SET email = set_email.email,
+           email_verified_at = CASE
+             WHEN authctx._email_key(u.email) OPERATOR(pg_catalog.=) authctx._email_key(set_email.email)
+             THEN u.email_verified_at END
      WHERE u.id OPERATOR(pg_catalog.=) set_email.user_id;
   EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'a user with this email address already exists'
@@ -310,7 +314,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authctx.set_email(uuid, text) IS
-  'change a user''s email (unique after Unicode normalization and case folding); sessions are untouched';
+  'change a user''s email (unique after Unicode normalization and case folding); sessions are untouched; a different address is no longer verified';
 
 CREATE FUNCTION authctx.disable_user(user_id uuid)
 RETURNS void
