@@ -2382,6 +2382,124 @@ GRANT EXECUTE ON FUNCTION authctx.list_memberships(uuid), authctx.list_tenants()
   TO authctx_manager;
 GRANT EXECUTE ON FUNCTION authctx.my_tenants() TO authctx_app;
 
+-- jwt: authctx.amr() and authctx.claims(); sessions record how their login
+-- authenticated (sessions.amr: pwd for login, webauthn for login_webauthn,
+-- empty for create_session; a refresh keeps its family's), and auth_begin
+-- publishes it.  Sessions issued by 0.1.0 have an empty amr: how they were
+-- authenticated was not recorded.
+-- (no fast default: the rows are rewritten, so the catalog carries no
+-- "missing value" that a fresh install lacks)
+ALTER TABLE authctx.sessions ADD COLUMN amr text[];
+UPDATE authctx.sessions SET amr = '{}';
+ALTER TABLE authctx.sessions ALTER COLUMN amr SET DEFAULT '{}',
+  ALTER COLUMN amr SET NOT NULL;
+DROP FUNCTION authctx._new_pair(uuid, uuid, uuid, uuid, jsonb);
+CREATE FUNCTION authctx._new_pair(p_user_id uuid, p_tenant_id uuid, p_family_id uuid,
+                                  p_parent_id uuid, p_metadata jsonb, p_amr text[])
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_session authctx.token := authctx._token_new('session');
+  v_refresh authctx.token := authctx._token_new('refresh');
+  v_now     timestamptz := authctx._issue_time(p_user_id);
+  v_expires timestamptz := v_now + authctx._setting('authctx.session_lifetime');
+  v_result  authctx.login_result;
+BEGIN
+  INSERT INTO authctx.sessions (id, user_id, tenant_id, family_id, verifier,
+                                created_at, last_seen_at, expires_at, metadata, amr)
+  VALUES (authctx._token_id(v_session), p_user_id, p_tenant_id, p_family_id,
+          authctx._token_verifier(v_session), v_now, v_now, v_expires,
+          coalesce(p_metadata, '{}'::jsonb), coalesce(p_amr, '{}'::text[]));
+  INSERT INTO authctx.refresh_tokens (id, family_id, session_id, user_id, tenant_id,
+                                      parent_id, verifier, created_at, expires_at)
+  VALUES (authctx._token_id(v_refresh), p_family_id, authctx._token_id(v_session),
+          p_user_id, p_tenant_id, p_parent_id, authctx._token_verifier(v_refresh),
+          v_now, v_now + authctx._setting('authctx.refresh_lifetime'));
+  v_result := ROW(v_session, v_refresh, authctx._token_id(v_session), p_tenant_id, v_expires);
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx._new_pair(uuid, uuid, uuid, uuid, jsonb, text[]) IS 'internal: issue a session and refresh token in a family, with the login''s authentication methods';
+CREATE OR REPLACE FUNCTION authctx._issue_session(user_id uuid, tenant_id uuid, method text, metadata jsonb)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_family uuid := gen_random_uuid();
+  v_result authctx.login_result;
+BEGIN
+  PERFORM 1 FROM authctx.users u
+    WHERE u.id = _issue_session.user_id AND u.disabled_at IS NULL FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  IF _issue_session.tenant_id IS NOT NULL
+     AND NOT authctx._lock_membership(_issue_session.tenant_id, _issue_session.user_id) THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- the session's amr (RFC 8176 names), published by auth_begin as authctx.amr()
+  v_result := authctx._new_pair(_issue_session.user_id, _issue_session.tenant_id, v_family,
+                                NULL, _issue_session.metadata,
+                                CASE _issue_session.method
+                                  WHEN 'password' THEN ARRAY['pwd']
+                                  WHEN 'webauthn' THEN ARRAY['webauthn']
+                                  ELSE '{}'::text[] END);
+  PERFORM authctx._audit('login', _issue_session.user_id, _issue_session.tenant_id,
+                         v_result.session_id,
+                         jsonb_build_object('method', _issue_session.method, 'family_id', v_family));
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx._issue_session(uuid, uuid, text, jsonb) IS
+  'internal: create a session and refresh token in a new family for an authenticated user, audit login';
+CREATE OR REPLACE FUNCTION authctx._refresh_pair(p_token authctx.refresh_tokens, p_grace boolean)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_meta   jsonb;
+  v_amr    text[];
+  v_result authctx.login_result;
+BEGIN
+  SELECT s.metadata, s.amr INTO v_meta, v_amr FROM authctx.sessions s
+   WHERE s.family_id = p_token.family_id
+   ORDER BY s.id = p_token.session_id DESC, s.created_at DESC
+   LIMIT 1;
+  v_result := authctx._new_pair(p_token.user_id, p_token.tenant_id, p_token.family_id,
+                                p_token.id, v_meta, v_amr);
+  PERFORM authctx._audit('refresh', p_token.user_id, p_token.tenant_id, v_result.session_id,
+                         CASE WHEN p_grace
+                              THEN jsonb_build_object('family_id', p_token.family_id, 'grace', true)
+                              ELSE jsonb_build_object('family_id', p_token.family_id) END);
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx._refresh_pair(authctx.refresh_tokens, boolean) IS
+  'internal: issue the new pair of a refresh in the spent token''s family, with its metadata, and audit it';
+REVOKE ALL ON FUNCTION authctx._new_pair(uuid, uuid, uuid, uuid, jsonb, text[]) FROM PUBLIC;
+CREATE FUNCTION authctx.amr() RETURNS text[]
+  AS 'MODULE_PATHNAME', 'authctx_amr' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION authctx.amr() IS 'how the context''s user authenticated (a JWT''s amr claim; a session''s login methods: pwd, webauthn; empty for create_session and API keys), or NULL';
+
+CREATE FUNCTION authctx.claims() RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'authctx_claims' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION authctx.claims() IS 'the verified claims of the context''s JWT, or NULL (no context, or not a JWT)';
+GRANT EXECUTE ON FUNCTION authctx.amr(), authctx.claims() TO PUBLIC;
+DROP TRIGGER cache_invalidate_update ON authctx.sessions;
+CREATE TRIGGER cache_invalidate_update
+  AFTER UPDATE ON authctx.sessions FOR EACH ROW
+  WHEN ((OLD.id, OLD.user_id, OLD.tenant_id, OLD.verifier, OLD.expires_at, OLD.revoked_at,
+         OLD.amr)
+        IS DISTINCT FROM
+        (NEW.id, NEW.user_id, NEW.tenant_id, NEW.verifier, NEW.expires_at, NEW.revoked_at,
+         NEW.amr))
+  EXECUTE FUNCTION authctx._cache_invalidate('token', 's');
+ALTER TABLE authctx.sessions ENABLE ALWAYS TRIGGER cache_invalidate_update;
+
 -- flows: account flows (issue 16): one-time tokens of kind axo_ (email
 -- verification, password reset, magic links, invitations), TOTP second
 -- factors with recovery codes, users.email_verified_at, user_info; set_email

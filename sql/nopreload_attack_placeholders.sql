@@ -54,11 +54,13 @@ BEGIN
   IF authctx.is_authenticated() THEN leaks := leaks || 'is_authenticated()'::text; END IF;
   IF authctx.has_role('owner') THEN leaks := leaks || 'has_role()'::text; END IF;
   IF authctx.has_scope('inv:delete') THEN leaks := leaks || 'has_scope()'::text; END IF;
+  IF authctx.amr() IS NOT NULL THEN leaks := leaks || 'amr()'::text; END IF;
+  IF authctx.claims() IS NOT NULL THEN leaks := leaks || 'claims()'::text; END IF;
   IF pg_has_role('authctx_admin', 'MEMBER') THEN
     EXECUTE 'SELECT authctx.admin_bypass()' INTO bypass;
     IF bypass THEN leaks := leaks || 'admin_bypass()'::text; END IF;
   END IF;
-  FOREACH n IN ARRAY ARRAY['user_id', 'tenant_id', 'role', 'session_id', 'credential', 'admin_bypass'] LOOP
+  FOREACH n IN ARRAY ARRAY['user_id', 'tenant_id', 'role', 'session_id', 'credential', 'admin_bypass', 'claims'] LOOP
     IF current_setting('authctx.' || n, true) <> '' THEN
       leaks := leaks || ('setting ' || n);
     END IF;
@@ -85,6 +87,7 @@ SET authctx.role = 'owner';
 SET authctx.session_id = :'bob_sid';
 SET authctx.credential = 'api_key;;inv:delete';
 SET authctx.admin_bypass = 'forged';
+SET authctx.claims = '{"sub":"admin"}';
 SELECT count(*) AS rows_seen FROM public.ap_invoices;
 SELECT public.ap_leaks() AS leaked_after_set;
 -- and RESET cannot bring a discarded value back

@@ -164,7 +164,7 @@ SELECT fn, a.privilege_type
                                             acldefault('f', 10::oid))) a
  WHERE a.grantee = 0
    AND f.proname NOT IN ('user_id', 'tenant_id', 'role', 'session_id', 'current', 'has_role',
-                         'has_scope', 'is_authenticated',
+                         'has_scope', 'is_authenticated', 'amr', 'claims',
                          'token_in', 'token_out', 'token_recv', 'token_send');
 
 -- the app may execute only what the contract lists for it

@@ -355,6 +355,9 @@ SELECT pg_temp.try($$SELECT authctx.login_webauthn(f.cred, f.ad, f.cd, f.sig, 'e
 SELECT pg_temp.try($$SELECT authctx.login_webauthn(f.cred, f.ad, f.cd, f.sig, 'example.com',
          'https://example.com') FROM wa_fx f WHERE f.name = 'login_bad_sig'$$) AS bad_signature;
 SELECT pg_temp.try($$SELECT authctx.login_webauthn(NULL, NULL, NULL, NULL, NULL, NULL)$$) AS all_null;
+-- a passkey login records its method: amr {webauthn}
+SELECT DISTINCT s.amr FROM authctx.sessions s JOIN authctx.users u ON u.id = s.user_id
+ WHERE u.email LIKE 'wa-%';
 -- sessions exist for the successes
 SELECT u.email, count(*) AS sessions
   FROM authctx.sessions s JOIN authctx.users u ON u.id = s.user_id

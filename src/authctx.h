@@ -76,17 +76,21 @@ typedef struct AuthctxContext
 	bool		has_tenant;
 	pg_uuid_t	tenant_id;
 	char		role[NAMEDATALEN];
+	bool		has_session;	/* false for a JWT: session_id() is NULL */
 	pg_uuid_t	session_id;
-	char		auth_method[16];	/* session | api_key | admin */
+	char		auth_method[16];	/* session | api_key | jwt | admin */
 	TimestampTz expires_at;
 	char	   *scopes;			/* newline-separated, or NULL */
+	char	   *amr;			/* newline-separated, or NULL */
+	char	   *claims;			/* a JWT's verified claims (JSON), or NULL */
 } AuthctxContext;
 
 extern void ContextInit(void);
 extern void ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
 						   const char *role, const pg_uuid_t *session_id,
 						   const char *auth_method, TimestampTz expires_at,
-						   const char *scopes);
+						   const char *scopes, const char *amr,
+						   const char *claims);
 extern void ContextClear(void);
 extern void ContextSetAdminBypass(const char *reason);
 extern bool ContextAdminBypass(void);
@@ -138,7 +142,9 @@ typedef struct SessionRecord
 	TimestampTz last_seen_at;	/* last_seen_at / last_used_at */
 	bool		revoked;
 	bool		user_disabled;
-	char		scopes[1024];	/* API keys: newline-separated, never cut */
+	char		scopes[1024];	/* newline-separated, never cut: an API key's
+								 * scopes; a session's amr (the login's
+								 * authentication methods) */
 	bool		scopes_bad;		/* the stored scopes do not validate or fit:
 								 * the key is refused */
 	bool		member_known;	/* is_member and role below were looked up */

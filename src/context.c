@@ -7,9 +7,11 @@
  * ------
  * The context is published as transaction-local GUCs (authctx.user_id,
  * authctx.tenant_id, authctx.role, authctx.session_id, plus hidden
- * authctx.credential, which packs the authentication method, the expiry and
- * the API key scopes as "method;expiry;scopes", and hidden
- * authctx.admin_bypass).  Six settings rather than eight: every
+ * authctx.credential, which packs the authentication method, the expiry,
+ * the amr (authentication methods) and the API key's or JWT's scopes as
+ * "method;expiry;amr;scopes", hidden authctx.admin_bypass, and hidden
+ * authctx.claims, a JWT's verified claims, set only when a JWT published
+ * them or to clear them).  Few settings rather than one per field: every
  * set_config_option costs a lookup, a malloc'd copy and a stack entry undone
  * at commit, and auth_begin publishes on every request.  GUCs give us, for free, exactly the lifetime the
  * contract asks for: values set with GUC_ACTION_LOCAL are undone at COMMIT,
@@ -92,8 +94,10 @@
 #include "storage/proc.h"
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/portal.h"
 #include "utils/timestamp.h"
@@ -108,8 +112,9 @@ typedef enum ContextField
 	CF_TENANT_ID,
 	CF_ROLE,
 	CF_SESSION_ID,
-	CF_CREDENTIAL,				/* "method;expiry;scopes" */
+	CF_CREDENTIAL,				/* "method;expiry;amr;scopes" */
 	CF_ADMIN_BYPASS,
+	CF_CLAIMS,					/* a JWT's verified claims (JSON) */
 	CF_COUNT
 } ContextField;
 
@@ -129,7 +134,8 @@ typedef struct ContextExtra
 	bool		present;		/* value is non-empty */
 	pg_uuid_t	uuid;			/* user, tenant, session */
 	TimestampTz ts;				/* credential: expiry, DT_NOBEGIN if none */
-	char		method[16];		/* credential: session | api_key | admin */
+	char		method[16];		/* credential: session | api_key | jwt | admin */
+	int			amr_off;		/* credential: amr at text + amr_off */
 	int			scopes_off;		/* credential: scopes at text + scopes_off */
 	char		text[FLEXIBLE_ARRAY_MEMBER];
 } ContextExtra;
@@ -157,6 +163,7 @@ static ContextGuc authctx_gucs[CF_COUNT] = {
 	[CF_SESSION_ID] = {"authctx.session_id", "Session or API key of the current transaction's authentication context.", false},
 	[CF_CREDENTIAL] = {"authctx.credential", "How the current transaction authenticated, until when, and the API key's scopes.", true},
 	[CF_ADMIN_BYPASS] = {"authctx.admin_bypass", "Reason of an active admin bypass.", true},
+	[CF_CLAIMS] = {"authctx.claims", "Verified claims of the current transaction's JWT.", true},
 };
 
 /* The published context, mirrored from the GUCs by the assign hooks. */
@@ -230,6 +237,8 @@ PG_FUNCTION_INFO_V1(authctx_has_role);
 PG_FUNCTION_INFO_V1(authctx_has_scope);
 PG_FUNCTION_INFO_V1(authctx_is_authenticated);
 PG_FUNCTION_INFO_V1(authctx_admin_bypass);
+PG_FUNCTION_INFO_V1(authctx_amr);
+PG_FUNCTION_INFO_V1(authctx_claims);
 
 /* Is this GUC name one of the protected context parameters? */
 static bool
@@ -243,7 +252,25 @@ ContextIsProtectedName(const char *name)
 	return false;
 }
 
-/* Parse "method;expiry;scopes" (expiry may be empty) into extra. */
+/*
+ * Split "method;expiry;amr;scopes" in extra->text after the method: the amr
+ * becomes a string of its own (its ';' is overwritten in the extra's copy;
+ * the GUC's value is untouched), the scopes are the rest.
+ */
+static bool
+ContextSplitAmr(ContextExtra *extra, const char *semi2)
+{
+	char	   *semi3 = strchr(semi2 + 1, ';');
+
+	if (semi3 == NULL)
+		return false;
+	extra->amr_off = (int) (semi2 + 1 - extra->text);
+	*semi3 = '\0';
+	extra->scopes_off = (int) (semi3 + 1 - extra->text);
+	return true;
+}
+
+/* Parse "method;expiry;amr;scopes" (expiry may be empty) into extra. */
 static bool
 ContextParseCredential(ContextExtra *extra)
 {
@@ -269,8 +296,7 @@ ContextParseCredential(ContextExtra *extra)
 			return false;
 		extra->ts = (TimestampTz) v;
 	}
-	extra->scopes_off = (int) (semi2 + 1 - value);
-	return true;
+	return ContextSplitAmr(extra, semi2);
 }
 
 /*
@@ -292,6 +318,7 @@ ContextParse(ContextField f, const char *value, ContextExtra **out)
 	extra->present = len > 0;
 	extra->ts = DT_NOBEGIN;
 	extra->scopes_off = (int) len;	/* the empty string at the end */
+	extra->amr_off = (int) len;
 
 	if (extra->present)
 	{
@@ -324,7 +351,7 @@ ContextParse(ContextField f, const char *value, ContextExtra **out)
 					}
 					strlcpy(extra->method, staged->method, sizeof(extra->method));
 					extra->ts = staged->ts;
-					extra->scopes_off = (int) (semi2 + 1 - extra->text);
+					ok = ContextSplitAmr(extra, semi2);
 				}
 				else
 					ok = ContextParseCredential(extra);
@@ -503,6 +530,7 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 			strlcpy(authctx_ctx.role, e->text, NAMEDATALEN);
 			break;
 		case CF_SESSION_ID:
+			authctx_ctx.has_session = e->present;
 			authctx_ctx.session_id = e->uuid;
 			break;
 		case CF_CREDENTIAL:
@@ -511,9 +539,14 @@ ContextAssign(ContextField f, const char *newval, void *extra)
 			/* the extra lives as long as the GUC holds this value */
 			authctx_ctx.scopes = e->present && e->text[e->scopes_off] ?
 				e->text + e->scopes_off : NULL;
+			authctx_ctx.amr = e->present && e->text[e->amr_off] ?
+				e->text + e->amr_off : NULL;
 			break;
 		case CF_ADMIN_BYPASS:
 			authctx_bypass = e->present;
+			break;
+		case CF_CLAIMS:
+			authctx_ctx.claims = e->present ? e->text : NULL;
 			break;
 		default:
 			break;
@@ -533,14 +566,15 @@ CONTEXT_HOOKS(CF_ROLE, role)
 CONTEXT_HOOKS(CF_SESSION_ID, session_id)
 CONTEXT_HOOKS(CF_CREDENTIAL, credential)
 CONTEXT_HOOKS(CF_ADMIN_BYPASS, admin_bypass)
+CONTEXT_HOOKS(CF_CLAIMS, claims)
 
 static const GucStringCheckHook context_check_hooks[CF_COUNT] = {
 	check_user_id, check_tenant_id, check_role, check_session_id,
-	check_credential, check_admin_bypass
+	check_credential, check_admin_bypass, check_claims
 };
 static const GucStringAssignHook context_assign_hooks[CF_COUNT] = {
 	assign_user_id, assign_tenant_id, assign_role, assign_session_id,
-	assign_credential, assign_admin_bypass
+	assign_credential, assign_admin_bypass, assign_claims
 };
 
 /* Name of the protected parameter a utility statement would change, if any. */
@@ -796,9 +830,13 @@ ContextSetUuid(ContextField f, const pg_uuid_t *u)
 	ContextSet(f, ContextUuidText(u, buf), u ? &staged : NULL);
 }
 
-/* Set the packed credential field "method;expiry;scopes". */
+/*
+ * Set the packed credential field "method;expiry;amr;scopes" (amr
+ * newline-separated, without ';': ContextPublish's caller sees to it).
+ */
 static void
-ContextSetCredential(const char *method, TimestampTz expires_at, const char *scopes)
+ContextSetCredential(const char *method, TimestampTz expires_at,
+					 const char *amr, const char *scopes)
 {
 	StringInfoData buf;
 	ContextStaged staged = {.ts = expires_at, .method = method};
@@ -810,6 +848,10 @@ ContextSetCredential(const char *method, TimestampTz expires_at, const char *sco
 	if (expires_at != DT_NOBEGIN)
 		appendStringInfo(&buf, INT64_FORMAT, (int64) expires_at);
 	appendStringInfoChar(&buf, ';');
+	Assert(amr == NULL || strchr(amr, ';') == NULL);
+	if (amr)
+		appendStringInfoString(&buf, amr);
+	appendStringInfoChar(&buf, ';');
 	if (scopes)
 		appendStringInfoString(&buf, scopes);
 	ContextSet(CF_CREDENTIAL, buf.data, &staged);
@@ -818,13 +860,15 @@ ContextSetCredential(const char *method, TimestampTz expires_at, const char *sco
 
 /*
  * Publish a validated context for the rest of this transaction.  Only
- * request.c (auth_begin) calls this; every field is replaced.
+ * auth_begin (request.c, and jwt.c for its JWTs) calls this; every field is
+ * replaced.  amr is newline-separated without ';'; claims is a JWT's
+ * verified claims as JSON text, NULL for every other credential.
  */
 void
 ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
 			   const char *role, const pg_uuid_t *session_id,
 			   const char *auth_method, TimestampTz expires_at,
-			   const char *scopes)
+			   const char *scopes, const char *amr, const char *claims)
 {
 	authctx_published_lxid = AuthctxMyLxid();
 	authctx_context_setting = true;
@@ -834,7 +878,12 @@ ContextPublish(const pg_uuid_t *user_id, const pg_uuid_t *tenant_id,
 		ContextSetUuid(CF_TENANT_ID, tenant_id);
 		ContextSet(CF_ROLE, role, NULL);
 		ContextSetUuid(CF_SESSION_ID, session_id);
-		ContextSetCredential(auth_method, expires_at, scopes);
+		ContextSetCredential(auth_method, expires_at, amr, scopes);
+		/* one setting fewer on the session path: claims only when present */
+		if ((claims != NULL && claims[0] != '\0') ||
+			(authctx_gucs[CF_CLAIMS].value != NULL &&
+			 authctx_gucs[CF_CLAIMS].value[0] != '\0'))
+			ContextSet(CF_CLAIMS, claims, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -872,7 +921,7 @@ ContextSetAdminBypass(const char *reason)
 	PG_TRY();
 	{
 		ContextSet(CF_ADMIN_BYPASS, reason, NULL);
-		ContextSetCredential("admin", ctx->expires_at, ctx->scopes);
+		ContextSetCredential("admin", ctx->expires_at, ctx->amr, ctx->scopes);
 	}
 	PG_FINALLY();
 	{
@@ -981,7 +1030,7 @@ authctx_session_id(PG_FUNCTION_ARGS)
 {
 	const AuthctxContext *ctx = ContextCurrent();
 
-	if (!ctx->valid)
+	if (!ctx->valid || !ctx->has_session)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(CachedUuidDatum(fcinfo, &ctx->session_id));
 }
@@ -1006,7 +1055,10 @@ authctx_has_role(PG_FUNCTION_ARGS)
 						  VARSIZE_ANY_EXHDR(want)) == 0);
 }
 
-/* Sessions carry every scope; API keys only those they were created with. */
+/*
+ * Sessions carry every scope; API keys only those they were created with,
+ * a JWT those of its "scope" and "scp" claims.
+ */
 Datum
 authctx_has_scope(PG_FUNCTION_ARGS)
 {
@@ -1017,13 +1069,14 @@ authctx_has_scope(PG_FUNCTION_ARGS)
 
 	if (!ctx->valid || PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
-	if (strcmp(ctx->auth_method, "api_key") != 0)
+	if (strcmp(ctx->auth_method, "api_key") != 0 &&
+		strcmp(ctx->auth_method, "jwt") != 0)
 		PG_RETURN_BOOL(true);
 	if (ctx->scopes == NULL)
 		PG_RETURN_BOOL(false);
 	want = PG_GETARG_TEXT_PP(0);
 	wlen = VARSIZE_ANY_EXHDR(want);
-	/* newline-separated; auth_begin refuses a key whose scopes hold one */
+	/* newline-separated; auth_begin refuses a key or JWT whose scopes hold one */
 	p = ctx->scopes;
 	while (*p)
 	{
@@ -1072,7 +1125,7 @@ authctx_current(PG_FUNCTION_ARGS)
 		values[2] = PointerGetDatum(cstring_to_text(ctx->role));
 	else
 		nulls[2] = true;
-	if (ctx->valid)
+	if (ctx->valid && ctx->has_session)
 		values[3] = UuidDatum(&ctx->session_id);
 	else
 		nulls[3] = true;
@@ -1087,4 +1140,70 @@ authctx_current(PG_FUNCTION_ARGS)
 		nulls[5] = true;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * authctx.amr(): how the context's user authenticated, as text[]; empty
+ * when nothing was recorded, NULL without a context.
+ */
+Datum
+authctx_amr(PG_FUNCTION_ARGS)
+{
+	const AuthctxContext *ctx = ContextCurrent();
+	ArrayBuildState *astate;
+	const char *p;
+
+	if (!ctx->valid)
+		PG_RETURN_NULL();
+	astate = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	p = ctx->amr;
+	while (p != NULL && *p)
+	{
+		const char *end = strchr(p, '\n');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+
+		if (len > 0)
+			accumArrayResult(astate,
+							 PointerGetDatum(cstring_to_text_with_len(p, (int) len)),
+							 false, TEXTOID, CurrentMemoryContext);
+		p = end ? end + 1 : NULL;
+	}
+	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
+}
+
+/* A jsonb datum cached per call site until the context changes. */
+typedef struct ClaimsCache
+{
+	uint64		generation;
+	Datum		value;
+} ClaimsCache;
+
+/*
+ * authctx.claims(): the verified claims of the context's JWT as jsonb, or
+ * NULL.  Parsed once per call site and context, not once per row.
+ */
+Datum
+authctx_claims(PG_FUNCTION_ARGS)
+{
+	const AuthctxContext *ctx = ContextCurrent();
+	ClaimsCache *c;
+	MemoryContext old;
+
+	if (!ctx->valid || ctx->claims == NULL ||
+		strcmp(ctx->auth_method, "jwt") != 0)
+		PG_RETURN_NULL();
+	if (fcinfo->flinfo == NULL)
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(ctx->claims)));
+	c = (ClaimsCache *) fcinfo->flinfo->fn_extra;
+	if (c == NULL || c->generation != authctx_ctx_generation)
+	{
+		/* a fresh copy: a datum handed out earlier must stay unchanged */
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		c = palloc(sizeof(ClaimsCache));
+		c->value = DirectFunctionCall1(jsonb_in, CStringGetDatum(ctx->claims));
+		c->generation = authctx_ctx_generation;
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = c;
+	}
+	PG_RETURN_DATUM(c->value);
 }

@@ -288,7 +288,9 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 				   &res.rec.id,
 				   res.rec.kind == TOKEN_API_KEY ? "api_key" : "session",
 				   expires,
-				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL);
+				   res.rec.kind == TOKEN_API_KEY ? res.rec.scopes : NULL,
+				   res.rec.kind == TOKEN_SESSION ? res.rec.scopes : NULL,
+				   NULL);
 
 	/*
 	 * Last-seen is recorded off the request path, at most once an interval:

@@ -111,7 +111,7 @@ SessionInit(void)
 /* the row's own id comes last: see SessionLookup */
 static const char *const session_cols[] = {
 	"user_id", "tenant_id", "verifier", "expires_at", "last_seen_at", "revoked_at",
-	"created_at", "family_id", "id"
+	"created_at", "family_id", "amr", "id"
 };
 static const char *const key_cols[] = {
 	"user_id", "tenant_id", "verifier", "expires_at", "last_used_at", "revoked_at", "scopes", "id"
@@ -335,8 +335,8 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	static const pg_uuid_t nobody = {{0}};
 	Datum		key = UUIDPGetDatum((pg_uuid_t *) id);
 	Oid			eq = F_UUID_EQ;
-	Datum		v[9];
-	bool		n[9];
+	Datum		v[10];
+	bool		n[10];
 	Datum		uv[3];
 	bool		un[3];
 	uint64		stamp;
@@ -404,6 +404,9 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	rec->revoked = !n[5];
 	if (kind == TOKEN_API_KEY && !n[6])
 		rec->scopes_bad = !SessionScopes(v[6], rec->scopes, sizeof(rec->scopes));
+	/* a session's amr, held where a key's scopes are; the same rule */
+	if (kind == TOKEN_SESSION && !n[8])
+		rec->scopes_bad = !SessionScopes(v[8], rec->scopes, sizeof(rec->scopes));
 
 	/* a session row without its user cannot exist (foreign key); be safe */
 	key = UUIDPGetDatum(&rec->user_id);

@@ -337,17 +337,22 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 
 	/*
 	 * The bypass is about tenants, not scopes: a transaction authenticated
-	 * by an API key keeps the key's method and scopes, so has_scope() still
-	 * answers from them (a session has every scope either way).
+	 * by an API key or a JWT keeps its method, scopes, amr and claims, so
+	 * has_scope() still answers from them (a session has every scope either
+	 * way).
 	 */
-	if (ctx->valid && strcmp(ctx->auth_method, "api_key") == 0)
+	if (ctx->valid && (strcmp(ctx->auth_method, "api_key") == 0 ||
+					   strcmp(ctx->auth_method, "jwt") == 0))
 	{
 		AuthctxContext key = *ctx;
 		char	   *scopes = pstrdup(ctx->scopes ? ctx->scopes : "");
+		char	   *amr = ctx->amr ? pstrdup(ctx->amr) : NULL;
+		char	   *claims = ctx->claims ? pstrdup(ctx->claims) : NULL;
 
 		ContextSetAdminBypass(reason);
 		ContextPublish(&key.user_id, key.has_tenant ? &key.tenant_id : NULL,
-					   key.role, &key.session_id, "api_key", key.expires_at, scopes);
+					   key.role, key.has_session ? &key.session_id : NULL,
+					   key.auth_method, key.expires_at, scopes, amr, claims);
 	}
 	else
 		ContextSetAdminBypass(reason);

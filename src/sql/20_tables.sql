@@ -118,7 +118,8 @@ CREATE TABLE authctx.sessions (
   last_seen_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   expires_at    timestamptz NOT NULL, -- absolute lifetime
   revoked_at    timestamptz,
-  metadata      jsonb NOT NULL DEFAULT '{}'
+  metadata      jsonb NOT NULL DEFAULT '{}',
+  amr           text[] NOT NULL DEFAULT '{}' -- how the login authenticated (authctx.amr())
 ) WITH (fillfactor = 80);
 CREATE INDEX sessions_user_idx ON authctx.sessions (user_id);
 CREATE INDEX sessions_family_idx ON authctx.sessions (family_id);

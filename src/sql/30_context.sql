@@ -39,9 +39,18 @@ CREATE FUNCTION authctx.admin_bypass() RETURNS boolean
   AS 'MODULE_PATHNAME', 'authctx_admin_bypass' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION authctx.admin_bypass() IS 'true when admin_begin is active in this transaction';
 
+CREATE FUNCTION authctx.amr() RETURNS text[]
+  AS 'MODULE_PATHNAME', 'authctx_amr' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION authctx.amr() IS 'how the context''s user authenticated (a JWT''s amr claim; a session''s login methods: pwd, webauthn; empty for create_session and API keys), or NULL';
+
+CREATE FUNCTION authctx.claims() RETURNS jsonb
+  AS 'MODULE_PATHNAME', 'authctx_claims' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION authctx.claims() IS 'the verified claims of the context''s JWT, or NULL (no context, or not a JWT)';
+
 -- Accessors are the only functions PUBLIC may execute.
 GRANT EXECUTE ON FUNCTION authctx.user_id(), authctx.tenant_id(), authctx.role(),
   authctx.session_id(), authctx.current(), authctx.has_role(text),
-  authctx.has_scope(text), authctx.is_authenticated() TO PUBLIC;
+  authctx.has_scope(text), authctx.is_authenticated(), authctx.amr(),
+  authctx.claims() TO PUBLIC;
 REVOKE ALL ON FUNCTION authctx.admin_bypass() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION authctx.admin_bypass() TO authctx_admin;

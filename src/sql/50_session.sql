@@ -557,7 +557,7 @@ COMMENT ON FUNCTION authctx._enabled_user(uuid) IS 'internal: check that a user 
 -- A new session and refresh token in a family; stores only verifiers.  The
 -- caller holds the user's row (FOR SHARE).
 CREATE FUNCTION authctx._new_pair(p_user_id uuid, p_tenant_id uuid, p_family_id uuid,
-                                  p_parent_id uuid, p_metadata jsonb)
+                                  p_parent_id uuid, p_metadata jsonb, p_amr text[])
 RETURNS authctx.login_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -570,10 +570,10 @@ DECLARE
   v_result  authctx.login_result;
 BEGIN
   INSERT INTO authctx.sessions (id, user_id, tenant_id, family_id, verifier,
-                                created_at, last_seen_at, expires_at, metadata)
+                                created_at, last_seen_at, expires_at, metadata, amr)
   VALUES (authctx._token_id(v_session), p_user_id, p_tenant_id, p_family_id,
           authctx._token_verifier(v_session), v_now, v_now, v_expires,
-          coalesce(p_metadata, '{}'::jsonb));
+          coalesce(p_metadata, '{}'::jsonb), coalesce(p_amr, '{}'::text[]));
   INSERT INTO authctx.refresh_tokens (id, family_id, session_id, user_id, tenant_id,
                                       parent_id, verifier, created_at, expires_at)
   VALUES (authctx._token_id(v_refresh), p_family_id, authctx._token_id(v_session),
@@ -583,7 +583,7 @@ BEGIN
   RETURN v_result;
 END
 $$;
-COMMENT ON FUNCTION authctx._new_pair(uuid, uuid, uuid, uuid, jsonb) IS 'internal: issue a session and refresh token in a family';
+COMMENT ON FUNCTION authctx._new_pair(uuid, uuid, uuid, uuid, jsonb, text[]) IS 'internal: issue a session and refresh token in a family, with the login''s authentication methods';
 
 -- Start a login: a session and a refresh token in a new family, and a
 -- login audit event.  For callers that have already authenticated the user
@@ -608,8 +608,13 @@ BEGIN
      AND NOT authctx._lock_membership(_issue_session.tenant_id, _issue_session.user_id) THEN
     RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
   END IF;
+  -- the session's amr (RFC 8176 names), published by auth_begin as authctx.amr()
   v_result := authctx._new_pair(_issue_session.user_id, _issue_session.tenant_id, v_family,
-                                NULL, _issue_session.metadata);
+                                NULL, _issue_session.metadata,
+                                CASE _issue_session.method
+                                  WHEN 'password' THEN ARRAY['pwd']
+                                  WHEN 'webauthn' THEN ARRAY['webauthn']
+                                  ELSE '{}'::text[] END);
   PERFORM authctx._audit('login', _issue_session.user_id, _issue_session.tenant_id,
                          v_result.session_id,
                          jsonb_build_object('method', _issue_session.method, 'family_id', v_family));
@@ -648,9 +653,9 @@ COMMENT ON FUNCTION authctx._refresh_lock(uuid, uuid, uuid, timestamptz) IS
   'internal: lock user, membership and family for a refresh, and check that the family may still refresh (28000)';
 
 -- The new pair of a refresh (a spend, or a grace re-spend) and its audit
--- record.  The metadata comes from the session issued with the spent token
--- (cleanup() keeps it while the family can refresh), else from the family's
--- newest session.
+-- record.  The metadata and the login's amr come from the session issued
+-- with the spent token (cleanup() keeps it while the family can refresh),
+-- else from the family's newest session.
 CREATE FUNCTION authctx._refresh_pair(p_token authctx.refresh_tokens, p_grace boolean)
 RETURNS authctx.login_result
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -658,14 +663,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_meta   jsonb;
+  v_amr    text[];
   v_result authctx.login_result;
 BEGIN
-  SELECT s.metadata INTO v_meta FROM authctx.sessions s
+  SELECT s.metadata, s.amr INTO v_meta, v_amr FROM authctx.sessions s
    WHERE s.family_id = p_token.family_id
    ORDER BY s.id = p_token.session_id DESC, s.created_at DESC
    LIMIT 1;
   v_result := authctx._new_pair(p_token.user_id, p_token.tenant_id, p_token.family_id,
-                                p_token.id, v_meta);
+                                p_token.id, v_meta, v_amr);
   PERFORM authctx._audit('refresh', p_token.user_id, p_token.tenant_id, v_result.session_id,
                          CASE WHEN p_grace
                               THEN jsonb_build_object('family_id', p_token.family_id, 'grace', true)
@@ -1199,7 +1205,7 @@ REVOKE ALL ON FUNCTION
   authctx._holds_family_lock(uuid), authctx._revoke_family_rows(uuid, timestamptz),
   authctx._revoke_family(uuid, timestamptz), authctx._lock_membership(uuid, uuid),
   authctx._revoke_user_sessions(uuid, uuid, text), authctx._member_tenant(uuid, text, boolean),
-  authctx._enabled_user(uuid), authctx._new_pair(uuid, uuid, uuid, uuid, jsonb),
+  authctx._enabled_user(uuid), authctx._new_pair(uuid, uuid, uuid, uuid, jsonb, text[]),
   authctx._issue_session(uuid, uuid, text, jsonb),
   authctx._refresh_lock(uuid, uuid, uuid, timestamptz),
   authctx._refresh_pair(authctx.refresh_tokens, boolean),

@@ -54,9 +54,11 @@ REVOKE ALL ON FUNCTION authctx._cache_invalidate(), authctx._cache_flush(),
 -- sessions ------------------------------------------------------------------
 CREATE TRIGGER cache_invalidate_update
   AFTER UPDATE ON authctx.sessions FOR EACH ROW
-  WHEN ((OLD.id, OLD.user_id, OLD.tenant_id, OLD.verifier, OLD.expires_at, OLD.revoked_at)
+  WHEN ((OLD.id, OLD.user_id, OLD.tenant_id, OLD.verifier, OLD.expires_at, OLD.revoked_at,
+         OLD.amr)
         IS DISTINCT FROM
-        (NEW.id, NEW.user_id, NEW.tenant_id, NEW.verifier, NEW.expires_at, NEW.revoked_at))
+        (NEW.id, NEW.user_id, NEW.tenant_id, NEW.verifier, NEW.expires_at, NEW.revoked_at,
+         NEW.amr))
   EXECUTE FUNCTION authctx._cache_invalidate('token', 's');
 -- A revoked row was never cached as valid, nor is an expired one served
 -- (expiry is checked on every hit); the margin covers a wall clock that steps

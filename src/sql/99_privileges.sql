@@ -16,7 +16,7 @@ BEGIN
       JOIN pg_catalog.pg_extension e
         ON e.oid OPERATOR(pg_catalog.=) d.refobjid AND e.extname OPERATOR(pg_catalog.=) 'authctx'
      WHERE p.proname NOT IN ('user_id', 'tenant_id', 'role', 'session_id', 'current',
-                             'has_role', 'has_scope', 'is_authenticated',
+                             'has_role', 'has_scope', 'is_authenticated', 'amr', 'claims',
                              'token_in', 'token_out', 'token_recv', 'token_send')
   LOOP
     EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
