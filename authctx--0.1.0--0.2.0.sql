@@ -2504,7 +2504,7 @@ ALTER TABLE authctx.sessions ENABLE ALWAYS TRIGGER cache_invalidate_update;
 -- verification, password reset, magic links, invitations), TOTP second
 -- factors with recovery codes, users.email_verified_at, user_info; set_email
 -- clears the verification of a new address; cleanup() removes dead
--- one-time tokens.  The token type's C code reads 0.1.0 tokens unchanged.
+-- one-time tokens; a magic-link login's amr is {otp_email}.  The token type's C code reads 0.1.0 tokens unchanged.
 COMMENT ON TYPE authctx.token IS
   'bearer token: kind prefix (axs_ session, axr_ refresh, axk_ API key, axo_ one-time), public id, 256-bit secret, checksum';
 COMMENT ON FUNCTION authctx._token_new(text) IS 'internal: a fresh random token of kind session, refresh, api_key or one_time';
@@ -2583,6 +2583,42 @@ END
 $$;
 COMMENT ON FUNCTION authctx.cleanup() IS
   'delete revoked and expired sessions (not while their login family can refresh), refresh tokens, API keys, expired WebAuthn challenges and dead one-time tokens in small batches; returns rows removed';
+
+
+CREATE OR REPLACE FUNCTION authctx._issue_session(user_id uuid, tenant_id uuid, method text, metadata jsonb)
+RETURNS authctx.login_result
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_family uuid := gen_random_uuid();
+  v_result authctx.login_result;
+BEGIN
+  PERFORM 1 FROM authctx.users u
+    WHERE u.id = _issue_session.user_id AND u.disabled_at IS NULL FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  IF _issue_session.tenant_id IS NOT NULL
+     AND NOT authctx._lock_membership(_issue_session.tenant_id, _issue_session.user_id) THEN
+    RAISE EXCEPTION 'login failed' USING ERRCODE = '28P01';
+  END IF;
+  -- the session's amr (RFC 8176 names), published by auth_begin as authctx.amr()
+  v_result := authctx._new_pair(_issue_session.user_id, _issue_session.tenant_id, v_family,
+                                NULL, _issue_session.metadata,
+                                CASE _issue_session.method
+                                  WHEN 'password' THEN ARRAY['pwd']
+                                  WHEN 'webauthn' THEN ARRAY['webauthn']
+                                  WHEN 'magic_link' THEN ARRAY['otp_email']
+                                  ELSE '{}'::text[] END);
+  PERFORM authctx._audit('login', _issue_session.user_id, _issue_session.tenant_id,
+                         v_result.session_id,
+                         jsonb_build_object('method', _issue_session.method, 'family_id', v_family));
+  RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION authctx._issue_session(uuid, uuid, text, jsonb) IS
+  'internal: create a session and refresh token in a new family for an authenticated user, audit login';
 
 
 CREATE TABLE authctx.one_time_tokens (
@@ -3121,6 +3157,26 @@ $$;
 COMMENT ON FUNCTION authctx._totp_failed(authctx.context, text) IS
   'internal: count a failed TOTP verification toward the lockout (unless refused as locked) and audit totp_failed, durably (55000 otherwise)';
 
+-- Step a session up: add an authentication method (RFC 8176 name) to its
+-- amr for the rest of its life (refresh carries a login's amr on, src/sql/
+-- 50_session.sql); auth_begin publishes it from the next call on (the
+-- cache trigger watches amr).  The caller holds the user's factor row; the
+-- session row is locked after it, and no revoker takes them the other way
+-- round.
+CREATE FUNCTION authctx._step_up_session(p_session_id uuid, p_method text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  UPDATE authctx.sessions s
+     SET amr = s.amr OPERATOR(pg_catalog.||) ARRAY[p_method]
+   WHERE s.id OPERATOR(pg_catalog.=) p_session_id
+     AND NOT (p_method OPERATOR(pg_catalog.=) ANY (s.amr));
+END
+$$;
+COMMENT ON FUNCTION authctx._step_up_session(uuid, text) IS
+  'internal: add an authentication method to a session''s amr (step-up), visible from the next auth_begin';
+
 CREATE FUNCTION authctx.verify_totp(code text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3187,6 +3243,7 @@ BEGIN
     PERFORM authctx._totp_failed(v_ctx, 'bad_code');
     RETURN false;
   END IF;
+  PERFORM authctx._step_up_session(v_ctx.session_id, 'otp');
   PERFORM authctx._audit('totp_verified', v_ctx.user_id, v_ctx.tenant_id, v_ctx.session_id,
                          pg_catalog.jsonb_build_object('method', v_method));
   RETURN true;
@@ -3255,6 +3312,7 @@ REVOKE ALL ON FUNCTION
   authctx._one_time_user(authctx.one_time_tokens),
   authctx._issue_one_time_token(text, uuid, uuid, bytea, text, interval),
   authctx._one_time_login_failed(uuid, text), authctx._totp_failed(authctx.context, text),
+  authctx._step_up_session(uuid, text),
   authctx.create_one_time_token(uuid, text, interval), authctx.verify_email(text),
   authctx.reset_password(text, text), authctx.login_with_token(text, text),
   authctx.invite_member(text, text, text, interval), authctx.accept_invite(text, uuid),

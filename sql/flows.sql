@@ -88,6 +88,7 @@ SET ROLE flows_app;
 SELECT * FROM authctx.login_with_token(:'m1') \gset ml_
 SELECT :'ml_tenant_id' = :'acme' AS only_tenant, :'ml_session_token' LIKE 'axs\_%' AS session;
 SELECT (auth_begin(:'ml_session_token')).user_id = :'olga' AS link_session_works;
+SELECT authctx.amr() AS link_amr FROM auth_begin(:'ml_session_token');
 SELECT try(format('SELECT authctx.login_with_token(%L)', :'m1')) AS link_used_twice;
 RESET ROLE;
 SELECT a.detail ->> 'method' AS login_method FROM authctx.audit_log a

@@ -219,6 +219,75 @@ SELECT authctx.verify_totp(:'c_now') AS right_code_after_unlock;
 COMMIT;
 RESET ROLE;
 
+-- Step-up: success adds 'otp' to the session's amr, visible from the next
+-- auth_begin on, for that session only; refresh carries it on
+SELECT * FROM authctx.login('totp-quinn@example.com', 'quinn password 1') \gset l_
+SELECT * FROM authctx.login('totp-quinn@example.com', 'quinn password 1') \gset o_
+SELECT pg_temp.forget_steps(:'quinn');
+SELECT pg_temp.code(:'quinn') AS c_now \gset
+SET ROLE totp_app;
+BEGIN;
+SELECT authctx.amr() AS amr_before FROM auth_begin(:'l_session_token');
+SELECT authctx.verify_totp(:'c_now') AS stepped_up;
+SELECT authctx.amr() AS same_transaction;
+COMMIT;
+SELECT authctx.amr() AS next_auth_begin FROM auth_begin(:'l_session_token');
+SELECT authctx.amr() AS other_session FROM auth_begin(:'o_session_token');
+RESET ROLE;
+SELECT pg_temp.forget_steps(:'quinn');
+SELECT pg_temp.code(:'quinn') AS c_now \gset
+SET ROLE totp_app;
+BEGIN;
+SELECT (auth_begin(:'l_session_token')).user_id = :'quinn' AS in_session;
+SELECT authctx.verify_totp(:'c_now') AS again;
+COMMIT;
+SELECT authctx.amr() AS not_repeated FROM auth_begin(:'l_session_token');
+SELECT * FROM authctx.refresh(:'l_refresh_token') \gset r_
+SELECT authctx.amr() AS after_refresh FROM auth_begin(:'r_session_token');
+RESET ROLE;
+
+-- The policy recipe (README, "Step-up in policies"): reads need a
+-- session, writes a second factor or a passkey login
+CREATE TABLE totp_docs (id serial PRIMARY KEY, tenant_id uuid, body text);
+SET client_min_messages = warning;
+SELECT authctx.enable_tenant_isolation('totp_docs');
+RESET client_min_messages;
+CREATE POLICY totp_docs_insert_step_up ON totp_docs AS RESTRICTIVE FOR INSERT
+  WITH CHECK ('otp' = ANY (authctx.amr()) OR 'webauthn' = ANY (authctx.amr()));
+CREATE POLICY totp_docs_update_step_up ON totp_docs AS RESTRICTIVE FOR UPDATE
+  USING ('otp' = ANY (authctx.amr()) OR 'webauthn' = ANY (authctx.amr()));
+CREATE POLICY totp_docs_delete_step_up ON totp_docs AS RESTRICTIVE FOR DELETE
+  USING ('otp' = ANY (authctx.amr()) OR 'webauthn' = ANY (authctx.amr()));
+GRANT SELECT, INSERT, UPDATE, DELETE ON totp_docs TO totp_app;
+GRANT USAGE ON SEQUENCE totp_docs_id_seq TO totp_app;
+INSERT INTO totp_docs (tenant_id, body) VALUES (:'acme', 'seeded');
+-- a passkey login's session (its amr as login_webauthn records it)
+SELECT authctx.create_session(:'quinn') AS s_passkey \gset
+UPDATE authctx.sessions SET amr = '{webauthn}' WHERE id = authctx._token_id(:'s_passkey');
+SET ROLE totp_app;
+-- password only: reads yes, writes no
+BEGIN;
+SELECT authctx.amr() AS amr, (SELECT count(*) FROM totp_docs) AS reads
+  FROM auth_begin(:'o_session_token');
+SELECT try($$INSERT INTO totp_docs (body) VALUES ('no')$$) AS insert_without_step_up;
+WITH u AS (UPDATE totp_docs SET body = 'changed' RETURNING 1) SELECT count(*) AS updated FROM u;
+WITH d AS (DELETE FROM totp_docs RETURNING 1) SELECT count(*) AS deleted FROM d;
+COMMIT;
+-- stepped up with TOTP: writes too
+BEGIN;
+SELECT authctx.amr() AS amr FROM auth_begin(:'r_session_token');
+INSERT INTO totp_docs (body) VALUES ('with otp');
+WITH u AS (UPDATE totp_docs SET body = body || '!' RETURNING 1) SELECT count(*) AS updated FROM u;
+COMMIT;
+-- a passkey login: writes too
+BEGIN;
+SELECT authctx.amr() AS amr FROM auth_begin(:'s_passkey');
+INSERT INTO totp_docs (body) VALUES ('with passkey');
+COMMIT;
+RESET ROLE;
+SELECT body FROM totp_docs ORDER BY id;
+DROP TABLE totp_docs;
+
 -- another key cannot open the secrets: 55000, never a silent mismatch
 SET authctx.secret_key = '1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100';
 SET ROLE totp_app;

@@ -614,6 +614,7 @@ BEGIN
                                 CASE _issue_session.method
                                   WHEN 'password' THEN ARRAY['pwd']
                                   WHEN 'webauthn' THEN ARRAY['webauthn']
+                                  WHEN 'magic_link' THEN ARRAY['otp_email']
                                   ELSE '{}'::text[] END);
   PERFORM authctx._audit('login', _issue_session.user_id, _issue_session.tenant_id,
                          v_result.session_id,

@@ -588,6 +588,26 @@ $$;
 COMMENT ON FUNCTION authctx._totp_failed(authctx.context, text) IS
   'internal: count a failed TOTP verification toward the lockout (unless refused as locked) and audit totp_failed, durably (55000 otherwise)';
 
+-- Step a session up: add an authentication method (RFC 8176 name) to its
+-- amr for the rest of its life (refresh carries a login's amr on, src/sql/
+-- 50_session.sql); auth_begin publishes it from the next call on (the
+-- cache trigger watches amr).  The caller holds the user's factor row; the
+-- session row is locked after it, and no revoker takes them the other way
+-- round.
+CREATE FUNCTION authctx._step_up_session(p_session_id uuid, p_method text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  UPDATE authctx.sessions s
+     SET amr = s.amr OPERATOR(pg_catalog.||) ARRAY[p_method]
+   WHERE s.id OPERATOR(pg_catalog.=) p_session_id
+     AND NOT (p_method OPERATOR(pg_catalog.=) ANY (s.amr));
+END
+$$;
+COMMENT ON FUNCTION authctx._step_up_session(uuid, text) IS
+  'internal: add an authentication method to a session''s amr (step-up), visible from the next auth_begin';
+
 CREATE FUNCTION authctx.verify_totp(code text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -654,6 +674,7 @@ BEGIN
     PERFORM authctx._totp_failed(v_ctx, 'bad_code');
     RETURN false;
   END IF;
+  PERFORM authctx._step_up_session(v_ctx.session_id, 'otp');
   PERFORM authctx._audit('totp_verified', v_ctx.user_id, v_ctx.tenant_id, v_ctx.session_id,
                          pg_catalog.jsonb_build_object('method', v_method));
   RETURN true;
@@ -722,6 +743,7 @@ REVOKE ALL ON FUNCTION
   authctx._one_time_user(authctx.one_time_tokens),
   authctx._issue_one_time_token(text, uuid, uuid, bytea, text, interval),
   authctx._one_time_login_failed(uuid, text), authctx._totp_failed(authctx.context, text),
+  authctx._step_up_session(uuid, text),
   authctx.create_one_time_token(uuid, text, interval), authctx.verify_email(text),
   authctx.reset_password(text, text), authctx.login_with_token(text, text),
   authctx.invite_member(text, text, text, interval), authctx.accept_invite(text, uuid),
