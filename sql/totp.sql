@@ -39,6 +39,13 @@ $$;
 CREATE FUNCTION pg_temp.forget_steps(p_user uuid) RETURNS void LANGUAGE sql AS $$
   UPDATE authctx.totp_factors SET last_step = NULL WHERE user_id = p_user;
 $$;
+-- as if the failures so far were long ago: the lockout row, and the
+-- totp_failed events the codes' own streak is read from
+CREATE FUNCTION pg_temp.forget_failures(p_user uuid) RETURNS void LANGUAGE sql AS $$
+  DELETE FROM authctx.login_throttle WHERE user_id = p_user;
+  UPDATE authctx.audit_log SET occurred_at = occurred_at - interval '1 day'
+   WHERE user_id = p_user AND event = 'totp_failed';
+$$;
 -- the code the app shows at a time offset (in steps) from now
 CREATE FUNCTION pg_temp.code(p_user uuid, p_steps integer DEFAULT 0) RETURNS text LANGUAGE sql AS $$
   SELECT authctx._totp_code(k.key, extract(epoch FROM clock_timestamp())::bigint + 30 * p_steps, 6)
@@ -177,7 +184,7 @@ SELECT authctx.verify_totp(:'w2') AS wrong2;
 ROLLBACK;
 RESET ROLE;
 SELECT failures FROM authctx.login_throttle WHERE user_id = :'quinn';
-DELETE FROM authctx.login_throttle WHERE user_id = :'quinn';
+SELECT pg_temp.forget_failures(:'quinn');
 
 -- 100 wrong codes: the account locks as for passwords (threshold 5); the
 -- attempts during the lock are audited, not counted, and the right code
@@ -207,7 +214,7 @@ SELECT try($$SELECT authctx.login('totp-quinn@example.com', 'quinn password 1')$
 RESET ROLE;
 SELECT a.detail ->> 'reason' AS reason, count(*) >= 90 AS many FROM authctx.audit_log a
  WHERE a.event = 'totp_failed' AND a.user_id = :'quinn' AND a.detail ->> 'reason' = 'locked' GROUP BY 1;
-DELETE FROM authctx.login_throttle WHERE user_id = :'quinn';
+SELECT pg_temp.forget_failures(:'quinn');
 RESET authctx.lockout_base_delay;
 RESET authctx.lockout_max_delay;
 SELECT pg_temp.forget_steps(:'quinn');
@@ -218,6 +225,32 @@ SELECT (auth_begin(:'s1')).user_id = :'quinn' AS in_session;
 SELECT authctx.verify_totp(:'c_now') AS right_code_after_unlock;
 COMMIT;
 RESET ROLE;
+
+-- A password login clears the account's streak, but not the codes' own:
+-- knowing the password, one cannot log in again after every few wrong
+-- codes and guess on
+SELECT pg_temp.wrong(:'quinn', 3) AS w3 \gset
+SET ROLE totp_app;
+BEGIN;
+SELECT (auth_begin(:'s1')).user_id = :'quinn' AS in_session;
+SELECT count(*) FILTER (WHERE NOT authctx.verify_totp(:'w3')) AS four_wrong FROM generate_series(1, 4);
+COMMIT;
+SELECT (authctx.login('totp-quinn@example.com', 'quinn password 1')).session_id IS NOT NULL AS password_login;
+RESET ROLE;
+SELECT count(*) AS throttle_rows FROM authctx.login_throttle WHERE user_id = :'quinn';
+SELECT pg_temp.forget_steps(:'quinn');
+SELECT pg_temp.code(:'quinn') AS c_now \gset
+SET ROLE totp_app;
+BEGIN;
+SELECT (auth_begin(:'s1')).user_id = :'quinn' AS in_session;
+SELECT authctx.verify_totp(:'w3') AS fifth_wrong;
+SELECT authctx.verify_totp(:'c_now') AS right_code_after_five;
+COMMIT;
+RESET ROLE;
+SELECT failures, locked_until IS NULL AS account_not_locked FROM authctx.login_throttle WHERE user_id = :'quinn';
+SELECT a.detail ->> 'reason' AS last_reason FROM authctx.audit_log a
+ WHERE a.event = 'totp_failed' AND a.user_id = :'quinn' ORDER BY a.id DESC LIMIT 1;
+SELECT pg_temp.forget_failures(:'quinn');
 
 -- Step-up: success adds 'otp' to the session's amr, visible from the next
 -- auth_begin on, for that session only; refresh carries it on

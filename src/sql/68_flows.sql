@@ -47,7 +47,8 @@
 -- login_failed record as a wrong password, method totp) and written
 -- totp_failed, each in a transaction of its own (55000 when it cannot); a
 -- locked account's codes are refused unchecked, audited (totp_failed,
--- reason locked), not counted.
+-- reason locked), not counted; so are they while the codes' own streak
+-- (authctx._totp_locked, which a password login does not reset) holds.
 -- The failing path calls the worker holding only the factor row, which
 -- the worker never touches (worker.c, DEADLOCK HAZARD).
 -- ---------------------------------------------------------------------------
@@ -608,6 +609,48 @@ $$;
 COMMENT ON FUNCTION authctx._step_up_session(uuid, text) IS
   'internal: add an authentication method to a session''s amr (step-up), visible from the next auth_begin';
 
+-- The second factor's own streak.  TOTP failures count toward the
+-- account's lockout (login_throttle) like wrong passwords, but a
+-- successful password login clears that streak: someone who knows the
+-- password could log in again after every few wrong codes and guess on
+-- for ever.  So the codes are also locked by their own streak, read from
+-- the durable record of it: the totp_failed events (reason bad_code) of
+-- the user since the last totp_verified, within twice lockout_max_delay.
+-- At lockout_threshold of them, codes are refused until the last failure
+-- plus lockout_base_delay * 2^(n - threshold), at most lockout_max_delay:
+-- the password lockout's rule, which no password login resets.
+CREATE FUNCTION authctx._totp_locked(p_user_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := pg_catalog.clock_timestamp();
+  v_threshold integer := greatest(pg_catalog.current_setting('authctx.lockout_threshold')::integer, 1);
+  v_base      interval := authctx._setting('authctx.lockout_base_delay');
+  v_max       interval := greatest(authctx._setting('authctx.lockout_max_delay'), v_base);
+  v_failures  integer;
+  v_last      timestamptz;
+BEGIN
+  -- (plain operators: with search_path pinned they are pg_catalog's)
+  WITH w AS (
+    SELECT a.occurred_at, a.event FROM authctx.audit_log a
+     WHERE a.occurred_at > v_now - 2 * v_max
+       AND a.user_id = p_user_id
+       AND (a.event = 'totp_verified'
+            OR (a.event = 'totp_failed' AND a.detail ->> 'reason' = 'bad_code')))
+  SELECT count(*), max(w.occurred_at) INTO v_failures, v_last
+    FROM w
+   WHERE w.event = 'totp_failed'
+     AND w.occurred_at > coalesce((SELECT max(x.occurred_at) FROM w x
+                                    WHERE x.event = 'totp_verified'), '-infinity');
+  RETURN v_failures >= v_threshold
+     AND v_now < v_last + least(v_base * power(2::double precision, least(v_failures - v_threshold, 30)),
+                                v_max);
+END
+$$;
+COMMENT ON FUNCTION authctx._totp_locked(uuid) IS
+  'internal: whether a user''s TOTP codes are locked by their own failure streak (totp_failed since the last totp_verified), which a password login does not reset';
+
 CREATE FUNCTION authctx.verify_totp(code text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -648,7 +691,8 @@ BEGIN
   END IF;
   SELECT t.locked_until INTO v_locked FROM authctx.login_throttle t
    WHERE t.user_id OPERATOR(pg_catalog.=) v_ctx.user_id;
-  IF v_locked OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp() THEN
+  IF v_locked OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
+     OR authctx._totp_locked(v_ctx.user_id) THEN
     PERFORM authctx._totp_failed(v_ctx, 'locked');
     RETURN false;
   END IF;
@@ -743,7 +787,7 @@ REVOKE ALL ON FUNCTION
   authctx._one_time_user(authctx.one_time_tokens),
   authctx._issue_one_time_token(text, uuid, uuid, bytea, text, interval),
   authctx._one_time_login_failed(uuid, text), authctx._totp_failed(authctx.context, text),
-  authctx._step_up_session(uuid, text),
+  authctx._step_up_session(uuid, text), authctx._totp_locked(uuid),
   authctx.create_one_time_token(uuid, text, interval), authctx.verify_email(text),
   authctx.reset_password(text, text), authctx.login_with_token(text, text),
   authctx.invite_member(text, text, text, interval), authctx.accept_invite(text, uuid),
