@@ -35,6 +35,7 @@ OBJS = \
 	src/identity.o \
 	src/issuer.o \
 	src/jwt.o \
+	src/otp.o \
 	src/redact.o \
 	src/request.o \
 	src/seen.o \

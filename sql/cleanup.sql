@@ -11,7 +11,7 @@ RESET client_min_messages;
 CREATE FUNCTION pg_temp.rows() RETURNS bigint LANGUAGE sql AS $$
   SELECT (SELECT count(*) FROM authctx.sessions) + (SELECT count(*) FROM authctx.refresh_tokens)
        + (SELECT count(*) FROM authctx.api_keys) + (SELECT count(*) FROM authctx.webauthn_challenges)
-       + (SELECT count(*) FROM authctx.login_throttle);
+       + (SELECT count(*) FROM authctx.login_throttle) + (SELECT count(*) FROM authctx.one_time_tokens);
 $$;
 
 SELECT authctx.create_tenant('clean-acme') IS NOT NULL AS tenant;

@@ -173,7 +173,8 @@ SELECT fn AS app_executable_beyond_contract
  WHERE has_function_privilege('authctx_app', oid, 'EXECUTE')
    AND NOT has_function_privilege('public', oid, 'EXECUTE')
    AND proname NOT IN ('auth_begin', 'auth_end', 'login', 'refresh', 'logout',
-                       'webauthn_challenge', 'login_webauthn', 'my_tenants')
+                       'webauthn_challenge', 'login_webauthn', 'my_tenants',
+                       'verify_email', 'reset_password', 'login_with_token', 'verify_totp')
  ORDER BY fn::text;
 
 -- identity functions: manager (and admin, by inheritance) yes; app, PUBLIC no

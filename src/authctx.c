@@ -51,6 +51,7 @@ _PG_init(void)
 	RedactInit();
 	TenantInit();
 	WebauthnInit();
+	OtpInit();
 	WorkerInit();
 	CacheInit();
 

@@ -36,6 +36,16 @@ extern void CryptoHash(unsigned char *out, size_t outlen,
 					   const unsigned char *key, size_t keylen);
 extern bool CryptoEqual(const void *a, const void *b, size_t len);
 extern void CryptoZero(void *buf, size_t len);
+#define CRYPTO_SHA1_LEN			20
+#define CRYPTO_SEAL_KEY_LEN		32
+#define CRYPTO_SEAL_OVERHEAD	(24 + 16)	/* secretbox nonce + MAC */
+extern void CryptoHmacSha1(const unsigned char *key, size_t keylen,
+						   const unsigned char *msg, size_t msglen,
+						   unsigned char out[CRYPTO_SHA1_LEN]);
+extern void CryptoSeal(const unsigned char key[CRYPTO_SEAL_KEY_LEN],
+					   const unsigned char *msg, size_t len, unsigned char *out);
+extern bool CryptoOpen(const unsigned char key[CRYPTO_SEAL_KEY_LEN],
+					   const unsigned char *box, size_t len, unsigned char *out);
 
 /* ---- fetch.c ---- */
 #include "utils/snapshot.h"
@@ -61,6 +71,7 @@ extern void TokenInit(void);
 extern bool TokenParse(const char *str, size_t len, AuthctxToken *out);
 extern void TokenVerifier(const AuthctxToken *tok, unsigned char *out);
 extern void TokenForget(AuthctxToken *tok);
+extern void TokenKeyedHash(const void *in, size_t inlen, unsigned char *out);
 
 /* ---- context.c ---- */
 /* Length of a uuid's text form, 8-4-4-4-12. */
@@ -259,6 +270,9 @@ extern void TenantInit(void);
 extern void SessionInit(void);
 extern void IdentityInit(void);
 extern void WebauthnInit(void);
+
+/* ---- otp.c: one-time tokens and TOTP (the onetime module) ---- */
+extern void OtpInit(void);
 
 /* ---- audit.c ---- */
 extern bool AuditWriteDurable(const char *event_json);

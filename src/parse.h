@@ -49,7 +49,8 @@ typedef enum AuthctxTokenKind
 {
 	TOKEN_SESSION = 's',
 	TOKEN_REFRESH = 'r',
-	TOKEN_API_KEY = 'k'
+	TOKEN_API_KEY = 'k',
+	TOKEN_ONE_TIME = 'o'		/* email links, invitations (onetime module) */
 } AuthctxTokenKind;
 
 /* Fixed-length on-disk / in-memory form of authctx.token. */

@@ -173,7 +173,7 @@ authctx_auth_begin(PG_FUNCTION_ARGS)
 		return result;
 	t = PG_GETARG_TEXT_PP(0);
 	if (!TokenParse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &tok) ||
-		tok.kind == TOKEN_REFRESH)
+		(tok.kind != TOKEN_SESSION && tok.kind != TOKEN_API_KEY))
 	{
 		TokenForget(&tok);
 		RequestReject();

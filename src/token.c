@@ -8,9 +8,10 @@
  *
  *		axs_<base64url(id[16] || secret[32] || check[4])>
  *
- * The prefix names the kind (axs_ session, axr_ refresh, axk_ API key); the
- * 16-byte id is the public lookup key (a uuid: the session, refresh token or
- * key id); the 32-byte secret comes from libsodium's CSPRNG; the 4-byte
+ * The prefix names the kind (axs_ session, axr_ refresh, axk_ API key,
+ * axo_ one-time: email links and invitations, src/otp.c); the 16-byte id is
+ * the public lookup key (a uuid: the session, refresh token, key or
+ * one-time token id); the 32-byte secret comes from libsodium's CSPRNG; the 4-byte
  * check is the head of BLAKE2b(prefix || id || secret), so a mistyped or
  * truncated token is rejected before any table is read.  The text form is
  * always 74 characters from [A-Za-z0-9_-], which secret scanners can match.
@@ -76,12 +77,12 @@ TokenParse(const char *str, size_t len, AuthctxToken *out)
 }
 
 /*
- * The stored verifier: BLAKE2b-256(kind || id || secret), keyed with the
- * pepper when one is set.  Binding the id means a verifier cannot be copied
- * onto another row.
+ * BLAKE2b-256 of in, keyed with the pepper when one is set: the one hash of
+ * every verifier stored for a bearer secret (tokens here, TOTP recovery
+ * codes in otp.c), so that the pepper covers them all.
  */
 void
-TokenVerifier(const AuthctxToken *tok, unsigned char *out)
+TokenKeyedHash(const void *in, size_t inlen, unsigned char *out)
 {
 	static char *cached_pepper = NULL;
 	static unsigned char key[32];
@@ -104,8 +105,19 @@ TokenVerifier(const AuthctxToken *tok, unsigned char *out)
 	else
 		keylen = sizeof(key);
 
-	CryptoHash(out, AUTHCTX_TOKEN_HASH_LEN, tok, AUTHCTX_TOKEN_SIZE,
+	CryptoHash(out, AUTHCTX_TOKEN_HASH_LEN, in, inlen,
 			   keylen ? key : NULL, keylen);
+}
+
+/*
+ * The stored verifier: BLAKE2b-256(kind || id || secret), keyed with the
+ * pepper when one is set.  Binding the id means a verifier cannot be copied
+ * onto another row.
+ */
+void
+TokenVerifier(const AuthctxToken *tok, unsigned char *out)
+{
+	TokenKeyedHash(tok, AUTHCTX_TOKEN_SIZE, out);
 }
 
 /* Wipe a parsed token (its secret) once it is no longer needed. */
@@ -126,7 +138,7 @@ authctx_token_in(PG_FUNCTION_ARGS)
 		authctx_ereturn(fcinfo->context, (Datum) 0,
 						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 						 errmsg("invalid input syntax for type authctx.token"),
-						 errdetail("A token is a kind prefix (axs_, axr_ or axk_) followed by 70 characters with a valid checksum.")));
+						 errdetail("A token is a kind prefix (axs_, axr_, axk_ or axo_) followed by 70 characters with a valid checksum.")));
 	PG_RETURN_POINTER(tok);
 }
 
@@ -170,7 +182,7 @@ authctx_token_send(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
-/* A fresh token of the named kind ('session', 'refresh' or 'api_key'). */
+/* A fresh token of the named kind ('session', 'refresh', 'api_key' or 'one_time'). */
 Datum
 authctx_token_new(PG_FUNCTION_ARGS)
 {
@@ -183,6 +195,8 @@ authctx_token_new(PG_FUNCTION_ARGS)
 		tok->kind = TOKEN_REFRESH;
 	else if (strcmp(kind, "api_key") == 0)
 		tok->kind = TOKEN_API_KEY;
+	else if (strcmp(kind, "one_time") == 0)
+		tok->kind = TOKEN_ONE_TIME;
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -207,7 +221,7 @@ authctx_token_id(PG_FUNCTION_ARGS)
 	PG_RETURN_UUID_P(id);
 }
 
-/* The kind of a token: session, refresh or api_key. */
+/* The kind of a token: session, refresh, api_key or one_time. */
 Datum
 authctx_token_kind(PG_FUNCTION_ARGS)
 {
@@ -219,6 +233,8 @@ authctx_token_kind(PG_FUNCTION_ARGS)
 			PG_RETURN_TEXT_P(cstring_to_text("session"));
 		case TOKEN_REFRESH:
 			PG_RETURN_TEXT_P(cstring_to_text("refresh"));
+		case TOKEN_ONE_TIME:
+			PG_RETURN_TEXT_P(cstring_to_text("one_time"));
 		default:
 			PG_RETURN_TEXT_P(cstring_to_text("api_key"));
 	}

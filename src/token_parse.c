@@ -40,6 +40,8 @@ TokenPrefix(char kind)
 			return "axr_";
 		case TOKEN_API_KEY:
 			return "axk_";
+		case TOKEN_ONE_TIME:
+			return "axo_";
 	}
 	return NULL;
 }
@@ -67,6 +69,9 @@ TokenKindOfPrefix(const char *str)
 			break;
 		case 'k':
 			kind = TOKEN_API_KEY;
+			break;
+		case 'o':
+			kind = TOKEN_ONE_TIME;
 			break;
 		default:
 			return 0;

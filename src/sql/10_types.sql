@@ -27,13 +27,13 @@ CREATE TYPE authctx.token (
   STORAGE = plain
 );
 COMMENT ON TYPE authctx.token IS
-  'bearer token: kind prefix (axs_ session, axr_ refresh, axk_ API key), public id, 256-bit secret, checksum';
+  'bearer token: kind prefix (axs_ session, axr_ refresh, axk_ API key, axo_ one-time), public id, 256-bit secret, checksum';
 
 -- Internal token helpers: callable only by the extension's own functions.
 CREATE FUNCTION authctx._token_new(kind text) RETURNS authctx.token
   AS 'MODULE_PATHNAME', 'authctx_token_new'
   LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION authctx._token_new(text) IS 'internal: a fresh random token of kind session, refresh or api_key';
+COMMENT ON FUNCTION authctx._token_new(text) IS 'internal: a fresh random token of kind session, refresh, api_key or one_time';
 CREATE FUNCTION authctx._token_id(authctx.token) RETURNS uuid
   AS 'MODULE_PATHNAME', 'authctx_token_id'
   LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

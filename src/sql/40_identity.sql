@@ -63,10 +63,13 @@ CREATE TABLE authctx.users (
   disabled_at   timestamptz,
   created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   sessions_revoked_before  timestamptz,
-  sessions_revoked_except  uuid
+  sessions_revoked_except  uuid,
+  email_verified_at        timestamptz
 );
 CREATE UNIQUE INDEX users_email_key ON authctx.users (authctx._email_key(email));
 COMMENT ON TABLE authctx.users IS 'users; email unique by authctx._email_key (Unicode NFC and case folding); disabled_at set when disabled; sessions_revoked_before: sessions and refresh tokens issued until then are revoked (except family sessions_revoked_except)';
+COMMENT ON COLUMN authctx.users.email_verified_at IS
+  'when the current email was verified (authctx.verify_email); NULL: not verified, and cleared when the email changes';
 
 CREATE TABLE authctx.memberships (
   tenant_id   uuid NOT NULL REFERENCES authctx.tenants (id) ON DELETE CASCADE,
@@ -395,8 +398,12 @@ BEGIN
   PERFORM authctx._check_email(set_email.email);
   PERFORM authctx._require_user(set_email.user_id);
   BEGIN
+    -- a new address is not verified (verify_email, 68_flows.sql)
     UPDATE authctx.users AS u
-       SET email = set_email.email
+       SET email = set_email.email,
+           email_verified_at = CASE
+             WHEN authctx._email_key(u.email) OPERATOR(pg_catalog.=) authctx._email_key(set_email.email)
+             THEN u.email_verified_at END
      WHERE u.id OPERATOR(pg_catalog.=) set_email.user_id;
   EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'a user with this email address already exists'
@@ -406,7 +413,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION authctx.set_email(uuid, text) IS
-  'change a user''s email (unique after Unicode normalization and case folding); sessions are untouched';
+  'change a user''s email (unique after Unicode normalization and case folding); sessions are untouched; a different address is no longer verified';
 
 CREATE FUNCTION authctx.disable_user(user_id uuid)
 RETURNS void

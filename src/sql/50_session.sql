@@ -746,6 +746,7 @@ BEGIN
                                 CASE _issue_session.method
                                   WHEN 'password' THEN ARRAY['pwd']
                                   WHEN 'webauthn' THEN ARRAY['webauthn']
+                                  WHEN 'magic_link' THEN ARRAY['otp_email']
                                   ELSE '{}'::text[] END);
   PERFORM authctx._audit('login', _issue_session.user_id, _issue_session.tenant_id,
                          v_result.session_id,
@@ -1471,11 +1472,16 @@ BEGIN
     'authctx.webauthn_challenges',
     $c$t.expires_at < $1 - $3$c$,
     v_now, v_idle, v_margin, NULL);
+  -- one-time tokens (68_flows.sql): dead once expired, spent or revoked
+  v_total := v_total + authctx._delete_in_batches(
+    'authctx.one_time_tokens',
+    $c$t.expires_at < $1 OR t.spent_at IS NOT NULL OR t.revoked_at IS NOT NULL$c$,
+    v_now, v_idle, v_margin, NULL);
   RETURN v_total;
 END
 $$;
 COMMENT ON FUNCTION authctx.cleanup() IS
-  'delete revoked and expired sessions (not while their login family can refresh), refresh tokens, API keys and expired WebAuthn challenges in small batches; returns rows removed';
+  'delete revoked and expired sessions (not while their login family can refresh), refresh tokens, API keys, expired WebAuthn challenges and dead one-time tokens in small batches; returns rows removed';
 
 -- privileges ----------------------------------------------------------------
 

@@ -31,6 +31,11 @@ my $tok = $node->safe_psql('postgres', q{
 like($tok, qr/^axs_[A-Za-z0-9_-]{70}$/, 'a session token was issued');
 my $body = substr($tok, 4, 24);
 my $short = substr($tok, 0, 40);
+# a one-time token (magic link, kind axo_) is a token too
+my $otok = $node->safe_psql('postgres', q{
+  SELECT authctx.create_one_time_token(id, 'magic_link') FROM authctx.users WHERE email = 'alice@acme.test'});
+like($otok, qr/^axo_[A-Za-z0-9_-]{70}$/, 'a one-time token was issued');
+my $obody = substr($otok, 4, 24);
 
 my $log_start = -s $node->logfile;
 
@@ -64,6 +69,10 @@ for my $bearer ($tok, $jwt)
 	}
 }
 
+# the magic link: used, then used again (fails: STATEMENT logged)
+$node->psql('postgres', qq{SELECT authctx.login_with_token('$otok')}, extra_params => [ '-U', 'app' ]);
+$node->psql('postgres', qq{SELECT authctx.login_with_token('$otok')}, extra_params => [ '-U', 'app' ]);
+
 my $log = substr(PostgreSQL::Test::Utils::slurp_file($node->logfile), $log_start);
 like($log, qr/auth_begin/, 'the statements were logged');
 unlike($log, qr/\Q$body\E/, 'no token body anywhere in the log');
@@ -79,6 +88,9 @@ like($log, qr/invalid input syntax for type uuid: "axs_\[REDACTED\]"/,
 unlike($log, qr/\Q$jwt_claims\E/, 'no JWT claims segment anywhere in the log');
 like($log, qr/auth_begin\('eyJ\[REDACTED\]'\)/, 'a JWT in a statement is replaced by a marker');
 like($log, qr/parameters: \$1 = 'eyJ\[REDACTED\]'/, 'a JWT bind parameter is redacted');
+unlike($log, qr/\Q$obody\E/, 'no one-time token body anywhere in the log');
+like($log, qr/statement \(redacted\): SELECT authctx.login_with_token\('axo_\[REDACTED\]'\)/,
+	'a failing magic-link statement is logged redacted');
 
 $node->stop;
 done_testing();

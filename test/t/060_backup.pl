@@ -41,6 +41,9 @@ my %not_dumped = (
 	# keys only the per-account advisory locks of logins, which live for one
 	# transaction; every database makes its own at CREATE EXTENSION
 	'authctx.database_secret' => 'the per-database key of the login account locks',
+	# single use, valid for minutes to days: a restored token would be
+	# unspent again (replay of a spent reset link or invitation)
+	'authctx.one_time_tokens' => 'single-use email links and invitations',
 );
 
 my $pepper = 'backup test pepper 0123456789';
