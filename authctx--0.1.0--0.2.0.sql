@@ -5054,3 +5054,21 @@ END
 $$;
 COMMENT ON FUNCTION authctx.cleanup() IS
   'delete revoked and expired sessions (not while their login family can refresh), refresh tokens, API keys, expired WebAuthn challenges and dead one-time tokens in small batches; returns rows removed';
+
+-- sliding: sliding last-seen (issue 14, item 1): a session's last-seen time
+-- is recorded every tenth of the idle timeout, and the idle rule allows for
+-- that lag (a session is idle when its recorded time is 1.1 x the timeout
+-- old).
+CREATE OR REPLACE FUNCTION authctx._session_live(p_expires_at timestamptz, p_last_seen_at timestamptz,
+                                      p_at timestamptz, p_idle interval)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT p_expires_at OPERATOR(pg_catalog.>) p_at
+     AND (p_idle OPERATOR(pg_catalog.=) interval '0'
+          OR (p_last_seen_at OPERATOR(pg_catalog.+) p_idle
+              OPERATOR(pg_catalog.+) (p_idle OPERATOR(pg_catalog./) 10::double precision))
+             OPERATOR(pg_catalog.>) p_at);
+$$;
+COMMENT ON FUNCTION authctx._session_live(timestamptz, timestamptz, timestamptz, interval) IS
+  'internal: whether a session (expiry, last seen) is neither expired nor idle at a time, for an idle timeout (recorded last-seen at least a tenth of it older than the last use)';

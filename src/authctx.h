@@ -141,6 +141,21 @@ extern void WorkerConnect(Oid database);
 /* ---- seen.c: last-seen times, written off the request path ---- */
 extern void SeenInit(void);
 extern void WorkerNoteSeen(char kind, const pg_uuid_t *id, TimestampTz when);
+extern TimestampTz WorkerSeenPending(char kind, const pg_uuid_t *id);
+
+/*
+ * The later of two last-seen times, where DT_NOEND means "never" (an API
+ * key not used yet) and DT_NOBEGIN "nothing known".
+ */
+static inline TimestampTz
+SeenLater(TimestampTz a, TimestampTz b)
+{
+	if (a == DT_NOEND || a == DT_NOBEGIN)
+		return (b == DT_NOBEGIN) ? a : b;
+	if (b == DT_NOEND || b == DT_NOBEGIN)
+		return a;
+	return Max(a, b);
+}
 
 /* ---- cleanup.c: the periodic cleanup worker ---- */
 extern void CleanupInit(void);
@@ -181,6 +196,10 @@ extern int	authctx_last_seen_interval;
 extern bool SessionLookup(char kind, const pg_uuid_t *id, bool tables_only,
 						  SessionRecord *rec);
 extern bool SessionIsLive(const SessionRecord *rec, TimestampTz now);
+
+/* a session's last-seen time moves every idle timeout / this (src/session.c) */
+#define AUTHCTX_SEEN_FRACTION	10
+extern int64 SessionSeenInterval(char kind);
 extern bool SessionValidate(const AuthctxToken *tok, SessionRecord *rec,
 							TimestampTz *now);
 extern void SessionNoteUse(const SessionRecord *rec, TimestampTz now);

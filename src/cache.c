@@ -39,7 +39,7 @@
  * the entries, and the counters.  cache_internal.h is what the two share.
  *
  * The last-seen time lives in the entry (an atomic, compare-and-swapped
- * once per authctx.last_seen_interval after a successful validation; the
+ * once per SessionSeenInterval() after a successful validation; the
  * backend whose swap wins notes it for the last-seen writer, seen.c,
  * which writes it to the table off the request path).  The trigger on
  * sessions ignores last_seen_at, so those writes invalidate nothing.
@@ -608,6 +608,7 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 	size_t		role_len = 0;
 	size_t		scopes_len = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz last_seen;
 	bool		cacheable;
 
 	if (cache_shared == NULL)
@@ -639,6 +640,16 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 
 	hash = get_hash_value(cache_htab[CT_SESSION], &key);
 	LWLockAcquire(CacheLock(CT_SESSION, hash), LW_EXCLUSIVE);
+
+	/*
+	 * An entry's last-seen time may be newer than the table's (a noted use
+	 * the writer has not written yet): the idle rule needs it, keep it.
+	 */
+	e = hash_search_with_hash_value(cache_htab[CT_SESSION], &key, hash, HASH_FIND, NULL);
+	last_seen = rec->last_seen_at;
+	if (e != NULL)
+		last_seen = SeenLater(last_seen,
+							  (TimestampTz) pg_atomic_read_u64(&e->last_seen_at));
 	e = CacheEnterLocked(CT_SESSION, &key, hash);
 	if (e != NULL)
 	{
@@ -652,7 +663,7 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 			memset(&e->tenant_id, 0, sizeof(pg_uuid_t));
 		memcpy(e->verifier, rec->verifier, AUTHCTX_TOKEN_HASH_LEN);
 		e->expires_at = rec->expires_at;
-		pg_atomic_write_u64(&e->last_seen_at, (uint64) rec->last_seen_at);
+		pg_atomic_write_u64(&e->last_seen_at, (uint64) last_seen);
 		e->role_len = (uint8) role_len;
 		e->scopes_len = (uint8) scopes_len;
 		memset(e->text, 0, CACHE_SESSION_TEXT);
@@ -664,7 +675,7 @@ CacheSessionPut(char kind, const pg_uuid_t *id, const SessionRecord *rec,
 
 /*
  * After a successful validation that is due a last-seen note (at most once
- * per authctx.last_seen_interval): move the entry's last-seen time to now.
+ * per SessionSeenInterval()): move the entry's last-seen time to now.
  * False when another backend moved it first, and so noted it already; true
  * otherwise (moved here, or the session is not cached).  No table is
  * written.

@@ -6,10 +6,14 @@
  *
  * auth_begin must not write: it runs in READ ONLY transactions and on
  * standbys, and a write per request would serialise every request of a
- * session on one row.  auth_begin tells us (WorkerNoteSeen), at most once
- * per authctx.last_seen_interval and session, which session or API key it
- * accepted (cache.c moves the cached time under a compare-and-swap, so only
- * one backend notes each move).
+ * session on one row.  auth_begin tells us (WorkerNoteSeen) which session
+ * or API key it accepted, only when the recorded time is at least
+ * SessionSeenInterval() old (a tenth of authctx.session_idle_timeout for a
+ * session; authctx.last_seen_interval for an API key, or a session with
+ * the idle timeout off), so at most once per that interval and session
+ * (cache.c moves the cached time under a compare-and-swap, so only one
+ * backend notes each move).  A backend's own notes that are still waiting
+ * here count for its own table lookups (WorkerSeenPending).
  *
  * - Preloaded: the note goes into a ring in shared memory (SEEN_QUEUE notes
  *   of 32 bytes, 4 MB, one LWLock).  A static worker, connected to no
@@ -566,6 +570,27 @@ SeenLocalNote(char kind, const pg_uuid_t *id, TimestampTz when)
 		TimestampDifferenceExceeds(seen_last_flush, now,
 								   authctx_last_seen_interval * 1000))
 		SeenFlush(now);
+}
+
+/*
+ * The time of a use of this session or API key that this backend noted
+ * and has not handed to a writer yet, or DT_NOBEGIN: so that a table
+ * lookup in this backend sees its own uses at once (the idle rule needs
+ * them; without preloading, notes wait here up to last_seen_interval).
+ */
+TimestampTz
+WorkerSeenPending(char kind, const pg_uuid_t *id)
+{
+	SeenKey		key;
+	SeenHashEntry *he;
+
+	if (seen_hash == NULL || seen_count == 0)
+		return DT_NOBEGIN;
+	memset(&key, 0, sizeof(key));
+	key.kind = kind;
+	memcpy(key.id.data, id->data, UUID_LEN);
+	he = hash_search(seen_hash, &key, HASH_FIND, NULL);
+	return he != NULL ? seen_pending[he->index].when : DT_NOBEGIN;
 }
 
 /*

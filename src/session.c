@@ -72,8 +72,8 @@ SessionInit(void)
 							0, 0, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("authctx.last_seen_interval",
-							"Granularity of last-seen and last-used times; they are written off the request path at most this often per session.",
-							NULL,
+							"Granularity of API keys' last-used times, and of sessions' last-seen times when the idle timeout is off; written off the request path at most this often per key or session.",
+							"With authctx.session_idle_timeout on, a session's last-seen time is written every tenth of the idle timeout instead.",
 							&authctx_last_seen_interval,
 							60, 1, 86400,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
@@ -385,6 +385,8 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
 	}
 	rec->expires_at = n[3] ? DT_NOEND : DatumGetTimestampTz(v[3]);
 	rec->last_seen_at = n[4] ? DT_NOEND : DatumGetTimestampTz(v[4]);
+	/* a use this backend noted that the writer has not written yet */
+	rec->last_seen_at = SeenLater(rec->last_seen_at, WorkerSeenPending(kind, id));
 	rec->revoked = !n[5];
 	if (kind == TOKEN_API_KEY && !n[6])
 		rec->scopes_bad = !SessionScopes(v[6], rec->scopes, sizeof(rec->scopes));
@@ -418,12 +420,35 @@ SessionLookup(char kind, const pg_uuid_t *id, bool tables_only, SessionRecord *r
  */
 
 /*
+ * How often a use of this record is recorded, in microseconds: a session's
+ * last-seen time moves when it is this much older than the use.  With an
+ * idle timeout T it is T / AUTHCTX_SEEN_FRACTION (the idle rule needs no
+ * more); with the idle timeout off, and for API keys (which have none), it
+ * is authctx.last_seen_interval, which only list_sessions and
+ * list_api_keys show.  The SQL twin of the idle part is
+ * authctx._session_live() in src/sql/50_session.sql.
+ */
+int64
+SessionSeenInterval(char kind)
+{
+	if (kind == TOKEN_SESSION && authctx_session_idle_timeout > 0)
+		return (int64) authctx_session_idle_timeout * USECS_PER_SEC / AUTHCTX_SEEN_FRACTION;
+	return (int64) authctx_last_seen_interval * USECS_PER_SEC;
+}
+
+/*
  * Is the record live at now (the wall clock)?  The one C statement of the
  * liveness rule: a verifier to compare with, not revoked (by its row or by
  * its user's stamp, as SessionLookup read it), its user not disabled, API
- * key scopes that validate, not expired, and a session not idle for
- * authctx.session_idle_timeout.  The verifier itself is compared by
- * SessionValidate; the cache asks this before it keeps a record.
+ * key scopes that validate, not expired, and a session not idle.
+ *
+ * Idle: the recorded last-seen time moves only when a use finds it at
+ * least R = SessionSeenInterval() old, so it lags the last use by less
+ * than R; a session is idle when its recorded time is T + R old or more
+ * (T = authctx.session_idle_timeout).  So a session used within T is never
+ * refused, and one unused for T + R is always refused; between the two it
+ * depends on where the last recorded use fell.  The verifier itself is
+ * compared by SessionValidate; the cache asks this before it keeps a record.
  */
 bool
 SessionIsLive(const SessionRecord *rec, TimestampTz now)
@@ -433,7 +458,8 @@ SessionIsLive(const SessionRecord *rec, TimestampTz now)
 		return false;
 	if (rec->kind == TOKEN_SESSION && authctx_session_idle_timeout > 0 &&
 		rec->last_seen_at != DT_NOEND &&
-		rec->last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC <= now)
+		rec->last_seen_at + (int64) authctx_session_idle_timeout * USECS_PER_SEC +
+		SessionSeenInterval(TOKEN_SESSION) <= now)
 		return false;
 	return true;
 }
@@ -491,15 +517,17 @@ SessionValidate(const AuthctxToken *tok, SessionRecord *rec, TimestampTz *now)
 
 /*
  * Record that a validated session or API key was used at now.  Last-seen is
- * recorded off the request path, at most once an interval: in the cache
- * entry, and, unless another backend got there first, as a note for the
- * last-seen writer (seen.c) to write to the table.  Nothing is written here.
+ * recorded off the request path, only when the recorded time is at least
+ * SessionSeenInterval() old, so that its writes are bounded by the number
+ * of sessions, not of requests: in the cache entry, and, unless another
+ * backend got there first, as a note for the last-seen writer (seen.c) to
+ * write to the table.  Nothing is written here.
  */
 void
 SessionNoteUse(const SessionRecord *rec, TimestampTz now)
 {
 	if ((rec->last_seen_at == DT_NOEND ||
-		 now - rec->last_seen_at >= (int64) authctx_last_seen_interval * USECS_PER_SEC) &&
+		 now - rec->last_seen_at >= SessionSeenInterval(rec->kind)) &&
 		CacheSessionSeen(rec, now))
 		WorkerNoteSeen(rec->kind, &rec->id, now);
 }

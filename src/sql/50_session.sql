@@ -12,8 +12,9 @@
 -- now(), which is the start of the caller's transaction.  A session has an
 -- absolute lifetime (authctx.session_lifetime) and an idle timeout
 -- (authctx.session_idle_timeout, 0 = none) judged from last_seen_at, which
--- is written off the request path with a granularity of
--- authctx.last_seen_interval (src/worker.c).
+-- is written off the request path when it is a tenth of the idle timeout
+-- old (authctx.last_seen_interval with the idle timeout off; src/seen.c),
+-- see authctx._session_live.
 --
 -- The liveness rule, in one place.  A session is live when its row exists,
 -- the presented secret matches its verifier, revoked_at is NULL, it has not
@@ -382,10 +383,14 @@ COMMENT ON FUNCTION authctx._revoked_by_user(timestamptz, uuid, timestamptz, uui
   'internal: whether a session or refresh token (issue time, family) is revoked by its user''s revocation stamp';
 
 -- The clock part of the liveness rule of a session, in one place for every
--- SQL path: at p_at it has not expired and has not been idle for p_idle or
--- longer ('0': no idle timeout).  The C twin is SessionIsLive() in
--- src/session.c.  A plain SQL function, so that it is inlined where it is
--- used.
+-- SQL path: at p_at it has not expired and is not idle for the idle timeout
+-- p_idle ('0': no idle timeout).  last_seen_at is recorded only when it is
+-- a tenth of p_idle old (sliding last-seen), so it lags the last use by
+-- less than p_idle / 10: a session is idle when its recorded time is
+-- p_idle + p_idle / 10 old or more.  So one used within p_idle is never
+-- refused, and one unused for 1.1 x p_idle always is.  The C twin is
+-- SessionIsLive() in src/session.c (the tenth is AUTHCTX_SEEN_FRACTION).
+-- A plain SQL function, so that it is inlined where it is used.
 CREATE FUNCTION authctx._session_live(p_expires_at timestamptz, p_last_seen_at timestamptz,
                                       p_at timestamptz, p_idle interval)
 RETURNS boolean
@@ -393,10 +398,12 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
   SELECT p_expires_at OPERATOR(pg_catalog.>) p_at
      AND (p_idle OPERATOR(pg_catalog.=) interval '0'
-          OR (p_last_seen_at OPERATOR(pg_catalog.+) p_idle) OPERATOR(pg_catalog.>) p_at);
+          OR (p_last_seen_at OPERATOR(pg_catalog.+) p_idle
+              OPERATOR(pg_catalog.+) (p_idle OPERATOR(pg_catalog./) 10::double precision))
+             OPERATOR(pg_catalog.>) p_at);
 $$;
 COMMENT ON FUNCTION authctx._session_live(timestamptz, timestamptz, timestamptz, interval) IS
-  'internal: whether a session (expiry, last seen) is neither expired nor idle at a time, for an idle timeout';
+  'internal: whether a session (expiry, last seen) is neither expired nor idle at a time, for an idle timeout (recorded last-seen at least a tenth of it older than the last use)';
 
 -- The time a new session or refresh token of a user is issued at: the wall
 -- clock, but always after the user's stamp, so that a clock that stepped

@@ -131,14 +131,15 @@ ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'authctx last-seen' AND datname IS NULL}),
 	'last-seen worker running, connected to no database');
 
-# A session of wk@example.com in database $db, last seen 2 minutes ago.
+# A session of wk@example.com in database $db, last seen 10 minutes ago:
+# due a note (sliding last-seen: a tenth of the 1 hour idle timeout).
 sub seen_session
 {
 	my ($node, $db) = @_;
 	my $tok = $node->safe_psql($db, q{
 	  SELECT authctx.create_session(id) FROM authctx.users WHERE email = 'wk@example.com'});
 	$node->safe_psql($db, qq{
-	  UPDATE authctx.sessions SET last_seen_at = clock_timestamp() - interval '2 minutes'
+	  UPDATE authctx.sessions SET last_seen_at = clock_timestamp() - interval '10 minutes'
 	   WHERE id = authctx._token_id('$tok'::authctx.token)});
 	return $tok;
 }

@@ -161,7 +161,7 @@ sub run_tasks
 	# a last-seen batch (preloaded: the shared queue's worker; not: the
 	# backend's own list, handed over at once for the first note)
 	my $tok = $q->(qq{SELECT authctx.create_session($user)});
-	$q->(qq{UPDATE authctx.sessions SET last_seen_at = clock_timestamp() - interval '2 minutes'
+	$q->(qq{UPDATE authctx.sessions SET last_seen_at = clock_timestamp() - interval '10 minutes'
 	         WHERE id = authctx._token_id('$tok'::authctx.token)});
 	($rc, $out, $err) = $app->(qq{BEGIN READ ONLY; SELECT (public.auth_begin('$tok')).auth_method; COMMIT;});
 	is($out, 'session', "$phase: auth_begin accepts the session");

@@ -43,12 +43,13 @@ $node->safe_psql('postgres', q{
   INSERT INTO toks SELECT 'k1', authctx.create_api_key(id, 'acme', 'ci') FROM authctx.users WHERE email = 'u2@acme.test';
   SELECT authctx.revoke_session(authctx._token_id(t::authctx.token)) FROM toks WHERE name = 's6';
   -- sessions for the last-seen checks, never looked up before their turn
-  -- (so never cached), last seen five minutes ago: due a note
+  -- (so never cached), last seen ten minutes ago: due a note (sliding
+  -- last-seen: a tenth of the 1 hour idle timeout)
   CREATE TABLE xs (name text PRIMARY KEY, t text);
   GRANT SELECT ON xs TO app;
   INSERT INTO xs SELECT 'x' || i, authctx.create_session(u.id)
     FROM generate_series(1, 5) i JOIN authctx.users u ON u.email = 'u3@acme.test';
-  UPDATE authctx.sessions SET last_seen_at = date_trunc('second', clock_timestamp()) - interval '5 minutes'
+  UPDATE authctx.sessions SET last_seen_at = date_trunc('second', clock_timestamp()) - interval '10 minutes'
    WHERE id IN (SELECT authctx._token_id(t::authctx.token) FROM xs);
   -- the names of the tokens that authenticate now, each in its own lookup
   CREATE FUNCTION accepted() RETURNS text LANGUAGE plpgsql AS $$
