@@ -46,7 +46,8 @@ Usage:
 
 Endpoints:
   GET  /                    the login page (password or passkey)
-  GET  /notes.html          the tenant's notes page
+  GET  /notes.html          the tenant's notes page, with the account panel
+  GET  /reset.html, /verify.html  where the links of the account flows land
   GET  /healthz             200 when the database answers
   POST /login               {email, password, tenant?} -> cookie, {refresh_token, ...}
   POST /refresh             {refresh_token} -> new cookie, {refresh_token, ...}
@@ -106,6 +107,8 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 STATIC = {
     "/": ("login.html", "text/html; charset=utf-8"),
     "/notes.html": ("notes.html", "text/html; charset=utf-8"),
+    "/reset.html": ("reset.html", "text/html; charset=utf-8"),
+    "/verify.html": ("verify.html", "text/html; charset=utf-8"),
     "/static/notes.js": ("notes.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }

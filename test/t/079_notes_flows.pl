@@ -18,6 +18,7 @@
 #     a stepped-up session;
 #   - step-up in a policy: deleting a note without a second factor is 403
 #     (the restrictive policy hides the row), with one 204;
+#   - the pages the links land on are served;
 #   - no token, URI or code in the app's log; preloaded, no axo_ token in
 #     the server log (log_statement = all logs the bind parameters).
 use strict;
@@ -210,6 +211,15 @@ for my $mode ('nopreload', 'preload')
 	my (undef, $bob) = $login->('bob@globex.test');
 	$r = $stack->request('POST', '/totp/verify', cookie => $bob, json => { code => '123456' });
 	is_deeply([ $r->{status}, $r->{json}{sqlstate} ], [ 409, '55000' ], "$mode: a user without a factor cannot step up (409)");
+
+	# ------------------------------------------------------------ pages
+	for my $page ('/reset.html', '/verify.html')
+	{
+		$r = $stack->request('GET', $page);
+		like($r->{body}, qr/<script src="\/static\/notes\.js" defer>/, "$mode: $page is served, its script from /static");
+	}
+	like($stack->request('GET', '/')->{body}, qr/id="forgot"/, "$mode: the login page has \"forgot password\"");
+	like($stack->request('GET', '/notes.html')->{body}, qr/id="totp-enroll"/, "$mode: the notes page \"enable two-factor\"");
 
 	# ------------------------------------------------------------ logs
 	my $log = $stack->app_log;
