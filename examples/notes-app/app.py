@@ -631,14 +631,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         def run(cur):
             # the application's own directory (notes.accounts), as
-            # notes_registrar; the token is made by authctx_manager's
-            # create_one_time_token and supersedes older ones
-            cur.execute("SELECT a.user_id, a.email,"
+            # notes_registrar; no link for a disabled user; the link goes to
+            # the address authctx has now (the token is bound to it); the
+            # token is made by authctx_manager's create_one_time_token and
+            # supersedes the user's older ones
+            cur.execute("SELECT i.email,"
                         " (authctx.create_one_time_token(a.user_id, 'reset_password',"
                         " '30 minutes'))::text AS token"
-                        " FROM notes.accounts a WHERE lower(a.email) = lower(%s)", (email,))
+                        " FROM notes.accounts a, authctx.user_info(a.user_id) i"
+                        " WHERE lower(a.email) = lower(%s) AND NOT i.disabled", (email,))
             return cur.fetchone()
-        row = self.transaction(run, self.registrar())
+        try:
+            row = self.transaction(run, self.registrar())
+        except psycopg.Error as e:
+            # an account row whose user authctx no longer has: no account
+            if getattr(e, "sqlstate", None) != "42704":
+                raise
+            row = None
         if row is not None:
             self.send_mail(row["email"], "reset_password", "/reset.html", row["token"])
         # the same answer whether or not the address has an account

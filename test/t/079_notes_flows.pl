@@ -2,8 +2,9 @@
 # over real HTTP: PostgreSQL, PgBouncer in transaction mode and app.py on
 # loopback (test/notes/NotesStack.pm), in both preload modes.
 #
-#   - forgot password: the same 202 for a known and an unknown address, a
-#     reset link in the outbox only for the known one; a newer link
+#   - forgot password: the same 202 for a known, an unknown, a disabled
+#     and a deleted user's address, a reset link in the outbox only for the
+#     known one; a newer link
 #     supersedes the older; a too-short password is 400 (22023) and leaves
 #     the link usable; the reset revokes every session and refresh token of
 #     the user; the old password is refused, the new one logs in; the
@@ -97,9 +98,16 @@ for my $mode ('nopreload', 'preload')
 	$r = $stack->request('POST', '/password/forgot', json => { email => 'nobody@acme.test' });
 	is_deeply([ $r->{status}, $r->{json} ], [ 202, { sent => JSON::PP::true } ],
 		"$mode: the same answer for an address without an account");
+	$sql->(q{SELECT authctx.disable_user(user_id) FROM notes.accounts WHERE email = 'carol@both.test'});
+	$r = $stack->request('POST', '/password/forgot', json => { email => 'carol@both.test' });
+	is($r->{status}, 202, "$mode: the same answer for a disabled user");
+	$sql->(q{SELECT authctx.enable_user(user_id) FROM notes.accounts WHERE email = 'carol@both.test'});
+	$sql->(q{INSERT INTO notes.accounts VALUES (gen_random_uuid(), 'gone@acme.test')});
+	$r = $stack->request('POST', '/password/forgot', json => { email => 'gone@acme.test' });
+	is($r->{status}, 202, "$mode: and for an account authctx no longer has");
 	my $box = $stack->outbox;
 	is_deeply([ map { "$_->{purpose} $_->{to}" } @$box ], ['reset_password alice@acme.test'],
-		"$mode: one message in the outbox, to alice's address only");
+		"$mode: one message in the outbox, to alice's address only (none to the others)");
 	like($box->[0]{link}, qr{^http://localhost:\d+/reset\.html#axo_[A-Za-z0-9_-]{20,}$},
 		"$mode: a link with the token in its fragment");
 	my ($first_reset) = $mail->('reset_password', 'alice@acme.test');
