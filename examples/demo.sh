@@ -72,6 +72,7 @@ port = $pgport
 listen_addresses = ''
 unix_socket_directories = '$work'
 shared_preload_libraries = 'authctx'
+authctx.secret_key = '$(/usr/bin/python3 -c 'import secrets; print(secrets.token_hex(32))')'
 CONF
 as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/postgresql.log" -w start >/dev/null
 as_pg "$bindir/createdb" -h "$work" -p "$pgport" notes
@@ -107,7 +108,8 @@ chown -R postgres "$work/app"
 	/usr/bin/python3 "$work/app/app.py" --quiet \
 	--dsn "host=127.0.0.1 port=$bport dbname=notes user=notes_app" \
 	--registrar-dsn "host=127.0.0.1 port=$bport dbname=notes user=notes_registrar" \
-	--listen "127.0.0.1:$port" --origin "http://localhost:$port") >"$work/app.log" 2>&1 &
+	--listen "127.0.0.1:$port" --origin "http://localhost:$port" \
+	--outbox "$work/outbox.jsonl") >"$work/app.log" 2>&1 &
 app_pid=$!
 for _ in $(seq 1 100); do
 	/usr/bin/python3 - "$port" <<'PY' 2>/dev/null && break
@@ -127,6 +129,7 @@ if [ -n "${KEEP:-}" ]; then
   password: correct horse battery staple (carol: type a tenant, acme or globex)
   each tenant's own host: http://acme.localhost:$port/ and http://globex.localhost:$port/
   passkeys: "Add a passkey" on the notes page, then "Sign in with a passkey"
+  "forgot password" and "verify email" links are written to $work/outbox.jsonl (no mail server)
   from another machine: ssh -L $port:127.0.0.1:$port <this machine>, then the same URLs
 Ctrl-C stops everything and removes the throwaway cluster.
 EOF

@@ -33,7 +33,7 @@ Debian's python3-psycopg and the standard library's HTTP server:
     the user whose token auth_begin just validated in the same transaction.
 
 Errors: 401 for SQLSTATE 28000/28P01, 403 for 42501, 400 for class 22 (and
-for 23 other than 23505, which is 409), 404 when a note is not visible, 503
+for 23 other than 23505, which is 409), 409 for 55000, 404 when a note is not visible, 503
 when the database cannot be reached, 500 otherwise; always a JSON body
 {"error": ...}, never a stack trace.  Log lines name the method, path,
 status and time, never a header or a body.
@@ -46,7 +46,8 @@ Usage:
 
 Endpoints:
   GET  /                    the login page (password or passkey)
-  GET  /notes.html          the tenant's notes page
+  GET  /notes.html          the tenant's notes page, with the account panel
+  GET  /reset.html, /verify.html  where the links of the account flows land
   GET  /healthz             200 when the database answers
   POST /login               {email, password, tenant?} -> cookie, {refresh_token, ...}
   POST /refresh             {refresh_token} -> new cookie, {refresh_token, ...}
@@ -59,6 +60,25 @@ Endpoints:
   POST /webauthn/register   {attestation_object, client_data_json, name?} (signed in)
   POST /webauthn/login      {credential_id, authenticator_data,
                              client_data_json, signature, tenant?} -> cookie
+  GET  /account             the user's email, whether verified, whether TOTP is on
+  POST /password/forgot     {email} -> 202 always; a reset link to the outbox
+  POST /password/reset      {token, password} -> 200; every session revoked
+  POST /email/verify/send   (signed in) -> 202; a verification link to the outbox
+  POST /email/verify        {token} -> 200
+  POST /totp/enroll         (signed in) -> {uri}: the otpauth:// URI, once
+  POST /totp/confirm        {code} (signed in) -> {recovery_codes}, once
+  POST /totp/verify         {code} (signed in) -> 200, the session stepped up
+
+Account flows.  The links of "forgot password" and "verify email" carry a
+one-time token (axo_) that goes only to the user's address: this example
+has no mail server, so it appends each message to the file named by
+--outbox (one JSON object a line; the tests read it), and says nothing of
+it anywhere else.  Tokens, otpauth:// URIs and recovery codes are never
+written to the log.  Issuing tokens and enrolling TOTP is identity
+management (authctx_manager, the notes_registrar pool), always for the
+user auth_begin just validated or, for "forgot password", for the user
+notes.accounts maps the email to; spending them (verify_email,
+reset_password, verify_totp) is authctx_app's, on the notes_app pool.
 """
 
 import argparse
@@ -87,6 +107,8 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 STATIC = {
     "/": ("login.html", "text/html; charset=utf-8"),
     "/notes.html": ("notes.html", "text/html; charset=utf-8"),
+    "/reset.html": ("reset.html", "text/html; charset=utf-8"),
+    "/verify.html": ("verify.html", "text/html; charset=utf-8"),
     "/static/notes.js": ("notes.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
@@ -123,6 +145,11 @@ def from_database(e):
         return ApiError(400, "invalid request" + (": " + primary if primary else ""), state)
     if state == "23505":
         return ApiError(409, "already exists", state)
+    if state == "55000":
+        # e.g. verify_totp for a user without a factor
+        diag = getattr(e, "diag", None)
+        primary = diag.message_primary if diag is not None else None
+        return ApiError(409, "not possible now" + (": " + primary if primary else ""), state)
     if isinstance(e, psycopg.OperationalError) and not state:
         return ApiError(503, "database unavailable")
     return ApiError(500, "internal error", state or None)
@@ -502,7 +529,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                  " RETURNING " + NOTE_COLUMNS, (title, body, note_id))
 
     def delete_note(self, note_id):
-        self.one_row("DELETE FROM notes.notes WHERE id = %s::bigint RETURNING id", (note_id,))
+        # schema.sql: deleting needs a second factor ('otp' or 'webauthn' in
+        # authctx.amr()); without one the policy hides the row from DELETE,
+        # so tell a visible note (403, step up) from an invisible one (404)
+        def run(cur, ctx):
+            cur.execute("DELETE FROM notes.notes WHERE id = %s::bigint RETURNING id", (note_id,))
+            if cur.fetchone() is not None:
+                return "deleted"
+            cur.execute("SELECT 1 FROM notes.notes WHERE id = %s::bigint", (note_id,))
+            return "step_up" if cur.fetchone() is not None else None
+        outcome = self.authenticated(run)
+        if outcome is None:
+            raise ApiError(404, "not found")
+        if outcome == "step_up":
+            raise ApiError(403, "deleting a note needs a second factor: POST /totp/verify first")
         return 204, None
 
     def webauthn_challenge(self):
@@ -557,6 +597,129 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return cur.fetchone()
         return 200, self.start_session(self.transaction(run))
 
+    # ------------------------------------------------------- account flows
+
+    def registrar(self):
+        if self.server.registrar_pool is None:
+            raise ApiError(503, "account management is not configured")
+        return self.server.registrar_pool
+
+    def send_mail(self, to, purpose, path, token):
+        """Deliver a link to the user's address: here, the --outbox file."""
+        with self.server.outbox_lock:
+            with open(self.server.outbox, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"to": to, "purpose": purpose,
+                                    "link": "%s%s#%s" % (self.server.link_base, path, token)})
+                        + "\n")
+
+    def mail_configured(self):
+        if not self.server.outbox:
+            raise ApiError(503, "this server sends no mail (start it with --outbox)")
+
+    def account(self):
+        def run(cur, ctx):
+            cur.execute("SELECT email, email_verified_at, totp_enabled"
+                        " FROM authctx.user_info(authctx.user_id())")
+            info = cur.fetchone()
+            cur.execute("SELECT authctx.amr() AS amr")
+            return dict(info, user_id=ctx["user_id"], amr=cur.fetchone()["amr"])
+        return 200, self.authenticated(run, self.registrar())
+
+    def password_forgot(self):
+        email = self.field("email", max_len=320)
+        self.mail_configured()
+
+        def run(cur):
+            # the application's own directory (notes.accounts), as
+            # notes_registrar; no link for a disabled user; the link goes to
+            # the address authctx has now (the token is bound to it); the
+            # token is made by authctx_manager's create_one_time_token and
+            # supersedes the user's older ones
+            cur.execute("SELECT i.email,"
+                        " (authctx.create_one_time_token(a.user_id, 'reset_password',"
+                        " '30 minutes'))::text AS token"
+                        " FROM notes.accounts a, authctx.user_info(a.user_id) i"
+                        " WHERE lower(a.email) = lower(%s) AND NOT i.disabled", (email,))
+            return cur.fetchone()
+        try:
+            row = self.transaction(run, self.registrar())
+        except psycopg.Error as e:
+            # an account row whose user authctx no longer has: no account
+            if getattr(e, "sqlstate", None) != "42704":
+                raise
+            row = None
+        if row is not None:
+            self.send_mail(row["email"], "reset_password", "/reset.html", row["token"])
+        # the same answer whether or not the address has an account
+        return 202, {"sent": True}
+
+    def password_reset(self):
+        token = self.field("token", max_len=200)
+        password = self.field("password", max_len=4096)
+
+        def run(cur):
+            cur.execute("SELECT authctx.reset_password(%s, %s) AS user_id", (token, password))
+            return cur.fetchone()
+        self.transaction(run)
+        # every session of the user is revoked, this browser's too: log in again
+        self.cookies_out.append("%s=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax" % COOKIE)
+        return 200, {"reset": True}
+
+    def email_verify_send(self):
+        self.mail_configured()
+
+        def run(cur, ctx):
+            cur.execute("SELECT (authctx.user_info(authctx.user_id())).email,"
+                        " (authctx.create_one_time_token(authctx.user_id(),"
+                        " 'verify_email'))::text AS token")
+            return cur.fetchone()
+        row = self.authenticated(run, self.registrar())
+        self.send_mail(row["email"], "verify_email", "/verify.html", row["token"])
+        return 202, {"sent": True}
+
+    def email_verify(self):
+        token = self.field("token", max_len=200)
+
+        def run(cur):
+            cur.execute("SELECT authctx.verify_email(%s) AS user_id", (token,))
+            return cur.fetchone()
+        return 200, {"verified": True, "user_id": self.transaction(run)["user_id"]}
+
+    def require_step_up_to_replace(self, cur):
+        """Replacing an active factor needs the current one (or a passkey)."""
+        cur.execute("SELECT (authctx.user_info(authctx.user_id())).totp_enabled AS enabled,"
+                    " 'otp' = ANY (authctx.amr()) OR 'webauthn' = ANY (authctx.amr()) AS stepped_up")
+        row = cur.fetchone()
+        if row["enabled"] and not row["stepped_up"]:
+            raise ApiError(403, "two-factor is on: verify a code first to replace it")
+
+    def totp_enroll(self):
+        def run(cur, ctx):
+            self.require_step_up_to_replace(cur)
+            cur.execute("SELECT authctx.enroll_totp(authctx.user_id()) AS uri")
+            return cur.fetchone()["uri"]
+        return 200, {"uri": self.authenticated(run, self.registrar())}
+
+    def totp_confirm(self):
+        code = self.field("code", max_len=20)
+
+        def run(cur, ctx):
+            self.require_step_up_to_replace(cur)
+            cur.execute("SELECT authctx.confirm_totp(authctx.user_id(), %s) AS codes", (code,))
+            return cur.fetchone()["codes"]
+        return 200, {"recovery_codes": self.authenticated(run, self.registrar())}
+
+    def totp_verify(self):
+        code = self.field("code", max_len=40)
+
+        def run(cur, ctx):
+            cur.execute("SELECT authctx.verify_totp(%s) AS ok", (code,))
+            return cur.fetchone()["ok"]
+        # false: counted toward the lockout by authctx, in its own transaction
+        if not self.authenticated(run):
+            raise ApiError(401, "wrong code")
+        return 200, {"verified": True}
+
 
 ROUTES = [(m, re.compile(p), f) for m, p, f in [
     ("GET", r"/healthz", Handler.healthz),
@@ -572,6 +735,14 @@ ROUTES = [(m, re.compile(p), f) for m, p, f in [
     ("POST", r"/webauthn/challenge", Handler.webauthn_challenge),
     ("POST", r"/webauthn/register", Handler.webauthn_register),
     ("POST", r"/webauthn/login", Handler.webauthn_login),
+    ("GET", r"/account", Handler.account),
+    ("POST", r"/password/forgot", Handler.password_forgot),
+    ("POST", r"/password/reset", Handler.password_reset),
+    ("POST", r"/email/verify/send", Handler.email_verify_send),
+    ("POST", r"/email/verify", Handler.email_verify),
+    ("POST", r"/totp/enroll", Handler.totp_enroll),
+    ("POST", r"/totp/confirm", Handler.totp_confirm),
+    ("POST", r"/totp/verify", Handler.totp_verify),
 ]]
 
 
@@ -598,6 +769,14 @@ def main():
     ap.add_argument("--tenant-origin", default=None,
                     help="origin of a tenant's host, with {tenant} "
                          "(default: --origin with {tenant}.<host>)")
+    ap.add_argument("--link-base", default=None,
+                    help="where the links of outgoing messages point "
+                         "(default: --origin)")
+    ap.add_argument("--outbox", default=None,
+                    help="append outgoing messages (password reset and email "
+                         "verification links) to this file, one JSON object a "
+                         "line, instead of mailing them: for demos and tests "
+                         "(default: the flows that send mail are off)")
     ap.add_argument("--pool-size", type=int, default=8)
     ap.add_argument("--quiet", action="store_true", help="no access log")
     args = ap.parse_args()
@@ -613,6 +792,9 @@ def main():
     server.pool = Pool(args.dsn, args.pool_size)
     server.registrar_pool = Pool(args.registrar_dsn, 2) if args.registrar_dsn else None
     server.static_dir = os.path.join(here, "static")
+    server.link_base = (args.link_base or server.origin).rstrip("/")
+    server.outbox = args.outbox
+    server.outbox_lock = threading.Lock()
     server.quiet = args.quiet
 
     def stop(signum, frame):

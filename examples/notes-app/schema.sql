@@ -4,11 +4,15 @@
 --   psql -v ON_ERROR_STOP=1 -d notes -f schema.sql
 --
 -- The application connects as notes_app, a member of authctx_app: it may
--- call auth_begin, login, refresh, logout, webauthn_challenge and
--- login_webauthn, and read and write notes.notes under the tenant
--- isolation policy; as notes_registrar only to register passkeys.  It owns
--- nothing and bypasses nothing: every row it sees or writes is checked by
--- PostgreSQL against the context auth_begin published.
+-- call auth_begin, login, refresh, logout, webauthn_challenge,
+-- login_webauthn, and spend one-time tokens and codes (verify_email,
+-- reset_password, verify_totp), and read and write notes.notes under the
+-- tenant isolation policy.  As notes_registrar (authctx_manager) it
+-- registers passkeys, issues reset and verification tokens and enrols
+-- TOTP, each for the user auth_begin just validated (or, for "forgot
+-- password", the user notes.accounts names).  It owns nothing and bypasses
+-- nothing: every row it sees or writes is checked by PostgreSQL against
+-- the context auth_begin published.
 
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS authctx;
@@ -22,9 +26,12 @@ END
 $$;
 GRANT authctx_app TO notes_app;
 
--- Registering a passkey is identity management (authctx_manager): the app
--- uses this role for that one endpoint, right after auth_begin validated
--- the user's own token in the same transaction.
+-- Registering a passkey, issuing a password-reset or email-verification
+-- token and enrolling TOTP are identity management (authctx_manager): the
+-- app uses this role for those endpoints only, right after auth_begin
+-- validated the user's own token in the same transaction (for "forgot
+-- password", which has no session, for the user notes.accounts maps the
+-- email to).
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'notes_registrar') THEN
@@ -78,3 +85,20 @@ CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON notes.notes
 
 GRANT SELECT, DELETE ON notes.notes TO notes_app;
 GRANT INSERT (title, body), UPDATE (title, body) ON notes.notes TO notes_app;
+
+-- Deleting a note needs a second factor: a session stepped up with a TOTP
+-- code (authctx.verify_totp) or a passkey login.  The restrictive policy
+-- narrows the tenant isolation policy; without it DELETE sees no rows.
+CREATE POLICY notes_delete_step_up ON notes.notes AS RESTRICTIVE FOR DELETE
+  USING ('otp' = ANY (authctx.amr()) OR 'webauthn' = ANY (authctx.amr()));
+
+-- The application's own directory of its users: "forgot password" looks
+-- the email up here (authctx does not let the app read authctx.users),
+-- only as notes_registrar.  The sign-up code (seed.sql here) fills it.
+CREATE TABLE notes.accounts (
+  user_id  uuid PRIMARY KEY,
+  email    text NOT NULL
+);
+CREATE UNIQUE INDEX accounts_email ON notes.accounts (lower(email));
+GRANT USAGE ON SCHEMA notes TO notes_registrar;
+GRANT SELECT ON notes.accounts TO notes_registrar;

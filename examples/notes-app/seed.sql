@@ -19,3 +19,5 @@ SELECT authctx.add_member('acme', :'alice', 'owner'),
        authctx.add_member('globex', :'carol', 'member');
 SELECT authctx.set_password(u, 'correct horse battery staple')
   FROM unnest(ARRAY[:'alice', :'bob', :'carol']::uuid[]) AS u;
+INSERT INTO notes.accounts (user_id, email)
+VALUES (:'alice', 'alice@acme.test'), (:'bob', 'bob@globex.test'), (:'carol', 'carol@both.test');

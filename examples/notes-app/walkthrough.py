@@ -7,13 +7,18 @@ Talks to a running notes app seeded with seed.sql and prints every request
 and response (tokens shortened), step by step: two tenants' users log in,
 write and read notes and see only their own; a forged tenant, another
 tenant's note, a viewer's write are refused; refresh rotation and reuse;
-logout.  Exits non-zero if any answer is not the expected one.
+logout; two-factor: enrolment, a code, a step-up that a policy asks for.  Exits non-zero if any answer is not the expected one.
 """
 
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import re
+import struct
 import sys
+import time
 import urllib.parse
 
 base = urllib.parse.urlsplit(sys.argv[1])
@@ -24,7 +29,19 @@ unexpected = 0
 
 def short(text):
     """Tokens shortened to their prefix and first characters."""
-    return re.sub(r"\b(ax[srk]_[A-Za-z0-9_-]{6})[A-Za-z0-9_-]+", r"\1…", text)
+    text = re.sub(r"\b(ax[srko]_[A-Za-z0-9_-]{6})[A-Za-z0-9_-]+", r"\1…", text)
+    # a TOTP secret and recovery codes are credentials too
+    text = re.sub(r"(secret=[A-Z2-7]{4})[A-Z2-7]+", r"\1…", text)
+    return re.sub(r'"recovery_codes": \[[^]]*\]', '"recovery_codes": [… 10 codes, shown once …]', text)
+
+
+def totp(uri, step):
+    """RFC 6238: the 6-digit code of a 30-second step (what an authenticator app shows)."""
+    secret = re.search(r"[?&]secret=([A-Z2-7]+)", uri).group(1)
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000)
 
 
 def step(title):
@@ -114,6 +131,21 @@ call("GET", "/notes", cookie=alice2, expect=401)
 step("7. Bob signs out: his token is refused by the very next request")
 call("POST", "/logout", cookie=bob, expect=204)
 call("GET", "/notes", cookie=bob, expect=401)
+
+step("8. Alice turns on two-factor; deleting a note asks for it (a restrictive policy "
+     "on 'otp' = ANY (authctx.amr()))")
+alice, _ = login("alice@acme.test")
+_, mine, _ = call("POST", "/notes", {"title": "acme: draft"}, cookie=alice, expect=201)
+mine = (mine or {}).get("id", 0)
+call("DELETE", "/notes/%d" % mine, cookie=alice, expect=403)
+_, enrolled, _ = call("POST", "/totp/enroll", cookie=alice, expect=200)
+uri = (enrolled or {}).get("uri", "otpauth://totp/x?secret=AAAA")
+now = int(time.time()) // 30
+call("POST", "/totp/confirm", {"code": totp(uri, now)}, cookie=alice, expect=200)
+call("POST", "/totp/verify", {"code": "000000" if totp(uri, now + 1) != "000000" else "111111"},
+     cookie=alice, expect=401)
+call("POST", "/totp/verify", {"code": totp(uri, now + 1)}, cookie=alice, expect=200)
+call("DELETE", "/notes/%d" % mine, cookie=alice, expect=204)
 
 print()
 if unexpected:

@@ -3,6 +3,7 @@
 #   my $stack = NotesStack->start(name => 'http', preload => 1,
 #                                 conf => "log_statement = all\n");
 #   $stack->url, $stack->port, $stack->node, $stack->app_log
+#   $stack->outbox        # the messages the app "mailed": [{to, purpose, link}]
 #   my $r = $stack->request('POST', '/login', json => {...}, cookie => $c,
 #                           headers => {...});   # {status, headers, json, body}
 #   $stack->stop;
@@ -51,6 +52,9 @@ sub start
 	$node->init;
 	$node->append_conf('postgresql.conf', "shared_preload_libraries = 'authctx'\n")
 	  if $opt{preload};
+	# TOTP secrets are sealed under this key (a fresh one per stack)
+	$node->append_conf('postgresql.conf',
+		"authctx.secret_key = '" . unpack('H*', join('', map { chr int rand 256 } 1 .. 32)) . "'\n");
 	$node->append_conf('postgresql.conf', $opt{conf}) if $opt{conf};
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE DATABASE notes');
@@ -93,13 +97,14 @@ sub start
 	$self->{port} = $port;
 	$self->{url} = "http://127.0.0.1:$port";
 	$self->{app_log} = "$dir/app.log";
+	$self->{outbox} = "$dir/outbox.jsonl";
 	$self->{app} = IPC::Run::start(
 		[ $PYTHON, "$app_dir/app.py",
 		  '--dsn', "host=127.0.0.1 port=$bport dbname=notes user=notes_app",
 		  '--registrar-dsn', "host=127.0.0.1 port=$bport dbname=notes user=notes_registrar",
 		  '--listen', "127.0.0.1:$port", '--rp-id', 'localhost',
 		  '--origin', "http://localhost:$port", '--tenant-domain', 'localhost',
-		  '--pool-size', $opt{app_pool} || 8 ],
+		  '--outbox', $self->{outbox}, '--pool-size', $opt{app_pool} || 8 ],
 		'>', $self->{app_log}, '2>&1');
 
 	# ready when /healthz answers 200 (the app reached PostgreSQL through PgBouncer)
@@ -119,6 +124,12 @@ sub url { $_[0]{url} }
 sub port { $_[0]{port} }
 sub app_log { slurp_file($_[0]{app_log}) }
 sub bouncer_log { slurp_file("$_[0]{dir}/pgbouncer.log") }
+sub outbox
+{
+	my ($self) = @_;
+	return [] unless -e $self->{outbox};
+	return [ map { decode_json($_) } grep { length } split /\n/, slurp_file($self->{outbox}) ];
+}
 
 # One HTTP request over a fresh connection (HTTP/1.1, Connection: close;
 # raw, because the tests set Host themselves).  Options: json (a body, sent

@@ -21,7 +21,8 @@ my $ok = IPC::Run::run([ $NotesStack::PYTHON, "$ENV{TESTDIR}/examples/notes-app/
 ok($ok, 'the walkthrough gets every answer it expects') or diag($out . $err);
 like($out, qr/Every answer was the expected one\./, 'and says so');
 my @steps = $out =~ /^== (\d+)\./mg;
-is_deeply(\@steps, [ 1 .. 7 ], 'all seven steps ran');
-unlike($out, qr/ax[srk]_[A-Za-z0-9_-]{7}/, 'tokens are printed shortened');
+is_deeply(\@steps, [ 1 .. 8 ], 'all eight steps ran');
+unlike($out, qr/ax[srko]_[A-Za-z0-9_-]{7}/, 'tokens are printed shortened');
+unlike($out, qr/secret=[A-Z2-7]{5}/, 'and the TOTP secret');
 $stack->stop;
 done_testing();

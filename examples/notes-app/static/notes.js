@@ -1,4 +1,7 @@
-// examples/notes-app/static/notes.js: the two pages' behaviour.
+// examples/notes-app/static/notes.js: the pages' behaviour (sign in, notes,
+// and the account flows: reset.html and verify.html read the one-time token
+// from the link's fragment, which the browser never sends to a server, and
+// drop it from the address bar at once).
 //
 // The session token never reaches this script: it lives in an HttpOnly
 // cookie.  The refresh token and the tenant the user typed are kept in
@@ -88,6 +91,40 @@ async function passkeyLogin() {
   }
 }
 
+async function forgotPassword() {
+  try {
+    await api('POST', '/password/forgot', {email: $('email').value});
+    say('If the address has an account, a link to reset the password is on its way.', true);
+  } catch (e) { say(e.message); }
+}
+
+// the token of a link (#axo_...), removed from the address bar and history
+function linkToken() {
+  const token = location.hash.slice(1);
+  history.replaceState(null, '', location.pathname);
+  return token;
+}
+
+async function resetPassword(ev, token) {
+  ev.preventDefault();
+  try {
+    await api('POST', '/password/reset', {token, password: $('new-password').value});
+    sessionStorage.clear();
+    say('Your password is changed and every session signed out: sign in again.', true);
+  } catch (e) {
+    say(e.status === 401 ? 'This link is spent, expired or superseded: ask for a new one.' : e.message);
+  }
+}
+
+async function verifyEmail(token) {
+  try {
+    await api('POST', '/email/verify', {token});
+    say('Your email address is verified.', true);
+  } catch (e) {
+    say(e.status === 401 ? 'This link is spent, expired or superseded.' : e.message);
+  }
+}
+
 // ------------------------------------------------------------- notes page
 
 function renderNote(n) {
@@ -102,7 +139,9 @@ function renderNote(n) {
   del.className = 'delete';
   del.textContent = 'Delete';
   del.addEventListener('click', async () => {
-    try { await api('DELETE', '/notes/' + n.id); li.remove(); } catch (e) { say(e.message); }
+    try { await api('DELETE', '/notes/' + n.id); li.remove(); } catch (e) {
+      say(e.status === 403 ? 'Deleting needs a second factor: verify a code below.' : e.message);
+    }
   });
   li.append(h, p, del);
   return li;
@@ -140,6 +179,45 @@ async function loadNotes(retried) {
   $('role').textContent = me.role || '(none)';
   $('method').textContent = me.auth_method;
   $('notes').replaceChildren(...data.notes.map(renderNote));
+  loadAccount();
+}
+
+async function loadAccount() {
+  try {
+    const a = await api('GET', '/account');
+    $('account-email').textContent = a.email;
+    $('account-verified').textContent = a.email_verified_at ? 'verified' : 'not verified';
+    $('account-totp').textContent = (a.totp_enabled ? 'on' : 'off') +
+      ((a.amr || []).includes('otp') ? ', this session stepped up' : '');
+  } catch (e) { /* the account panel is optional */ }
+}
+
+async function account(what) {
+  try {
+    if (what === 'verify') {
+      await api('POST', '/email/verify/send');
+      say('A verification link is on its way to your address.', true);
+    } else if (what === 'enroll') {
+      const r = await api('POST', '/totp/enroll');
+      $('totp-uri').textContent = r.uri;
+      $('totp-uri-row').hidden = false;
+    } else if (what === 'confirm') {
+      const r = await api('POST', '/totp/confirm', {code: $('totp-code').value});
+      $('totp-uri-row').hidden = true;
+      $('totp-uri').textContent = '';
+      $('recovery-codes').textContent = 'Recovery codes (each works once; keep them safe):\n' +
+        r.recovery_codes.join('\n');
+      $('recovery-codes').hidden = false;
+      say('Two-factor is on.', true);
+    } else {
+      await api('POST', '/totp/verify', {code: $('totp-code').value});
+      say('Verified: this session is stepped up.', true);
+    }
+    $('totp-code').value = '';
+    loadAccount();
+  } catch (e) {
+    say(e.status === 401 && what !== 'verify' ? 'Wrong code.' : e.message);
+  }
 }
 
 async function addNote(ev) {
@@ -186,13 +264,24 @@ async function logout() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  if (document.body.dataset.page === 'login') {
+  const page = document.body.dataset.page;
+  if (page === 'login') {
     $('login-form').addEventListener('submit', passwordLogin);
     $('passkey-login').addEventListener('click', passkeyLogin);
+    $('forgot').addEventListener('click', forgotPassword);
+  } else if (page === 'reset') {
+    const token = linkToken();
+    $('reset-form').addEventListener('submit', (ev) => resetPassword(ev, token));
+  } else if (page === 'verify') {
+    verifyEmail(linkToken());
   } else {
     $('note-form').addEventListener('submit', addNote);
     $('passkey-register').addEventListener('click', registerPasskey);
     $('logout').addEventListener('click', logout);
+    $('verify-send').addEventListener('click', () => account('verify'));
+    $('totp-enroll').addEventListener('click', () => account('enroll'));
+    $('totp-confirm').addEventListener('click', () => account('confirm'));
+    $('totp-form').addEventListener('submit', (ev) => { ev.preventDefault(); account('verify-code'); });
     loadNotes(false);
   }
 });
