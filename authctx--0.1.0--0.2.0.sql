@@ -5072,3 +5072,257 @@ AS $$
 $$;
 COMMENT ON FUNCTION authctx._session_live(timestamptz, timestamptz, timestamptz, interval) IS
   'internal: whether a session (expiry, last seen) is neither expired nor idle at a time, for an idle timeout (recorded last-seen at least a tenth of it older than the last use)';
+
+-- audit: one audit module (issue 12 item 4).  authctx._audit (20_audit.sql)
+-- holds the one statement that inserts into audit_log; it takes the
+-- caller's db_role and the time of the event as optional arguments, so the
+-- worker's records write through it (new signature: the old one is
+-- dropped).  authctx._audit_record is the worker's kind audit (admin_bypass
+-- from AuditWriteDurable).  _autonomous_apply only dispatches: the
+-- revocation of a reused refresh token's family is session's
+-- _refresh_reuse, the last-seen write session's _note_seen, the lockout
+-- back-off identity's _login_failure, clone marking webauthn's
+-- _webauthn_failure, each auditing through _audit.
+
+DROP FUNCTION authctx._audit(text, uuid, uuid, uuid, jsonb);
+CREATE FUNCTION authctx._audit(event text, user_id uuid, tenant_id uuid,
+                               session_id uuid, detail jsonb DEFAULT '{}',
+                               db_role name DEFAULT NULL,
+                               occurred_at timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
+  VALUES (COALESCE(_audit.occurred_at, pg_catalog.clock_timestamp()),
+          _audit.event, _audit.user_id, _audit.tenant_id, _audit.session_id,
+          COALESCE(_audit.db_role, pg_catalog.session_user()),
+          COALESCE(_audit.detail, '{}'::jsonb));
+END
+$$;
+COMMENT ON FUNCTION authctx._audit(text, uuid, uuid, uuid, jsonb, name, timestamptz) IS 'internal: append an audit event';
+REVOKE ALL ON FUNCTION authctx._audit(text, uuid, uuid, uuid, jsonb, name, timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION authctx._audit_record(p_record jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF COALESCE(p_record ->> 'event', '') = '' THEN
+    RAISE EXCEPTION 'audit record without an event' USING ERRCODE = '22023';
+  END IF;
+  PERFORM authctx._audit(p_record ->> 'event',
+                         (p_record ->> 'user_id')::uuid,
+                         (p_record ->> 'tenant_id')::uuid,
+                         (p_record ->> 'session_id')::uuid,
+                         COALESCE(p_record -> 'detail', '{}'::jsonb),
+                         (p_record ->> 'db_role')::name);
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._audit_record(jsonb) IS 'internal: append an audit event handed over as a record (the worker''s kind audit)';
+REVOKE ALL ON FUNCTION authctx._audit_record(jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION authctx._login_failure(p_user_id uuid, p_reason text, p_count boolean,
+                                       p_record jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := clock_timestamp();
+  v_threshold integer;
+  v_base      double precision;
+  v_max       double precision;
+  v_failures  integer;
+  v_locked    timestamptz;
+BEGIN
+  IF p_user_id IS NOT NULL AND coalesce(p_count, false) THEN
+    v_threshold := greatest((p_record ->> 'threshold')::integer, 1);
+    v_base := greatest((p_record ->> 'base_delay')::double precision, 1);
+    v_max := greatest((p_record ->> 'max_delay')::double precision, v_base);
+    -- The streak is forgotten after a quiet period of twice the longest
+    -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
+    -- meanwhile simply gets no row.
+    INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
+    SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = p_user_id
+    ON CONFLICT (user_id) DO UPDATE
+      SET failures = CASE
+                       WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
+                       THEN 1
+                       ELSE t.failures + 1
+                     END,
+          last_failure_at = v_now
+    RETURNING t.failures INTO v_failures;
+    IF v_failures >= v_threshold THEN
+      -- bounded exponential back-off: base * 2^(failures - threshold), at most max
+      v_locked := v_now + make_interval(secs =>
+                    least(v_base * power(2::double precision,
+                                         least(v_failures - v_threshold, 30)),
+                          v_max));
+      UPDATE authctx.login_throttle t SET locked_until = v_locked
+       WHERE t.user_id = p_user_id;
+    END IF;
+  END IF;
+  PERFORM authctx._audit('login_failed', p_user_id, NULL, NULL,
+                         jsonb_strip_nulls(jsonb_build_object(
+                           'reason', p_reason,
+                           'method', p_record ->> 'method',
+                           'failures', v_failures,
+                           'locked_until', v_locked)),
+                         (p_record ->> 'db_role')::name, v_now);
+  RETURN jsonb_strip_nulls(jsonb_build_object('failures', v_failures, 'locked_until', v_locked));
+END
+$$;
+COMMENT ON FUNCTION authctx._login_failure(uuid, text, boolean, jsonb) IS
+  'internal: count a failed login toward the lockout (when it counts) and audit login_failed; returns failures and locked_until';
+
+CREATE FUNCTION authctx._refresh_reuse(p_record jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now      timestamptz := clock_timestamp();
+  v_family   uuid := (p_record ->> 'family_id')::uuid;
+  v_sessions integer;
+BEGIN
+  IF v_family IS NULL THEN
+    RAISE EXCEPTION 'refresh_reuse record without a family' USING ERRCODE = '22023';
+  END IF;
+  SELECT f.sessions INTO v_sessions FROM authctx._revoke_family(v_family, v_now) f;
+  PERFORM authctx._audit('refresh_reuse',
+                         (p_record ->> 'user_id')::uuid,
+                         (p_record ->> 'tenant_id')::uuid,
+                         (p_record ->> 'session_id')::uuid,
+                         jsonb_build_object(
+                           'family_id', v_family,
+                           'refresh_token_id', p_record ->> 'token_id',
+                           'sessions_revoked', v_sessions),
+                         (p_record ->> 'db_role')::name, v_now);
+  RETURN jsonb_build_object('sessions_revoked', v_sessions);
+END
+$$;
+COMMENT ON FUNCTION authctx._refresh_reuse(jsonb) IS
+  'internal: revoke the login family of a reused refresh token and audit refresh_reuse (in the worker''s transaction); returns sessions_revoked';
+REVOKE ALL ON FUNCTION authctx._refresh_reuse(jsonb) FROM PUBLIC;
+
+CREATE FUNCTION authctx._note_seen(p_record jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_kind text;
+  v_ids  uuid[];
+  v_ats  timestamptz[];
+BEGIN
+  FOREACH v_kind IN ARRAY ARRAY['s', 'k'] LOOP
+    SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}'),
+           coalesce(array_agg(n.at ORDER BY n.id), '{}')
+      INTO v_ids, v_ats
+      FROM (SELECT (e ->> 'id')::uuid AS id,
+                   max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
+              FROM jsonb_array_elements(p_record -> 'entries') e
+             WHERE e ->> 'k' = v_kind
+             GROUP BY 1) n;
+    CONTINUE WHEN cardinality(v_ids) = 0;
+    IF v_kind = 's' THEN
+      WITH l AS (
+        SELECT x.tid, m.at
+          FROM unnest(v_ids, v_ats) m(id, at)
+          CROSS JOIN LATERAL (
+            SELECT s.ctid AS tid
+              FROM authctx.sessions s
+             WHERE s.id = m.id AND s.last_seen_at < m.at
+               FOR NO KEY UPDATE SKIP LOCKED) x)
+      UPDATE authctx.sessions s
+         SET last_seen_at = l.at
+        FROM l
+       WHERE s.ctid = l.tid;
+    ELSE
+      WITH l AS (
+        SELECT x.tid, m.at
+          FROM unnest(v_ids, v_ats) m(id, at)
+          CROSS JOIN LATERAL (
+            SELECT k.ctid AS tid
+              FROM authctx.api_keys k
+             WHERE k.id = m.id AND (k.last_used_at IS NULL OR k.last_used_at < m.at)
+               FOR NO KEY UPDATE SKIP LOCKED) x)
+      UPDATE authctx.api_keys k
+         SET last_used_at = l.at
+        FROM l
+       WHERE k.ctid = l.tid;
+    END IF;
+  END LOOP;
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._note_seen(jsonb) IS
+  'internal: move sessions'' last_seen_at and API keys'' last_used_at forward from a batch of notes, skipping locked rows (in the worker''s transaction)';
+REVOKE ALL ON FUNCTION authctx._note_seen(jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION authctx._webauthn_failure(p_failure jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now  timestamptz := pg_catalog.clock_timestamp();
+  v_role name := coalesce(p_failure ->> 'db_role', pg_catalog.session_user()::text);
+BEGIN
+  IF p_failure ->> 'challenge' IS NOT NULL THEN
+    DELETE FROM authctx.webauthn_challenges c
+     WHERE c.challenge = pg_catalog.decode(p_failure ->> 'challenge', 'hex');
+  END IF;
+  IF coalesce((p_failure ->> 'clone')::boolean, false) THEN
+    UPDATE authctx.webauthn_credentials c
+       SET clone_suspected_at = coalesce(c.clone_suspected_at, v_now)
+     WHERE c.credential_id = pg_catalog.decode(p_failure ->> 'credential_id', 'hex');
+    PERFORM authctx._audit('webauthn_clone_suspected', (p_failure ->> 'user_id')::uuid, NULL, NULL,
+              pg_catalog.jsonb_build_object('credential_id', p_failure ->> 'credential_id',
+                                            'stored_count', (p_failure ->> 'stored_count')::bigint,
+                                            'presented_count', (p_failure ->> 'presented_count')::bigint),
+              v_role, v_now);
+  END IF;
+  IF coalesce((p_failure ->> 'login')::boolean, false) THEN
+    RETURN authctx._login_failure((p_failure ->> 'user_id')::uuid, p_failure ->> 'reason',
+                                  false, p_failure);
+  END IF;
+  PERFORM authctx._audit('webauthn_failed', (p_failure ->> 'user_id')::uuid, NULL, NULL,
+            pg_catalog.jsonb_build_object('reason', p_failure ->> 'reason',
+                                          'credential_id', p_failure ->> 'credential_id'),
+            v_role, v_now);
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._webauthn_failure(jsonb) IS
+  'internal: spend the challenge of a failed WebAuthn attempt, mark a suspected clone, audit the failure (in the worker''s transaction)';
+
+CREATE OR REPLACE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- a dispatcher only: every rule lives with the module that owns it
+  CASE kind
+    WHEN 'audit' THEN
+      RETURN authctx._audit_record(payload);
+    WHEN 'login_attempt' THEN
+      RETURN authctx._login_attempt(payload);
+    WHEN 'webauthn_attempt' THEN
+      RETURN authctx._webauthn_attempt(payload);
+    WHEN 'login_failed' THEN
+      RETURN authctx._login_failure((payload ->> 'user_id')::uuid, payload ->> 'reason',
+                                    (payload ->> 'count')::boolean, payload);
+    WHEN 'webauthn_failed' THEN
+      RETURN authctx._webauthn_failure(payload);
+    WHEN 'refresh_reuse' THEN
+      RETURN authctx._refresh_reuse(payload);
+    WHEN 'seen' THEN
+      RETURN authctx._note_seen(payload);
+    ELSE
+      RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
+  END CASE;
+END
+$$;
+COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
+  'internal: what the autonomous worker runs in its own transaction (audit, login_attempt, webauthn_attempt, login_failed, webauthn_failed, refresh_reuse, seen); returns what the record did';

@@ -294,7 +294,10 @@ extern void WebauthnInit(void);
 extern void OtpInit(void);
 
 /* ---- audit.c ---- */
-extern bool AuditWriteDurable(const char *event_json);
+extern bool AuditWriteDurable(const char *event, const pg_uuid_t *user_id,
+							  const pg_uuid_t *tenant_id,
+							  const pg_uuid_t *session_id,
+							  const char *detail_json);
 
 /* ---- authctx.c ---- */
 extern void AuthctxCheckVersion(void);

@@ -29,7 +29,9 @@
  *   exit; an idle backend keeps its notes until its next request.
  *
  * A "seen" task runs authctx._autonomous_apply('seen', ...) like every
- * other task, with the identity and pinned settings described in worker.c.
+ * other task, with the identity and pinned settings described in worker.c;
+ * it dispatches to the session module's authctx._note_seen
+ * (src/sql/50_session.sql), which owns the write.
  * The SQL only moves times forward, so late or repeated batches are
  * harmless, and it never waits for a row lock (a row held by a revocation,
  * cleanup or another batch keeps its old time), so a batch cannot deadlock

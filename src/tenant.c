@@ -195,7 +195,6 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 	Oid			admin_role = get_role_oid("authctx_admin", true);
 	char	   *reason;
 	const AuthctxContext *ctx;
-	StringInfoData payload;
 	StringInfoData detail;
 
 	AuthctxCheckVersion();
@@ -229,25 +228,12 @@ authctx_admin_begin(PG_FUNCTION_ARGS)
 	escape_json(&detail, GetUserNameFromId(GetUserId(), false));
 	appendStringInfoChar(&detail, '}');
 
-	initStringInfo(&payload);
-	appendStringInfoString(&payload, "{\"event\": \"admin_bypass\", \"db_role\": ");
-	escape_json(&payload, GetUserNameFromId(GetSessionUserId(), false));
-	if (ctx->valid)
-	{
-		char		buf[AUTHCTX_UUID_TEXT_LEN + 1];
-
-		appendStringInfo(&payload, ", \"user_id\": \"%s\"",
-						 ContextUuidText(&ctx->user_id, buf));
-		appendStringInfo(&payload, ", \"session_id\": \"%s\"",
-						 ContextUuidText(&ctx->session_id, buf));
-		if (ctx->has_tenant)
-			appendStringInfo(&payload, ", \"tenant_id\": \"%s\"",
-							 ContextUuidText(&ctx->tenant_id, buf));
-	}
-	appendStringInfo(&payload, ", \"detail\": %s}", detail.data);
-
 	/* the event must outlive this transaction, or there is no bypass */
-	if (!AuditWriteDurable(payload.data))
+	if (!AuditWriteDurable("admin_bypass",
+						   ctx->valid ? &ctx->user_id : NULL,
+						   ctx->valid && ctx->has_tenant ? &ctx->tenant_id : NULL,
+						   ctx->valid ? &ctx->session_id : NULL,
+						   detail.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("could not record the admin_bypass audit event"),

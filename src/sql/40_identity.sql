@@ -205,6 +205,69 @@ COMMENT ON FUNCTION authctx._lock_account(text) IS
   'internal: the per-account lock of password attempts (a keyed hash of the email''s key), for known and unknown emails alike';
 REVOKE ALL ON FUNCTION authctx._lock_account(text) FROM PUBLIC;
 
+-- Record a failed login: count it toward the user's lockout when p_count
+-- (a wrong password for an existing account) and audit login_failed with
+-- its reason.  The lockout back-off, in one place (login_throttle is
+-- identity's; the design is under Lockout in 50_session.sql's header).
+-- Runs in the worker's transaction (login_attempt, login_failed, webauthn
+-- attempts); p_record carries the caller's lockout settings (threshold,
+-- base_delay, max_delay), method and db_role.
+-- Returns {failures, locked_until} as far as known.
+CREATE FUNCTION authctx._login_failure(p_user_id uuid, p_reason text, p_count boolean,
+                                       p_record jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now       timestamptz := clock_timestamp();
+  v_threshold integer;
+  v_base      double precision;
+  v_max       double precision;
+  v_failures  integer;
+  v_locked    timestamptz;
+BEGIN
+  IF p_user_id IS NOT NULL AND coalesce(p_count, false) THEN
+    v_threshold := greatest((p_record ->> 'threshold')::integer, 1);
+    v_base := greatest((p_record ->> 'base_delay')::double precision, 1);
+    v_max := greatest((p_record ->> 'max_delay')::double precision, v_base);
+    -- The streak is forgotten after a quiet period of twice the longest
+    -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
+    -- meanwhile simply gets no row.
+    INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
+    SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = p_user_id
+    ON CONFLICT (user_id) DO UPDATE
+      SET failures = CASE
+                       WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
+                       THEN 1
+                       ELSE t.failures + 1
+                     END,
+          last_failure_at = v_now
+    RETURNING t.failures INTO v_failures;
+    IF v_failures >= v_threshold THEN
+      -- bounded exponential back-off: base * 2^(failures - threshold), at most max
+      v_locked := v_now + make_interval(secs =>
+                    least(v_base * power(2::double precision,
+                                         least(v_failures - v_threshold, 30)),
+                          v_max));
+      UPDATE authctx.login_throttle t SET locked_until = v_locked
+       WHERE t.user_id = p_user_id;
+    END IF;
+  END IF;
+  PERFORM authctx._audit('login_failed', p_user_id, NULL, NULL,
+                         jsonb_strip_nulls(jsonb_build_object(
+                           'reason', p_reason,
+                           'method', p_record ->> 'method',
+                           'failures', v_failures,
+                           'locked_until', v_locked)),
+                         (p_record ->> 'db_role')::name, v_now);
+  RETURN jsonb_strip_nulls(jsonb_build_object('failures', v_failures, 'locked_until', v_locked));
+END
+$$;
+COMMENT ON FUNCTION authctx._login_failure(uuid, text, boolean, jsonb) IS
+  'internal: count a failed login toward the lockout (when it counts) and audit login_failed; returns failures and locked_until';
+REVOKE ALL ON FUNCTION authctx._login_failure(uuid, text, boolean, jsonb) FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Internal validation helpers.
 -- ---------------------------------------------------------------------------

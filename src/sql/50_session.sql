@@ -145,7 +145,8 @@
 -- a read-only transaction (a standby, BEGIN READ ONLY), where no session
 -- can be issued, login refuses (28P01) before it asks the worker.
 --
--- Lockout: bounded exponential back-off per account.
+-- Lockout: bounded exponential back-off per account (the counting and the
+-- back-off: authctx._login_failure in 40_identity.sql, next to login_throttle).
 --   * Only a wrong password for an existing account counts.  After
 --     authctx.lockout_threshold consecutive failures (default 5) the account
 --     is locked for authctx.lockout_base_delay (30s), doubling with each
@@ -553,6 +554,103 @@ $$;
 COMMENT ON FUNCTION authctx._revoke_family(uuid, timestamptz) IS
   'internal: revoke a login family (sessions and refresh tokens); returns how many of each it revoked';
 
+-- A spent refresh token presented again (kind refresh_reuse, in the
+-- worker's transaction; see Refresh in the header): revoke every session
+-- and refresh token of its family and audit refresh_reuse.  p_record:
+-- {family_id, user_id, tenant_id, session_id, token_id, db_role}.
+-- Returns {sessions_revoked}.
+CREATE FUNCTION authctx._refresh_reuse(p_record jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_now      timestamptz := clock_timestamp();
+  v_family   uuid := (p_record ->> 'family_id')::uuid;
+  v_sessions integer;
+BEGIN
+  IF v_family IS NULL THEN
+    RAISE EXCEPTION 'refresh_reuse record without a family' USING ERRCODE = '22023';
+  END IF;
+  SELECT f.sessions INTO v_sessions FROM authctx._revoke_family(v_family, v_now) f;
+  PERFORM authctx._audit('refresh_reuse',
+                         (p_record ->> 'user_id')::uuid,
+                         (p_record ->> 'tenant_id')::uuid,
+                         (p_record ->> 'session_id')::uuid,
+                         jsonb_build_object(
+                           'family_id', v_family,
+                           'refresh_token_id', p_record ->> 'token_id',
+                           'sessions_revoked', v_sessions),
+                         (p_record ->> 'db_role')::name, v_now);
+  RETURN jsonb_build_object('sessions_revoked', v_sessions);
+END
+$$;
+COMMENT ON FUNCTION authctx._refresh_reuse(jsonb) IS
+  'internal: revoke the login family of a reused refresh token and audit refresh_reuse (in the worker''s transaction); returns sessions_revoked';
+
+-- Last-seen (sessions) and last-used (API keys) times, moved forward only
+-- (kind seen, in the worker's transaction; the notes come from the
+-- last-seen writer, src/seen.c).  p_record: {entries: [{k: "s"|"k", id,
+-- t}]}, t in microseconds since the Unix epoch.  The payload is parsed
+-- once per kind.  The write never waits for a row lock: a row that anyone
+-- else holds (a revocation, cleanup, another batch) is skipped and keeps
+-- its time, which is a hint at most an interval behind, so this
+-- transaction can take part in no deadlock.  Each row is locked through
+-- its primary key (the locking subquery in LATERAL keeps the plan a nested
+-- loop of index probes; a join would let the planner hash the whole table)
+-- and then updated by its ctid.  Returns {}.
+CREATE FUNCTION authctx._note_seen(p_record jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_kind text;
+  v_ids  uuid[];
+  v_ats  timestamptz[];
+BEGIN
+  FOREACH v_kind IN ARRAY ARRAY['s', 'k'] LOOP
+    SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}'),
+           coalesce(array_agg(n.at ORDER BY n.id), '{}')
+      INTO v_ids, v_ats
+      FROM (SELECT (e ->> 'id')::uuid AS id,
+                   max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
+              FROM jsonb_array_elements(p_record -> 'entries') e
+             WHERE e ->> 'k' = v_kind
+             GROUP BY 1) n;
+    CONTINUE WHEN cardinality(v_ids) = 0;
+    IF v_kind = 's' THEN
+      WITH l AS (
+        SELECT x.tid, m.at
+          FROM unnest(v_ids, v_ats) m(id, at)
+          CROSS JOIN LATERAL (
+            SELECT s.ctid AS tid
+              FROM authctx.sessions s
+             WHERE s.id = m.id AND s.last_seen_at < m.at
+               FOR NO KEY UPDATE SKIP LOCKED) x)
+      UPDATE authctx.sessions s
+         SET last_seen_at = l.at
+        FROM l
+       WHERE s.ctid = l.tid;
+    ELSE
+      WITH l AS (
+        SELECT x.tid, m.at
+          FROM unnest(v_ids, v_ats) m(id, at)
+          CROSS JOIN LATERAL (
+            SELECT k.ctid AS tid
+              FROM authctx.api_keys k
+             WHERE k.id = m.id AND (k.last_used_at IS NULL OR k.last_used_at < m.at)
+               FOR NO KEY UPDATE SKIP LOCKED) x)
+      UPDATE authctx.api_keys k
+         SET last_used_at = l.at
+        FROM l
+       WHERE k.ctid = l.tid;
+    END IF;
+  END LOOP;
+  RETURN '{}'::jsonb;
+END
+$$;
+COMMENT ON FUNCTION authctx._note_seen(jsonb) IS
+  'internal: move sessions'' last_seen_at and API keys'' last_used_at forward from a batch of notes, skipping locked rows (in the worker''s transaction)';
+
 -- Revoke a user's sessions and refresh tokens, except (optionally) one
 -- session's login family; returns how many live sessions were revoked
 -- (0 for an unknown user).  Locks the user's row exclusively (lock order,
@@ -843,67 +941,6 @@ END
 $$;
 COMMENT ON FUNCTION authctx._lockout_settings() IS
   'internal: the caller''s lockout settings (threshold, base_delay, max_delay in seconds), for the worker';
-
--- Record a failed login: count it toward the user's lockout when p_count
--- (a wrong password for an existing account) and audit login_failed with
--- its reason.  Runs in the worker's transaction (login_attempt,
--- login_failed, webauthn attempts); p_record carries the caller's lockout
--- settings (threshold, base_delay, max_delay), method and db_role.
--- Returns {failures, locked_until} as far as known.
-CREATE FUNCTION authctx._login_failure(p_user_id uuid, p_reason text, p_count boolean,
-                                       p_record jsonb)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_now       timestamptz := clock_timestamp();
-  v_threshold integer;
-  v_base      double precision;
-  v_max       double precision;
-  v_failures  integer;
-  v_locked    timestamptz;
-BEGIN
-  IF p_user_id IS NOT NULL AND coalesce(p_count, false) THEN
-    v_threshold := greatest((p_record ->> 'threshold')::integer, 1);
-    v_base := greatest((p_record ->> 'base_delay')::double precision, 1);
-    v_max := greatest((p_record ->> 'max_delay')::double precision, v_base);
-    -- The streak is forgotten after a quiet period of twice the longest
-    -- lockout.  INSERT ... SELECT: a user deleted (or not yet committed)
-    -- meanwhile simply gets no row.
-    INSERT INTO authctx.login_throttle AS t (user_id, failures, last_failure_at)
-    SELECT u.id, 1, v_now FROM authctx.users u WHERE u.id = p_user_id
-    ON CONFLICT (user_id) DO UPDATE
-      SET failures = CASE
-                       WHEN t.last_failure_at < v_now - make_interval(secs => 2 * v_max)
-                       THEN 1
-                       ELSE t.failures + 1
-                     END,
-          last_failure_at = v_now
-    RETURNING t.failures INTO v_failures;
-    IF v_failures >= v_threshold THEN
-      -- bounded exponential back-off: base * 2^(failures - threshold), at most max
-      v_locked := v_now + make_interval(secs =>
-                    least(v_base * power(2::double precision,
-                                         least(v_failures - v_threshold, 30)),
-                          v_max));
-      UPDATE authctx.login_throttle t SET locked_until = v_locked
-       WHERE t.user_id = p_user_id;
-    END IF;
-  END IF;
-  INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
-  VALUES (v_now, 'login_failed', p_user_id,
-          coalesce(p_record ->> 'db_role', session_user::text),
-          jsonb_strip_nulls(jsonb_build_object(
-            'reason', p_reason,
-            'method', p_record ->> 'method',
-            'failures', v_failures,
-            'locked_until', v_locked)));
-  RETURN jsonb_strip_nulls(jsonb_build_object('failures', v_failures, 'locked_until', v_locked));
-END
-$$;
-COMMENT ON FUNCTION authctx._login_failure(uuid, text, boolean, jsonb) IS
-  'internal: count a failed login toward the lockout (when it counts) and audit login_failed; returns failures and locked_until';
 
 -- One password attempt, decided in the worker's own READ COMMITTED
 -- transaction (kind login_attempt; see Login attempts in the header).
@@ -1499,13 +1536,14 @@ REVOKE ALL ON FUNCTION
   authctx._session_live(timestamptz, timestamptz, timestamptz, interval), authctx._issue_time(uuid),
   authctx._cleanup_margin(), authctx._family_lock_key(uuid), authctx._lock_family(uuid),
   authctx._holds_family_lock(uuid), authctx._revoke_family_rows(uuid, timestamptz),
-  authctx._revoke_family(uuid, timestamptz), authctx._lock_membership(uuid, uuid),
+  authctx._revoke_family(uuid, timestamptz), authctx._refresh_reuse(jsonb),
+  authctx._note_seen(jsonb), authctx._lock_membership(uuid, uuid),
   authctx._revoke_user_sessions(uuid, uuid, text), authctx._member_tenant(uuid, text, boolean),
   authctx._enabled_user(uuid), authctx._new_pair(uuid, uuid, uuid, uuid, jsonb, text[]),
   authctx._issue_session(uuid, uuid, text, jsonb),
   authctx._refresh_lock(uuid, uuid, uuid, timestamptz),
   authctx._refresh_pair(authctx.refresh_tokens, boolean),
-  authctx._lockout_settings(), authctx._login_failure(uuid, text, boolean, jsonb),
+  authctx._lockout_settings(),
   authctx._login_attempt(jsonb), authctx._login_tenant(uuid, text),
   authctx._attempt_in_worker(text, jsonb),
   authctx._delete_in_batches(regclass, text, timestamptz, interval, interval, interval),

@@ -10,10 +10,14 @@
 -- did not commit, or this is a standby.  The caller's later ERROR or
 -- ROLLBACK cannot undo what the worker committed.  authctx._autonomous is
 -- the same call returning true (0.1.0's SQL calls it); it raises the same
--- error.  Kinds, and what _autonomous_apply returns for them:
+-- error.  _autonomous_apply only dispatches: each kind runs one function
+-- of the module that owns its rows and rules.  Kinds (in src/worker.c's
+-- table), the function each runs, and what it returns:
 --
 --   audit           {event, user_id, tenant_id, session_id, db_role, detail}
---                   one audit_log row (admin_begin's admin_bypass); {}
+--                   one audit_log row (admin_begin's admin_bypass, from
+--                   AuditWriteDurable in src/audit.c): authctx._audit_record,
+--                   20_audit.sql; {}
 --   login_attempt   {email, password, user_id, member, method, db_role,
 --                    threshold, base_delay, max_delay}
 --                   decide a password attempt (authctx._login_attempt,
@@ -31,21 +35,27 @@
 --   login_failed    {user_id, reason, method, count, threshold, base_delay,
 --                    max_delay, db_role}
 --                   count the failure toward the lockout (when count is
---                   true and the user exists) and audit login_failed
---                   (authctx._login_failure); {failures, locked_until} as
---                   far as known
---   webauthn_failed {challenge, credential_id, user_id, reason, clone,
---                    stored_count, presented_count, login, db_role, ...}
---                   spend the challenge, mark a suspected clone, audit
---                   (authctx._webauthn_failure; login_failed for a login:
---                   then its result); {}
+--                   true and the user exists: the back-off) and audit
+--                   login_failed (authctx._login_failure, 40_identity.sql);
+--                   {failures, locked_until} as far as known
 --   refresh_reuse   {family_id, user_id, tenant_id, session_id, token_id,
 --                    db_role}
 --                   revoke every session and refresh token of the family and
---                   audit refresh_reuse; {sessions_revoked}
+--                   audit refresh_reuse (authctx._refresh_reuse,
+--                   50_session.sql); {sessions_revoked}
+--   webauthn_failed {challenge, credential_id, user_id, reason, clone,
+--                    stored_count, presented_count, login, method, db_role}
+--                   spend the challenge, mark a suspected clone, audit
+--                   (authctx._webauthn_failure, 60_webauthn.sql;
+--                   login_failed for a login: then its result); {}
 --   seen            {entries: [{k: "s"|"k", id, t}]}, t in microseconds since
 --                   the Unix epoch: last_seen_at / last_used_at, only ever
---                   moved forward; {}
+--                   moved forward (authctx._note_seen, 50_session.sql, for
+--                   the last-seen writer, src/seen.c); {}
+--
+-- src/worker.c has one more kind, cleanup (src/cleanup.c's runs of
+-- authctx.cleanup()), which the C side alone asks for and which does not
+-- go through _autonomous_apply.
 --
 -- The payload is built by the extension's own functions: the caller's
 -- settings (lockout) and identity (db_role) travel in it, because the
@@ -73,112 +83,27 @@ CREATE FUNCTION authctx._autonomous_apply(kind text, payload jsonb) RETURNS json
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-  v_now       timestamptz := clock_timestamp();
-  v_role      name := coalesce(payload ->> 'db_role', session_user::text);
-  v_family    uuid;
-  v_sessions  integer;
-  v_kind      text;
-  v_ids       uuid[];
-  v_ats       timestamptz[];
-  v_result    jsonb := '{}';
 BEGIN
-  IF kind = 'audit' THEN
-    IF coalesce(payload ->> 'event', '') = '' THEN
-      RAISE EXCEPTION 'audit record without an event' USING ERRCODE = '22023';
-    END IF;
-    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
-    VALUES (v_now,
-            payload ->> 'event',
-            (payload ->> 'user_id')::uuid,
-            (payload ->> 'tenant_id')::uuid,
-            (payload ->> 'session_id')::uuid,
-            v_role,
-            coalesce(payload -> 'detail', '{}'::jsonb));
-
-  ELSIF kind = 'login_attempt' THEN
-    v_result := authctx._login_attempt(payload);
-
-  ELSIF kind = 'webauthn_attempt' THEN
-    v_result := authctx._webauthn_attempt(payload);
-
-  ELSIF kind = 'login_failed' THEN
-    v_result := authctx._login_failure((payload ->> 'user_id')::uuid, payload ->> 'reason',
-                                       (payload ->> 'count')::boolean, payload);
-
-  ELSIF kind = 'webauthn_failed' THEN
-    v_result := authctx._webauthn_failure(payload);
-
-  ELSIF kind = 'refresh_reuse' THEN
-    v_family := (payload ->> 'family_id')::uuid;
-    IF v_family IS NULL THEN
-      RAISE EXCEPTION 'refresh_reuse record without a family' USING ERRCODE = '22023';
-    END IF;
-    SELECT f.sessions INTO v_sessions FROM authctx._revoke_family(v_family, v_now) f;
-    INSERT INTO authctx.audit_log (occurred_at, event, user_id, tenant_id, session_id, db_role, detail)
-    VALUES (v_now, 'refresh_reuse',
-            (payload ->> 'user_id')::uuid,
-            (payload ->> 'tenant_id')::uuid,
-            (payload ->> 'session_id')::uuid,
-            v_role,
-            jsonb_build_object(
-              'family_id', v_family,
-              'refresh_token_id', payload ->> 'token_id',
-              'sessions_revoked', v_sessions));
-    v_result := jsonb_build_object('sessions_revoked', v_sessions);
-
-  ELSIF kind = 'seen' THEN
-    -- Last-seen (sessions) and last-used (API keys) times, moved forward
-    -- only.  The payload is parsed once per kind.  The write never waits for
-    -- a row lock: a row that anyone else holds (a revocation, cleanup,
-    -- another batch) is skipped and keeps its time, which is a hint at most
-    -- an interval behind, so this transaction can take part in no deadlock.
-    -- Each row is locked through its primary key (the locking subquery in
-    -- LATERAL keeps the plan a nested loop of index probes; a join would
-    -- let the planner hash the whole table) and then updated by its ctid.
-    FOREACH v_kind IN ARRAY ARRAY['s', 'k'] LOOP
-      SELECT coalesce(array_agg(n.id ORDER BY n.id), '{}'),
-             coalesce(array_agg(n.at ORDER BY n.id), '{}')
-        INTO v_ids, v_ats
-        FROM (SELECT (e ->> 'id')::uuid AS id,
-                     max(to_timestamp((e ->> 't')::numeric / 1000000)) AS at
-                FROM jsonb_array_elements(payload -> 'entries') e
-               WHERE e ->> 'k' = v_kind
-               GROUP BY 1) n;
-      CONTINUE WHEN cardinality(v_ids) = 0;
-      IF v_kind = 's' THEN
-        WITH l AS (
-          SELECT x.tid, m.at
-            FROM unnest(v_ids, v_ats) m(id, at)
-            CROSS JOIN LATERAL (
-              SELECT s.ctid AS tid
-                FROM authctx.sessions s
-               WHERE s.id = m.id AND s.last_seen_at < m.at
-                 FOR NO KEY UPDATE SKIP LOCKED) x)
-        UPDATE authctx.sessions s
-           SET last_seen_at = l.at
-          FROM l
-         WHERE s.ctid = l.tid;
-      ELSE
-        WITH l AS (
-          SELECT x.tid, m.at
-            FROM unnest(v_ids, v_ats) m(id, at)
-            CROSS JOIN LATERAL (
-              SELECT k.ctid AS tid
-                FROM authctx.api_keys k
-               WHERE k.id = m.id AND (k.last_used_at IS NULL OR k.last_used_at < m.at)
-                 FOR NO KEY UPDATE SKIP LOCKED) x)
-        UPDATE authctx.api_keys k
-           SET last_used_at = l.at
-          FROM l
-         WHERE k.ctid = l.tid;
-      END IF;
-    END LOOP;
-
-  ELSE
-    RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
-  END IF;
-  RETURN v_result;
+  -- a dispatcher only: every rule lives with the module that owns it
+  CASE kind
+    WHEN 'audit' THEN
+      RETURN authctx._audit_record(payload);
+    WHEN 'login_attempt' THEN
+      RETURN authctx._login_attempt(payload);
+    WHEN 'webauthn_attempt' THEN
+      RETURN authctx._webauthn_attempt(payload);
+    WHEN 'login_failed' THEN
+      RETURN authctx._login_failure((payload ->> 'user_id')::uuid, payload ->> 'reason',
+                                    (payload ->> 'count')::boolean, payload);
+    WHEN 'webauthn_failed' THEN
+      RETURN authctx._webauthn_failure(payload);
+    WHEN 'refresh_reuse' THEN
+      RETURN authctx._refresh_reuse(payload);
+    WHEN 'seen' THEN
+      RETURN authctx._note_seen(payload);
+    ELSE
+      RAISE EXCEPTION 'unknown autonomous record kind' USING ERRCODE = '22023';
+  END CASE;
 END
 $$;
 COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS

@@ -503,20 +503,20 @@ BEGIN
     UPDATE authctx.webauthn_credentials c
        SET clone_suspected_at = coalesce(c.clone_suspected_at, v_now)
      WHERE c.credential_id = pg_catalog.decode(p_failure ->> 'credential_id', 'hex');
-    INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
-    VALUES (v_now, 'webauthn_clone_suspected', (p_failure ->> 'user_id')::uuid, v_role,
-            pg_catalog.jsonb_build_object('credential_id', p_failure ->> 'credential_id',
-                                          'stored_count', (p_failure ->> 'stored_count')::bigint,
-                                          'presented_count', (p_failure ->> 'presented_count')::bigint));
+    PERFORM authctx._audit('webauthn_clone_suspected', (p_failure ->> 'user_id')::uuid, NULL, NULL,
+              pg_catalog.jsonb_build_object('credential_id', p_failure ->> 'credential_id',
+                                            'stored_count', (p_failure ->> 'stored_count')::bigint,
+                                            'presented_count', (p_failure ->> 'presented_count')::bigint),
+              v_role, v_now);
   END IF;
   IF coalesce((p_failure ->> 'login')::boolean, false) THEN
     RETURN authctx._login_failure((p_failure ->> 'user_id')::uuid, p_failure ->> 'reason',
                                   false, p_failure);
   END IF;
-  INSERT INTO authctx.audit_log (occurred_at, event, user_id, db_role, detail)
-  VALUES (v_now, 'webauthn_failed', (p_failure ->> 'user_id')::uuid, v_role,
-          pg_catalog.jsonb_build_object('reason', p_failure ->> 'reason',
-                                        'credential_id', p_failure ->> 'credential_id'));
+  PERFORM authctx._audit('webauthn_failed', (p_failure ->> 'user_id')::uuid, NULL, NULL,
+            pg_catalog.jsonb_build_object('reason', p_failure ->> 'reason',
+                                          'credential_id', p_failure ->> 'credential_id'),
+            v_role, v_now);
   RETURN '{}'::jsonb;
 END
 $$;
