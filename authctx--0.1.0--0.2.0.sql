@@ -5326,3 +5326,51 @@ END
 $$;
 COMMENT ON FUNCTION authctx._autonomous_apply(text, jsonb) IS
   'internal: what the autonomous worker runs in its own transaction (audit, login_attempt, webauthn_attempt, login_failed, webauthn_failed, refresh_reuse, seen); returns what the record did';
+
+-- lead: one keyed advisory lock (authctx._lock_keyed) under the account lock and the one-time scope lock
+
+CREATE OR REPLACE FUNCTION authctx._lock_keyed(label bytea) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_lock bigint;
+BEGIN
+  SELECT authctx._keyed_hash64(_lock_keyed.label, s.secret)
+    INTO v_lock
+    FROM authctx.database_secret s;
+  IF v_lock IS NULL THEN
+    RAISE EXCEPTION 'authctx.database_secret is empty'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Reinstall the extension, or insert a random 32-byte secret.';
+  END IF;
+  PERFORM pg_catalog.pg_advisory_xact_lock(v_lock);
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_keyed(bytea) IS
+  'internal: a transaction advisory lock on the keyed hash (authctx.database_secret) of a label';
+
+CREATE OR REPLACE FUNCTION authctx._lock_account(email text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM authctx._lock_keyed('authctx account '::bytea
+                                OPERATOR(pg_catalog.||)
+                                coalesce(authctx._email_key(_lock_account.email), ''::bytea));
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_account(text) IS
+  'internal: the per-account lock of password attempts (a keyed hash of the email''s key), for known and unknown emails alike';
+
+CREATE OR REPLACE FUNCTION authctx._lock_one_time_scope(p_scope bytea) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM authctx._lock_keyed('authctx one-time '::bytea OPERATOR(pg_catalog.||) p_scope);
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_one_time_scope(bytea) IS
+  'internal: serialise the making of one-time tokens of one scope (user and purpose, or tenant and email)';
+REVOKE ALL ON FUNCTION authctx._lock_keyed(bytea) FROM PUBLIC;

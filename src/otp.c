@@ -90,19 +90,6 @@ OtpInit(void)
 							   NULL, NULL, NULL);
 }
 
-/* Value of one hex digit, or -1. */
-static int
-HexValue(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * The user's sealing key, derived from authctx.secret_key; 55000 (naming
  * the setting, never its value) when the key is missing or malformed.
@@ -117,8 +104,8 @@ OtpUserKey(const pg_uuid_t *user, unsigned char key[CRYPTO_SEAL_KEY_LEN])
 
 	for (int i = 0; ok && i < 32; i++)
 	{
-		int			hi = HexValue(hex[2 * i]);
-		int			lo = HexValue(hex[2 * i + 1]);
+		int			hi = HexDigitValue((unsigned char) hex[2 * i]);
+		int			lo = HexDigitValue((unsigned char) hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			ok = false;

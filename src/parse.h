@@ -83,6 +83,19 @@ B64urlIsChar(char c)
 		(c >= '0' && c <= '9') || c == '-' || c == '_';
 }
 
+/* The value of a hexadecimal digit (either case), or -1.  (JSON escapes, TOTP secrets.) */
+static inline int
+HexDigitValue(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 extern ParseStatus B64urlDecode(const char *in, size_t inlen,
 								unsigned char *out, size_t outmax,
 								size_t *outlen);

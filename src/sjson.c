@@ -37,6 +37,7 @@
  */
 #include <string.h>
 
+#include "parse.h"
 #include "sjson.h"
 
 #define SJSON_DEPTH_LIMIT	64
@@ -136,19 +137,6 @@ SjsonEndNode(SjsonParser *p, uint32_t index)
 	n->next = p->doc->nnodes;
 }
 
-/* Value of one hexadecimal digit, or -1. */
-static int
-SjsonHex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Read the four hex digits of a \u escape at the current position. */
 static bool
 SjsonHex4(SjsonParser *p, uint32_t *cp)
@@ -159,7 +147,7 @@ SjsonHex4(SjsonParser *p, uint32_t *cp)
 		return false;
 	for (int i = 0; i < 4; i++)
 	{
-		int			d = SjsonHex(p->s[p->pos + i]);
+		int			d = HexDigitValue((unsigned char) p->s[p->pos + i]);
 
 		if (d < 0)
 			return false;

@@ -174,23 +174,18 @@ REVOKE ALL ON FUNCTION authctx._password_hash(text), authctx._password_rehash(te
   authctx._password_verify(text, text), authctx._password_needs_rehash(text),
   authctx._password_dummy_verify(text), authctx._keyed_hash64(bytea, bytea) FROM PUBLIC;
 
--- The per-account lock of password attempts: a transaction advisory lock
--- on the keyed hash of the email's key, taken for every email, known or
--- unknown, so that parallel attempts cost the same either way.  Keyed with
--- the per-database secret, so that pg_locks does not tell which email is
--- being tried.  Emails without a key (NULL, or too long to be anyone's)
--- share one lock.
-CREATE FUNCTION authctx._lock_account(email text) RETURNS void
+-- A transaction advisory lock on a keyed hash of label: keyed with the
+-- per-database secret, so that pg_locks does not tell what is locked (an
+-- email being tried, a user's one-time tokens).  Every keyed lock
+-- (_lock_account, _lock_one_time_scope) is this one rule.
+CREATE FUNCTION authctx._lock_keyed(label bytea) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_lock bigint;
 BEGIN
-  SELECT authctx._keyed_hash64('authctx account '::bytea
-                                 OPERATOR(pg_catalog.||)
-                                 coalesce(authctx._email_key(_lock_account.email), ''::bytea),
-                               s.secret)
+  SELECT authctx._keyed_hash64(_lock_keyed.label, s.secret)
     INTO v_lock
     FROM authctx.database_secret s;
   IF v_lock IS NULL THEN
@@ -199,6 +194,25 @@ BEGIN
             HINT = 'Reinstall the extension, or insert a random 32-byte secret.';
   END IF;
   PERFORM pg_catalog.pg_advisory_xact_lock(v_lock);
+END
+$$;
+COMMENT ON FUNCTION authctx._lock_keyed(bytea) IS
+  'internal: a transaction advisory lock on the keyed hash (authctx.database_secret) of a label';
+REVOKE ALL ON FUNCTION authctx._lock_keyed(bytea) FROM PUBLIC;
+
+-- The per-account lock of password attempts: a transaction advisory lock
+-- on the keyed hash of the email's key, taken for every email, known or
+-- unknown, so that parallel attempts cost the same either way (keyed, so
+-- that pg_locks does not tell which email is being tried).  Emails without
+-- a key (NULL, or too long to be anyone's) share one lock.
+CREATE FUNCTION authctx._lock_account(email text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM authctx._lock_keyed('authctx account '::bytea
+                                OPERATOR(pg_catalog.||)
+                                coalesce(authctx._email_key(_lock_account.email), ''::bytea));
 END
 $$;
 COMMENT ON FUNCTION authctx._lock_account(text) IS

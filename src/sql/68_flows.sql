@@ -159,17 +159,8 @@ CREATE FUNCTION authctx._lock_one_time_scope(p_scope bytea) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-  v_lock bigint;
 BEGIN
-  SELECT authctx._keyed_hash64('authctx one-time '::bytea OPERATOR(pg_catalog.||) p_scope, s.secret)
-    INTO v_lock FROM authctx.database_secret s;
-  IF v_lock IS NULL THEN
-    RAISE EXCEPTION 'authctx.database_secret is empty'
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'Reinstall the extension, or insert a random 32-byte secret.';
-  END IF;
-  PERFORM pg_catalog.pg_advisory_xact_lock(v_lock);
+  PERFORM authctx._lock_keyed('authctx one-time '::bytea OPERATOR(pg_catalog.||) p_scope);
 END
 $$;
 COMMENT ON FUNCTION authctx._lock_one_time_scope(bytea) IS
