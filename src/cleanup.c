@@ -237,11 +237,13 @@ authctx_cleanup_main(Datum main_arg)
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (was_paused != (authctx_cleanup_interval <= 0))
+			if (was_paused && authctx_cleanup_interval > 0)
 				ereport(LOG,
 						(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
-						 was_paused ?
-						 errmsg("authctx cleanup resumes: it runs every %d s", authctx_cleanup_interval) :
+						 errmsg("authctx cleanup resumes: it runs every %d s", authctx_cleanup_interval)));
+			else if (!was_paused && authctx_cleanup_interval <= 0)
+				ereport(LOG,
+						(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 						 errmsg("authctx cleanup is paused: authctx.cleanup_interval is 0")));
 			if (strcmp(dbname, authctx_cleanup_database) != 0)
 			{

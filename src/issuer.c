@@ -765,7 +765,8 @@ IssuerKeySkipped(const JwkKey *key, int pos)
 	"it is not a signature verification key (\"use\" or \"key_ops\")";
 
 	ereport(NOTICE,
-			(errmsg("%s of the key set is not used: %s", IssuerKeyName(key, pos), why)));
+			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+			 errmsg("%s of the key set is not used: %s", IssuerKeyName(key, pos), why)));
 }
 
 /*
