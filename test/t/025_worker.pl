@@ -102,7 +102,8 @@ $node->safe_psql('later', q{
 add_expired(7, 'later');
 ok($node->poll_query_until('later', "SELECT ($expired_sql) = 0", 't'),
 	'cleanup resumes when the database appears');
-like(slurp_file($node->logfile, $log_offset), qr/authctx cleanup runs again in database "later"/,
+# the worker logs after its run has committed: wait for the line
+ok($node->wait_for_log(qr/authctx cleanup runs again in database "later"/, $log_offset),
 	'and says so');
 $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{ALTER DATABASE later ALLOW_CONNECTIONS false});
@@ -118,7 +119,8 @@ $node->safe_psql('postgres', q{ALTER DATABASE later ALLOW_CONNECTIONS true});
 add_expired(7, 'later');
 ok($node->poll_query_until('later', "SELECT ($expired_sql) = 0", 't'),
 	'cleanup resumes when the database accepts connections again');
-like(slurp_file($node->logfile, $log_offset), qr/authctx cleanup runs again in database "later"/,
+# the worker logs after its run has committed: wait for the line
+ok($node->wait_for_log(qr/authctx cleanup runs again in database "later"/, $log_offset),
 	'and says so');
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET authctx.cleanup_database; SELECT pg_reload_conf();});
 
