@@ -264,6 +264,8 @@ typedef struct IssuerResult
 	char	   *kid;			/* the key that verified it (NULL: no kid) */
 	const char *alg;			/* EdDSA, ES256 or RS256 */
 	Datum		claims;			/* jsonb: the whole verified payload */
+	char	   *claims_text;	/* the same payload as JSON text, as signed
+								 * (jsonb_in has read it: claims() will too) */
 } IssuerResult;
 
 extern bool IssuerLooksLikeJwt(const char *str, size_t len);

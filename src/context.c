@@ -827,7 +827,12 @@ ContextSetCredential(const char *method, TimestampTz expires_at,
 	appendStringInfoString(&buf, method);
 	appendStringInfoChar(&buf, ';');
 	if (expires_at != DT_NOBEGIN)
-		appendStringInfo(&buf, INT64_FORMAT, (int64) expires_at);
+	{
+		char		num[MAXINT8LEN + 1];
+
+		/* pg_lltoa, not a printf format: this runs on every auth_begin */
+		appendBinaryStringInfo(&buf, num, pg_lltoa((int64) expires_at, num));
+	}
 	appendStringInfoChar(&buf, ';');
 	Assert(amr == NULL || strchr(amr, ';') == NULL);
 	if (amr)

@@ -502,6 +502,7 @@ IssuerCheck(JwsToken *t, TimestampTz now, IssuerResult *out)
 	out->scopes = IssuerStrings(IssuerStrings(NIL, d, c->scope, true), d, c->scp, true);
 	out->amr = IssuerStrings(NIL, d, c->amr, false);
 	out->claims = DirectFunctionCall1(jsonb_in, CStringGetDatum(t->claims_json));
+	out->claims_text = pstrdup(t->claims_json);
 	return JWT_OK;
 }
 

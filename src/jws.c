@@ -63,6 +63,9 @@ JwsLooksLikeJwt(const char *s, size_t len)
 
 	if (len == 0 || len > JWS_MAX_TOKEN_LEN)
 		return false;
+	/* authctx's own tokens have no dot: one fast scan sends them back */
+	if (memchr(s, '.', len) == NULL)
+		return false;
 	for (size_t i = 0; i < len; i++)
 	{
 		if (s[i] == '.')

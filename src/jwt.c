@@ -69,7 +69,6 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/fmgroids.h"
-#include "utils/jsonb.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -331,8 +330,6 @@ static void
 JwtVerify(const char *token, size_t len, TimestampTz now, JwtVerified *v)
 {
 	IssuerResult res;
-	Jsonb	   *claims;
-	StringInfoData buf;
 
 	if (!IssuerVerify(token, len, now, &res) ||
 		!JwtJoin(res.scopes, &v->scopes) || !JwtJoin(res.amr, &v->amr))
@@ -343,10 +340,7 @@ JwtVerify(const char *token, size_t len, TimestampTz now, JwtVerified *v)
 	v->has_issued_at = res.has_issued_at;
 	v->issued_at = res.issued_at;
 	v->tenant = res.tenant;
-	claims = DatumGetJsonbP(res.claims);
-	initStringInfo(&buf);
-	(void) JsonbToCString(&buf, &claims->root, VARSIZE(claims));
-	v->claims = buf.data;
+	v->claims = res.claims_text;
 }
 
 /*
