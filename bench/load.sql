@@ -319,7 +319,7 @@ BEGIN
               set_config('app.expires_at', b.expires_at::text, true),
               set_config('app.scopes', '', true)
          FROM bench.tokens b WHERE b.i = k;
-    WHEN 'handwritten' THEN
+    WHEN 'handwritten', 'handwritten_seen' THEN
       PERFORM set_config('app.user_id', s.user_id::text, true),
               set_config('app.tenant_id', s.tenant_id::text, true),
               set_config('app.role', m.role, true),
@@ -330,20 +330,12 @@ BEGIN
          JOIN public.hw_memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id
         WHERE b.i = k AND s.revoked_at IS NULL AND u.disabled_at IS NULL
           AND s.expires_at > clock_timestamp();
-    WHEN 'handwritten_seen' THEN
-      PERFORM set_config('app.user_id', s.user_id::text, true),
-              set_config('app.tenant_id', s.tenant_id::text, true),
-              set_config('app.role', m.role, true),
-              set_config('app.session_id', s.id::text, true)
-         FROM bench.tokens b
-         JOIN public.hw_sessions s ON s.token_hash = sha256(convert_to(b.t, 'UTF8'))
-         JOIN public.hw_users u ON u.id = s.user_id
-         JOIN public.hw_memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id
-        WHERE b.i = k AND s.revoked_at IS NULL AND u.disabled_at IS NULL
-          AND s.expires_at > clock_timestamp();
-      UPDATE public.hw_sessions SET last_seen_at = now()
-       WHERE id = current_setting('app.session_id')::uuid
-         AND last_seen_at < now() - interval '1 minute';
+      -- the per-request last-seen write of bench/handwritten_seen.req
+      IF variant = 'handwritten_seen' THEN
+        UPDATE public.hw_sessions SET last_seen_at = now()
+         WHERE id = current_setting('app.session_id')::uuid
+           AND last_seen_at < now() - interval '1 minute';
+      END IF;
     WHEN 'json_claims' THEN
       PERFORM set_config('request.jwt.claims', b.claims, true) FROM bench.tokens b WHERE b.i = k;
     WHEN 'auth' THEN
