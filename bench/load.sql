@@ -10,6 +10,18 @@
 --   revoke    'function' to revoke through authctx.revoke_session(uuid),
 --             'update' to set revoked_at directly (before that function exists)
 --
+-- Last-seen times: every session's last_seen_at is drawn uniformly from the
+-- last W seconds, W being the interval at which authctx records a use (a
+-- tenth of authctx.session_idle_timeout, 6 minutes with the default 1 h;
+-- authctx.last_seen_interval with the idle timeout off).  That is the steady
+-- state of a population whose sessions are each used more often than every
+-- W: the recorded time lags the last use by less than W, evenly spread.  So
+-- every session is live (well within the idle timeout) and, from the first
+-- request on, a request owes a last-seen write when its session's time has
+-- passed W since: at most one per session per W, the write rate a real
+-- deployment of that size sees (bounded by sessions / W, not by requests).
+-- The hand-written tables get the same times.
+--
 -- Rows are inserted directly (authctx._token_new, _token_id, _token_verifier)
 -- rather than through create_session(): loading a million sessions through
 -- the public functions would take longer than the benchmark itself.
@@ -22,6 +34,12 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS authctx;
 CREATE EXTENSION IF NOT EXISTS pg_prewarm;
 CREATE SCHEMA bench;
+
+-- W (above), in seconds, from the server's settings (raw values, in seconds)
+SELECT CASE WHEN (SELECT setting::int FROM pg_settings WHERE name = 'authctx.session_idle_timeout') > 0
+            THEN (SELECT setting::int FROM pg_settings WHERE name = 'authctx.session_idle_timeout') / 10
+            ELSE (SELECT setting::int FROM pg_settings WHERE name = 'authctx.last_seen_interval') END
+       AS seen_window \gset
 
 -- Deterministic ids, so that pgbench can name a tenant by number.
 CREATE FUNCTION bench.tenant_uuid(n int) RETURNS uuid
@@ -75,16 +93,13 @@ SELECT i, t, session_id, user_id, tenant_id, role, expires_at,
                date_trunc('second', now()) + interval '1 day' AS expires_at
           FROM gen g) x;
 
--- last_seen_at an hour ago: every session is due for a last-seen note from
--- the first request on, as in a steady state where most sessions were last
--- used minutes ago (authctx.last_seen_interval defaults to 60 s); otherwise
--- the first minute after loading would run without any.
+-- last_seen_at spread over the last W seconds (see the top of this file)
 INSERT INTO authctx.sessions (id, user_id, tenant_id, family_id, verifier, last_seen_at, expires_at)
 SELECT authctx._token_id(g.tok),
        bench.user_uuid(1 + (g.i - 1) % :nusers),
        bench.tenant_uuid(1 + (g.i - 1) % :ntenants),
        gen_random_uuid(), authctx._token_verifier(g.tok),
-       now() - interval '1 hour',
+       now() - random() * make_interval(secs => :seen_window),
        date_trunc('second', now()) + interval '1 day'
   FROM gen g
  ORDER BY 1;
@@ -103,6 +118,8 @@ CREATE TABLE public.hw_memberships (
   role      text NOT NULL,
   PRIMARY KEY (tenant_id, user_id)
 );
+-- Fill factor 80, as authctx.sessions has, so that the handwritten_seen
+-- variant's last-seen UPDATEs can be HOT like authctx's own writes.
 CREATE TABLE public.hw_sessions (
   id           uuid NOT NULL,
   token_hash   bytea NOT NULL,
@@ -112,12 +129,12 @@ CREATE TABLE public.hw_sessions (
   last_seen_at timestamptz NOT NULL DEFAULT clock_timestamp(),
   expires_at   timestamptz NOT NULL,
   revoked_at   timestamptz
-);
+) WITH (fillfactor = 80);
 INSERT INTO public.hw_users (id, email) SELECT id, email FROM authctx.users;
 INSERT INTO public.hw_memberships SELECT tenant_id, user_id, role FROM authctx.memberships;
-INSERT INTO public.hw_sessions (id, token_hash, user_id, tenant_id, expires_at)
-SELECT b.session_id, sha256(convert_to(b.t, 'UTF8')), b.user_id, b.tenant_id, b.expires_at
-  FROM bench.tokens b;
+INSERT INTO public.hw_sessions (id, token_hash, user_id, tenant_id, last_seen_at, expires_at)
+SELECT b.session_id, sha256(convert_to(b.t, 'UTF8')), b.user_id, b.tenant_id, s.last_seen_at, b.expires_at
+  FROM bench.tokens b JOIN authctx.sessions s ON s.id = b.session_id;
 ALTER TABLE public.hw_sessions ADD PRIMARY KEY (id), ADD UNIQUE (token_hash);
 CREATE INDEX hw_sessions_user_idx ON public.hw_sessions (user_id);
 
@@ -138,7 +155,7 @@ SELECT authctx._token_id(a),
        bench.user_uuid(1 + (i - 1) % :nusers),
        bench.tenant_uuid(1 + (i - 1) % :ntenants),
        gen_random_uuid(), authctx._token_verifier(b),
-       now() - interval '1 hour',
+       now() - random() * make_interval(secs => :seen_window),
        date_trunc('second', now()) + interval '1 day'
   FROM gen2;
 
@@ -152,7 +169,7 @@ SELECT authctx._token_id(tok),
        bench.user_uuid(1 + (i - 1) % :nusers),
        bench.tenant_uuid(1 + (i - 1) % :ntenants),
        gen_random_uuid(), authctx._token_verifier(tok),
-       now() - interval '1 hour',
+       now() - random() * make_interval(secs => :seen_window),
        date_trunc('second', now()) + interval '1 day'
   FROM gen3;
 
@@ -302,7 +319,7 @@ BEGIN
               set_config('app.expires_at', b.expires_at::text, true),
               set_config('app.scopes', '', true)
          FROM bench.tokens b WHERE b.i = k;
-    WHEN 'handwritten' THEN
+    WHEN 'handwritten', 'handwritten_seen' THEN
       PERFORM set_config('app.user_id', s.user_id::text, true),
               set_config('app.tenant_id', s.tenant_id::text, true),
               set_config('app.role', m.role, true),
@@ -313,6 +330,12 @@ BEGIN
          JOIN public.hw_memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id
         WHERE b.i = k AND s.revoked_at IS NULL AND u.disabled_at IS NULL
           AND s.expires_at > clock_timestamp();
+      -- the per-request last-seen write of bench/handwritten_seen.req
+      IF variant = 'handwritten_seen' THEN
+        UPDATE public.hw_sessions SET last_seen_at = now()
+         WHERE id = current_setting('app.session_id')::uuid
+           AND last_seen_at < now() - interval '1 minute';
+      END IF;
     WHEN 'json_claims' THEN
       PERFORM set_config('request.jwt.claims', b.claims, true) FROM bench.tokens b WHERE b.i = k;
     WHEN 'auth' THEN
@@ -360,6 +383,54 @@ ALTER TABLE public.items_rls_sub FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_subselect ON public.items_rls_sub
   USING (tenant_id = (SELECT authctx.tenant_id()))
   WITH CHECK (tenant_id = (SELECT authctx.tenant_id()));
+
+-- Skewed tenants (variants skew_*): 200,000 rows, tenant 1 owns 198,020
+-- (99%), tenants 2..100 own 20 each.  The query counts and sums the
+-- current tenant's rows.  Under the policy the tenant is an InitPlan, unknown
+-- at plan time, so one plan serves the 20-row tenant and the 198,020-row
+-- one; with a literal in the WHERE the planner sees which tenant it is.
+--   skew_rls    isolated with enable_tenant_isolation (which adds an index
+--               on tenant_id)
+--   skew_plain  the same rows, no RLS, index on tenant_id: the query names
+--               the tenant as a literal
+--   skew_part   LIST-partitioned: the big tenant in its own partition, the
+--               others in the default one; isolated on the parent (each
+--               partition gets its tenant_id index); run-time pruning picks
+--               the partition from the InitPlan's value
+--   skew_ios    like skew_rls with a covering index (tenant_id) INCLUDE
+--               (amount): an index-only scan for any tenant
+CREATE TABLE public.skew_plain (
+  id        bigint NOT NULL,
+  tenant_id uuid NOT NULL,
+  amount    int NOT NULL,
+  note      text NOT NULL
+);
+INSERT INTO public.skew_plain
+SELECT n, CASE WHEN n <= 1980 THEN bench.tenant_uuid(2 + (n - 1) % 99) ELSE bench.tenant_uuid(1) END,
+       (n * 7919) % 1000, 'item ' || n
+  FROM generate_series(1, 200000) n;
+ALTER TABLE public.skew_plain ADD PRIMARY KEY (id);
+CREATE INDEX skew_plain_tenant_idx ON public.skew_plain (tenant_id);
+CREATE TABLE public.skew_rls (LIKE public.skew_plain INCLUDING ALL);
+INSERT INTO public.skew_rls SELECT * FROM public.skew_plain;
+SELECT authctx.enable_tenant_isolation('public.skew_rls');
+CREATE TABLE public.skew_ios (LIKE public.skew_plain INCLUDING DEFAULTS);
+INSERT INTO public.skew_ios SELECT * FROM public.skew_plain;
+ALTER TABLE public.skew_ios ADD PRIMARY KEY (id);
+CREATE INDEX skew_ios_tenant_amount_idx ON public.skew_ios (tenant_id) INCLUDE (amount);
+SELECT authctx.enable_tenant_isolation('public.skew_ios');
+CREATE TABLE public.skew_part (
+  id        bigint NOT NULL,
+  tenant_id uuid NOT NULL,
+  amount    int NOT NULL,
+  note      text NOT NULL,
+  PRIMARY KEY (tenant_id, id)
+) PARTITION BY LIST (tenant_id);
+CREATE TABLE public.skew_part_big PARTITION OF public.skew_part
+  FOR VALUES IN ('00000000-0000-4000-8000-000000000001');
+CREATE TABLE public.skew_part_rest PARTITION OF public.skew_part DEFAULT;
+INSERT INTO public.skew_part SELECT * FROM public.skew_plain;
+SELECT authctx.enable_tenant_isolation('public.skew_part');
 \endif
 
 -- The application role: no superuser, no BYPASSRLS, member of authctx_app.
@@ -372,12 +443,15 @@ END
 $$;
 GRANT authctx_app TO bench_app;
 -- For a diagnostic variant: the same application role with last-seen
--- tracking effectively off (auth_begin notes a session as seen only when
--- its last_seen_at is older than this interval).
+-- tracking effectively off (no idle timeout, and a use noted only when the
+-- recorded time is a day old).
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app_noseen') THEN
     CREATE ROLE bench_app_noseen LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE bench_app;
+    -- with the idle timeout on, a session's use is recorded every tenth of
+    -- it whatever last_seen_interval says: turn the idle timeout off too
+    ALTER ROLE bench_app_noseen SET authctx.session_idle_timeout = 0;
     ALTER ROLE bench_app_noseen SET authctx.last_seen_interval = 86400;
   END IF;
 END
@@ -387,6 +461,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA bench TO bench_app;
 GRANT SELECT ON bench.revoke_seq TO bench_app;
 GRANT INSERT ON bench.accept_log TO bench_app;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench_app;
+GRANT UPDATE (last_seen_at) ON public.hw_sessions TO bench_app;
 REVOKE ALL ON FUNCTION bench.revoke_next() FROM PUBLIC;
 
 VACUUM (FREEZE, ANALYZE);
