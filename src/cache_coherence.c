@@ -140,9 +140,11 @@ PG_FUNCTION_INFO_V1(authctx_cache_flush);
 /* A slot pended by this backend's transaction, and at which nest level. */
 typedef struct CachePending
 {
-	uint32		slot;
+	uint32		slot;			/* wide key */
 	int			level;
 } CachePending;
+
+static void CacheSendPending(void);
 
 /* This backend's transaction. */
 static CachePending *cache_pending = NULL;
@@ -158,7 +160,7 @@ static bool cache_callbacks = false;
  * ---------------------------------------------------------------------
  */
 
-/* The slot of a user in this database. */
+/* The slot (wide key) of a user in this database. */
 uint32
 CacheUserSlot(const pg_uuid_t *user_id)
 {
@@ -166,7 +168,7 @@ CacheUserSlot(const pg_uuid_t *user_id)
 
 	memcpy(buf, &MyDatabaseId, sizeof(Oid));
 	memcpy(buf + sizeof(Oid), user_id->data, UUID_LEN);
-	return hash_bytes(buf, sizeof(buf)) & (authctx_cache_nslots - 1);
+	return hash_bytes(buf, sizeof(buf)) & CACHE_WIDE_MASK;
 }
 
 /*
@@ -181,46 +183,69 @@ CacheTokenSlot(char kind, const pg_uuid_t *id)
 	memcpy(buf, &MyDatabaseId, sizeof(Oid));
 	buf[sizeof(Oid)] = (unsigned char) kind;
 	memcpy(buf + sizeof(Oid) + 1, id->data, UUID_LEN);
-	return hash_bytes(buf, sizeof(buf)) & (authctx_cache_nslots - 1);
+	return hash_bytes(buf, sizeof(buf)) & CACHE_WIDE_MASK;
 }
 
 /* This database's epoch or tenant slot. */
 uint32
 CacheDbSlot(uint32 salt)
 {
-	return hash_bytes_uint32((uint32) MyDatabaseId ^ salt) &
-		(authctx_cache_nslots - 1);
+	return hash_bytes_uint32((uint32) MyDatabaseId ^ salt) & CACHE_WIDE_MASK;
 }
 
 /*
- * Is an entry filled at stamp still good, given the slots it depends on?
- * busy first, then (after a read barrier) gen: see the essay above.
+ * Is an entry filled at stamp still good, given the slots (wide keys) it
+ * depends on?  busy first, then (after a read barrier) gen, the "all" slot
+ * included: see the essay above.
  */
 bool
 CacheStampValid(uint64 stamp, const uint32 *slots, int n)
 {
 	pg_memory_barrier();
 	for (int i = 0; i < n; i++)
-		if (pg_atomic_read_u32(&authctx_cache_busy[slots[i]]) != 0)
+		if (pg_atomic_read_u32(&authctx_cache_busy[CacheLocalSlot(slots[i])]) != 0)
 			return false;
 	pg_read_barrier();
+	if (pg_atomic_read_u64(&authctx_cache_gen[authctx_cache_nslots]) > stamp)
+		return false;
 	for (int i = 0; i < n; i++)
-		if (pg_atomic_read_u64(&authctx_cache_gen[slots[i]]) > stamp)
+		if (pg_atomic_read_u64(&authctx_cache_gen[CacheLocalSlot(slots[i])]) > stamp)
 			return false;
 	return true;
 }
 
+/* Raise a slot's gen to at least v (compare-and-swap: gen never goes back). */
+static void
+CacheRaise(uint32 local, uint64 v)
+{
+	pg_atomic_uint64 *gen = &authctx_cache_gen[local];
+	uint64		cur = pg_atomic_read_u64(gen);
+
+	while (cur < v && !pg_atomic_compare_exchange_u64(gen, &cur, v))
+		;
+}
+
 /*
- * May this backend use the cache now?  Not without shared memory, not on a
- * hot standby (replay runs no trigger), and not in a transaction that has
- * written anything: its own uncommitted changes must be neither cached nor
- * hidden by the cache.
+ * Make every entry that depends on a slot (a local index; nslots is the
+ * "all" slot) stale now, for an invalidation that arrived without busy
+ * (cache_standby.c).
+ */
+void
+CacheBumpSlot(uint32 local)
+{
+	CacheRaise(local, pg_atomic_add_fetch_u64(authctx_cache_clock, 1));
+}
+
+/*
+ * May this backend fill the cache now?  Not without shared memory, and not
+ * in a transaction that has written anything: its own uncommitted changes
+ * must be neither cached nor hidden by the cache.  (Whether it may also
+ * read it is CacheReadable(), which adds the standby's conditions.)
  */
 bool
 CacheUsable(void)
 {
 	return authctx_cache_clock != NULL &&
-		!RecoveryInProgress() &&
 		!TransactionIdIsValid(GetTopTransactionIdIfAny());
 }
 
@@ -256,16 +281,10 @@ CachePendingReset(bool bump)
 			uint64		v = pg_atomic_add_fetch_u64(authctx_cache_clock, 1);
 
 			for (int i = 0; i < cache_npending; i++)
-			{
-				pg_atomic_uint64 *gen = &authctx_cache_gen[cache_pending[i].slot];
-				uint64		cur = pg_atomic_read_u64(gen);
-
-				while (cur < v && !pg_atomic_compare_exchange_u64(gen, &cur, v))
-					;
-			}
+				CacheRaise(CacheLocalSlot(cache_pending[i].slot), v);
 		}
 		for (int i = 0; i < cache_npending; i++)
-			pg_atomic_fetch_sub_u32(&authctx_cache_busy[cache_pending[i].slot], 1);
+			pg_atomic_fetch_sub_u32(&authctx_cache_busy[CacheLocalSlot(cache_pending[i].slot)], 1);
 		cache_busy_held = false;
 	}
 	cache_npending = 0;
@@ -280,10 +299,16 @@ CacheXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 			if (cache_npending > 0 && !cache_busy_held)
 			{
-				for (int i = 0; i < cache_npending; i++)
-					pg_atomic_fetch_add_u32(&authctx_cache_busy[cache_pending[i].slot], 1);
-				cache_busy_held = true;
+				CacheSendPending();
+				if (authctx_cache_clock != NULL)
+				{
+					for (int i = 0; i < cache_npending; i++)
+						pg_atomic_fetch_add_u32(&authctx_cache_busy[CacheLocalSlot(cache_pending[i].slot)], 1);
+					cache_busy_held = true;
+				}
 			}
+			if (authctx_cache_clock == NULL)
+				cache_npending = 0;
 			break;
 		case XACT_EVENT_COMMIT:
 			CachePendingReset(true);
@@ -292,7 +317,9 @@ CacheXactCallback(XactEvent event, void *arg)
 			CachePendingReset(false);
 			break;
 		case XACT_EVENT_PRE_PREPARE:
-			if (cache_npending > 0)
+			if (cache_npending > 0 && authctx_cache_clock == NULL)
+				CacheSendPending();	/* they ride in the prepared state */
+			else if (cache_npending > 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that changed authctx sessions, users or memberships"),
@@ -305,6 +332,22 @@ CacheXactCallback(XactEvent event, void *arg)
 		default:
 			break;
 	}
+}
+
+/*
+ * Send the pending slots to hot standbys, in the commit record (see
+ * "Standbys" above); not when wal_level is minimal (no standby can exist).
+ */
+static void
+CacheSendPending(void)
+{
+	uint32		wide[CACHE_PENDING_MAX];
+
+	if (!XLogStandbyInfoActive())
+		return;
+	for (int i = 0; i < cache_npending; i++)
+		wide[i] = cache_pending[i].slot;
+	CacheSendSlots(wide, cache_npending);
 }
 
 /* Subtransaction end: abort drops its slots, commit gives them to the parent. */
@@ -335,6 +378,16 @@ static void
 CacheShmemExit(int code, Datum arg)
 {
 	CachePendingReset(false);
+}
+
+/*
+ * Is there anyone to invalidate: this server's cache, or a standby's (any
+ * wal_level that can feed one)?
+ */
+static bool
+CachePendingWanted(void)
+{
+	return authctx_cache_clock != NULL || XLogStandbyInfoActive();
 }
 
 /* Pend a slot for this transaction (deduplicated; too many: the epoch). */
@@ -439,7 +492,7 @@ authctx_cache_invalidate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("authctx._cache_invalidate() needs an argument")));
-	if (authctx_cache_clock == NULL)
+	if (!CachePendingWanted())
 		return PointerGetDatum(NULL);
 
 	if (strcmp(trigger->tgargs[0], "all") == 0)
@@ -483,7 +536,7 @@ authctx_cache_invalidate(PG_FUNCTION_ARGS)
 Datum
 authctx_cache_flush(PG_FUNCTION_ARGS)
 {
-	if (authctx_cache_clock != NULL)
+	if (CachePendingWanted())
 		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
 	PG_RETURN_VOID();
 }
