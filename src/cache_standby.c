@@ -31,9 +31,11 @@
 #include "pgstat.h"
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/wait_event.h"
 
@@ -47,8 +49,12 @@
  */
 #define CACHE_RELID_BASE	((Oid) 0xFF000000)
 
-/* How long the listener sleeps when nobody pokes it, in milliseconds. */
-#define CACHE_LISTENER_NAP	1000
+/*
+ * How long the listener sleeps when nobody pokes it, in milliseconds
+ * (authctx.debug_cache_listener_nap: a test lengthens it, so that only
+ * pokes wake the listener).
+ */
+static int	cache_listener_nap = 1000;
 
 PGDLLEXPORT void authctx_cache_listener_main(Datum main_arg);
 
@@ -170,6 +176,13 @@ CacheStandbyInit(void)
 {
 	BackgroundWorker worker;
 
+	DefineCustomIntVariable("authctx.debug_cache_listener_nap",
+							"Testing only: milliseconds the standby's cache listener sleeps between unrequested rounds.",
+							NULL,
+							&cache_listener_nap,
+							1000, 10, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(CacheRelcacheCallback, (Datum) 0);
 
 	memset(&worker, 0, sizeof(worker));
@@ -203,6 +216,7 @@ authctx_cache_listener_main(Datum main_arg)
 	CacheStandbyShared *st = authctx_cache_standby;
 
 	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	if (st == NULL || !RecoveryInProgress())
@@ -219,6 +233,11 @@ authctx_cache_listener_main(Datum main_arg)
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 
 		/* begin the round before reading the queue: see the essay */
 		round = pg_atomic_add_fetch_u64(&st->round_started, 1);
@@ -231,6 +250,6 @@ authctx_cache_listener_main(Datum main_arg)
 		if (!RecoveryInProgress())
 			proc_exit(0);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 CACHE_LISTENER_NAP, PG_WAIT_EXTENSION);
+						 cache_listener_nap, PG_WAIT_EXTENSION);
 	}
 }
