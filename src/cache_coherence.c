@@ -101,17 +101,91 @@
  *		judged by its own stamp.
  * A transaction's own uncommitted changes are seen by its table lookups
  * but not by the cache, so a transaction that has written anything (it
- * has an xid) neither reads nor fills the cache; nor does one on a hot
- * standby, where WAL replay runs no trigger (RecoveryInProgress()).
+ * has an xid) neither reads nor fills the cache.  A hot standby uses it
+ * too: see "Standbys" below.
  * Replicated writes (logical replication apply, session_replication_role
  * = replica) do fire the triggers: they are ENABLE ALWAYS.  A superuser
  * who disables them (ALTER TABLE ... DISABLE TRIGGER ALL) must restart or
  * call authctx._cache_flush().
  *
+ * Standbys
+ * --------
+ * WAL replay runs no trigger and no transaction callback.  The second
+ * channel is PostgreSQL's own: invalidation messages ride in the commit
+ * record, and a standby replays them to every backend (cache_standby.c).
+ *	- Slots travel as wide keys: the hashes above keep CACHE_WIDE_BITS bits,
+ *	  and each server takes the low bits it has slots for, so a primary and
+ *	  a standby with different cache sizes agree on what a key means.
+ *	- Sending.  At PRE_COMMIT a transaction with pending slots registers,
+ *	  for each, a relcache invalidation of the synthetic relation id
+ *	  CACHE_RELID_BASE + key, for database InvalidOid (a fabricated
+ *	  pg_class tuple with relisshared): every backend of every database
+ *	  reads it, and so does the listener, connected to none.  PRE_COMMIT
+ *	  precedes RecordTransactionCommit, which writes the transaction's
+ *	  messages (xactGetCommittedInvalidationMessages, current command's
+ *	  included) into the commit record; the row changes that pended the
+ *	  slots gave the transaction an xid, so there is one.  This happens
+ *	  whether or not this server has a cache (a primary without preloading
+ *	  still feeds a preloaded standby), but not at wal_level minimal, which
+ *	  feeds none.  At most CACHE_PENDING_MAX messages of 16 bytes: 16 kB.
+ *	  RegisterRelcacheInvalidation flags the relcache init file only for
+ *	  catalog relations (RelationIdIsInRelationInitFile), which these ids
+ *	  are not.  A real relation whose oid falls in the range (the oid
+ *	  counter must wrap that far) costs a spurious relcache rebuild on one
+ *	  side and a spurious miss on the other.  Without a cache here, PREPARE
+ *	  is allowed: the messages ride in the prepared state to COMMIT
+ *	  PREPARED's record.
+ *	- Replay.  xact_redo_commit marks the commit in pg_xact and removes its
+ *	  xids from the known-assigned ones (new snapshots see it), then
+ *	  ProcessCommittedInvalidationMessages queues the messages; only after
+ *	  the redo function returns does the record count as replayed
+ *	  (pg_last_wal_replay_lsn).  During recovery a backend calls
+ *	  AcceptInvalidationMessages before every cache lookup (after a full
+ *	  barrier: its first test, "anything queued?", is unlocked), and the
+ *	  relcache callback bumps each synthetic slot: v = ++clock, gen >= v,
+ *	  with no busy phase.  A backend that fell too far behind the queue
+ *	  gets a reset instead (relid InvalidOid), which bumps the "all" slot
+ *	  (gen[nslots], on which every entry depends).  Outside recovery the
+ *	  callback does nothing: the transaction callbacks already bumped.
+ *	- Newborn backends.  A backend joins the queue at its end: a message
+ *	  queued before that, which no live backend has read yet, it would
+ *	  never see.  The listener worker reads the queue in numbered rounds
+ *	  (round_started += 1, then AcceptInvalidationMessages, then
+ *	  round_done = that round).  During recovery a backend reads the cache
+ *	  only once a round that began after its first attempt has completed:
+ *	  that round began after the backend joined, so it read (and bumped)
+ *	  every message queued before.  Until then the backend reads
+ *	  the tables (it may fill: fills are judged by their stamps) and pokes
+ *	  the listener; with no listener it never reads the cache.
+ * Why this is enough on a standby.  Take C, committed on the primary and
+ * replayed here, and a later auth_begin R on the standby.  At R's lookup
+ * C's slots were bumped after C became visible: by R itself (it read the
+ * message, or a reset), or by the listener in a round R waited for.  An
+ * entry with stamp >= v read the clock after that bump, hence after C was
+ * visible, and its snapshot, taken later, saw C; an entry with stamp < v
+ * is refused.  The refill race is (c) again: a filler whose snapshot
+ * predates C's visibility read its stamp earlier still, before the bump
+ * (which follows visibility), so its entry is dead on arrival.  What a
+ * standby does not give is (b): between C's visibility and the queueing
+ * of its messages (inside one redo call) a backend may see C in a
+ * snapshot yet hit an entry C makes stale; C does not count as replayed
+ * until that call returns.
+ * Promotion.  Outside recovery the callback ignores synthetic ids, but
+ * entries filled during recovery may depend on replayed messages nobody
+ * read.  So recovery_pending (set when shared memory is created) makes the
+ * first reader outside recovery bump the "all" slot before anyone reads the
+ * cache: every entry filled before is refused, and one filled after read
+ * its stamp after recovery had ended, so its snapshot sees every replayed
+ * commit.  A primary pays this once, on an empty cache, at its start.
+ * Last-seen: a standby cannot move an entry's last-seen time, and the
+ * primary's writes of it invalidate nothing; a hit that looks idle-expired
+ * on a standby is read again from the tables (cache.c).
+ *
  * A hit costs one shared partition LWLock, a hash of the 24-byte key and
  * of each slot it depends on, a copy of the entry and two atomic reads per
- * slot (busy, gen): no SPI, no catalog access, and no write but the usage
- * bit.  Expiry and the idle timeout are still judged on every call, by the
+ * slot (busy, gen) plus the "all" slot's gen: no SPI, no catalog access,
+ * and no write but the usage bit (on a standby, also an unlocked look at
+ * the invalidation queue).  Expiry and the idle timeout are still judged on every call, by the
  * wall clock (SessionIsLive in session.c, which also decides what may be
  * cached).
  *
