@@ -27,6 +27,7 @@ OBJS = \
 	src/audit.o \
 	src/cache.o \
 	src/cache_coherence.o \
+	src/cache_standby.o \
 	src/cleanup.o \
 	src/context.o \
 	src/context_accessors.o \

@@ -188,7 +188,8 @@ typedef struct CacheShared
 	uint32		nslots;			/* power of two */
 	uint32		cap[CT_COUNT];	/* entries per partition */
 	CachePart	parts[CT_COUNT][CACHE_PARTITIONS];
-	/* followed by the rings, gen[nslots] and busy[nslots] */
+	CacheStandbyShared standby; /* cache_standby.c's */
+	/* followed by the rings, gen[nslots + 1] and busy[nslots] */
 } CacheShared;
 
 /* Static description of the two tables. */
@@ -218,6 +219,7 @@ pg_atomic_uint64 *authctx_cache_clock = NULL;
 uint32		authctx_cache_nslots = 0;
 pg_atomic_uint64 *authctx_cache_gen = NULL;
 pg_atomic_uint32 *authctx_cache_busy = NULL;
+CacheStandbyShared *authctx_cache_standby = NULL;
 static LWLockPadded *cache_locks = NULL;
 
 #ifdef AUTHCTX_HAS_SHMEM_REQUEST_HOOK
@@ -241,13 +243,16 @@ CachePartCap(CacheTableId t)
 	return (uint32) ((n + CACHE_PARTITIONS - 1) / CACHE_PARTITIONS);
 }
 
-/* Number of generation slots: a power of two near the cache size. */
+/*
+ * Number of generation slots: a power of two near the cache size, at most
+ * as many as there are wide keys.
+ */
 static uint32
 CacheSlotCount(void)
 {
 	uint32		n = (uint32) Max(authctx_cache_size, 4096);
 
-	return pg_nextpower2_32(Min(n, 1U << 22));
+	return pg_nextpower2_32(Min(n, 1U << CACHE_WIDE_BITS));
 }
 
 /* Size of CacheShared with its rings and slot arrays. */
@@ -259,7 +264,7 @@ CacheSharedSize(void)
 	for (int t = 0; t < CT_COUNT; t++)
 		size = add_size(size, MAXALIGN(mul_size(mul_size(CachePartCap(t), CACHE_PARTITIONS),
 												sizeof(void *))));
-	size = add_size(size, mul_size(CacheSlotCount(), sizeof(pg_atomic_uint64)));
+	size = add_size(size, mul_size(CacheSlotCount() + 1, sizeof(pg_atomic_uint64)));
 	size = add_size(size, mul_size(CacheSlotCount(), sizeof(pg_atomic_uint32)));
 	return size;
 }
@@ -309,7 +314,7 @@ CacheShmemStartup(void)
 							   sizeof(void *)));
 	}
 	authctx_cache_gen = (pg_atomic_uint64 *) p;
-	p += mul_size(CacheSlotCount(), sizeof(pg_atomic_uint64));
+	p += mul_size(CacheSlotCount() + 1, sizeof(pg_atomic_uint64));
 	authctx_cache_busy = (pg_atomic_uint32 *) p;
 
 	if (!found)
@@ -331,10 +336,14 @@ CacheShmemStartup(void)
 			pg_atomic_init_u64(&authctx_cache_gen[i], 0);
 			pg_atomic_init_u32(&authctx_cache_busy[i], 0);
 		}
+		pg_atomic_init_u64(&authctx_cache_gen[cache_shared->nslots], 0);
 	}
 	cache_locks = GetNamedLWLockTranche(CACHE_TRANCHE);
 	authctx_cache_nslots = cache_shared->nslots;
 	authctx_cache_clock = &cache_shared->clock;
+	authctx_cache_standby = &cache_shared->standby;
+	if (!found)
+		CacheStandbyShmemInit();
 
 	for (int t = 0; t < CT_COUNT; t++)
 	{
@@ -390,6 +399,7 @@ CacheInit(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = CacheShmemStartup;
+	CacheStandbyInit();
 }
 
 /* ---------------------------------------------------------------------
@@ -545,7 +555,7 @@ CacheSessionGet(char kind, const pg_uuid_t *id, SessionRecord *rec)
 	uint32		hash;
 	bool		hit = false;
 
-	if (!CacheUsable())
+	if (!CacheReadable())
 		return false;
 	CacheSessionKeyInit(&key, kind, id);
 	hash = get_hash_value(cache_htab[CT_SESSION], &key);
@@ -585,6 +595,17 @@ CacheSessionGet(char kind, const pg_uuid_t *id, SessionRecord *rec)
 			pg_atomic_write_u32(&e->head.usage, 1);
 	}
 	LWLockRelease(CacheLock(CT_SESSION, hash));
+
+	/*
+	 * A standby cannot move an entry's last-seen time (CacheSessionSeen), but
+	 * replays the primary's: an entry that looks idle-expired is read again
+	 * from the tables, which decide.
+	 */
+	if (hit && RecoveryInProgress() && !SessionIsLive(rec, GetCurrentTimestamp()))
+	{
+		memset(rec, 0, sizeof(*rec));
+		hit = false;
+	}
 
 	if (hit)
 		pg_atomic_fetch_add_u64(&CachePartOf(CT_SESSION, hash)->hits, 1);
@@ -763,7 +784,7 @@ CacheMemberGet(const pg_uuid_t *user_id, const pg_uuid_t *tenant_uuid,
 	uint32		hash;
 	bool		hit = false;
 
-	if (!CacheUsable() || !CacheMemberKeyInit(&key, user_id, tenant_uuid, slug))
+	if (!CacheReadable() || !CacheMemberKeyInit(&key, user_id, tenant_uuid, slug))
 		return false;
 	hash = get_hash_value(cache_htab[CT_MEMBER], &key);
 

@@ -101,17 +101,91 @@
  *		judged by its own stamp.
  * A transaction's own uncommitted changes are seen by its table lookups
  * but not by the cache, so a transaction that has written anything (it
- * has an xid) neither reads nor fills the cache; nor does one on a hot
- * standby, where WAL replay runs no trigger (RecoveryInProgress()).
+ * has an xid) neither reads nor fills the cache.  A hot standby uses it
+ * too: see "Standbys" below.
  * Replicated writes (logical replication apply, session_replication_role
  * = replica) do fire the triggers: they are ENABLE ALWAYS.  A superuser
  * who disables them (ALTER TABLE ... DISABLE TRIGGER ALL) must restart or
  * call authctx._cache_flush().
  *
+ * Standbys
+ * --------
+ * WAL replay runs no trigger and no transaction callback.  The second
+ * channel is PostgreSQL's own: invalidation messages ride in the commit
+ * record, and a standby replays them to every backend (cache_standby.c).
+ *	- Slots travel as wide keys: the hashes above keep CACHE_WIDE_BITS bits,
+ *	  and each server takes the low bits it has slots for, so a primary and
+ *	  a standby with different cache sizes agree on what a key means.
+ *	- Sending.  At PRE_COMMIT a transaction with pending slots registers,
+ *	  for each, a relcache invalidation of the synthetic relation id
+ *	  CACHE_RELID_BASE + key, for database InvalidOid (a fabricated
+ *	  pg_class tuple with relisshared): every backend of every database
+ *	  reads it, and so does the listener, connected to none.  PRE_COMMIT
+ *	  precedes RecordTransactionCommit, which writes the transaction's
+ *	  messages (xactGetCommittedInvalidationMessages, current command's
+ *	  included) into the commit record; the row changes that pended the
+ *	  slots gave the transaction an xid, so there is one.  This happens
+ *	  whether or not this server has a cache (a primary without preloading
+ *	  still feeds a preloaded standby), but not at wal_level minimal, which
+ *	  feeds none.  At most CACHE_PENDING_MAX messages of 16 bytes: 16 kB.
+ *	  RegisterRelcacheInvalidation flags the relcache init file only for
+ *	  catalog relations (RelationIdIsInRelationInitFile), which these ids
+ *	  are not.  A real relation whose oid falls in the range (the oid
+ *	  counter must wrap that far) costs a spurious relcache rebuild on one
+ *	  side and a spurious miss on the other.  Without a cache here, PREPARE
+ *	  is allowed: the messages ride in the prepared state to COMMIT
+ *	  PREPARED's record.
+ *	- Replay.  xact_redo_commit marks the commit in pg_xact and removes its
+ *	  xids from the known-assigned ones (new snapshots see it), then
+ *	  ProcessCommittedInvalidationMessages queues the messages; only after
+ *	  the redo function returns does the record count as replayed
+ *	  (pg_last_wal_replay_lsn).  During recovery a backend calls
+ *	  AcceptInvalidationMessages before every cache lookup (after a full
+ *	  barrier: its first test, "anything queued?", is unlocked), and the
+ *	  relcache callback bumps each synthetic slot: v = ++clock, gen >= v,
+ *	  with no busy phase.  A backend that fell too far behind the queue
+ *	  gets a reset instead (relid InvalidOid), which bumps the "all" slot
+ *	  (gen[nslots], on which every entry depends).  Outside recovery the
+ *	  callback does nothing: the transaction callbacks already bumped.
+ *	- Newborn backends.  A backend joins the queue at its end: a message
+ *	  queued before that, which no live backend has read yet, it would
+ *	  never see.  The listener worker reads the queue in numbered rounds
+ *	  (round_started += 1, then AcceptInvalidationMessages, then
+ *	  round_done = that round).  During recovery a backend reads the cache
+ *	  only once a round that began after its first attempt has completed:
+ *	  that round began after the backend joined, so it read (and bumped)
+ *	  every message queued before.  Until then the backend reads
+ *	  the tables (it may fill: fills are judged by their stamps) and pokes
+ *	  the listener; with no listener it never reads the cache.
+ * Why this is enough on a standby.  Take C, committed on the primary and
+ * replayed here, and a later auth_begin R on the standby.  At R's lookup
+ * C's slots were bumped after C became visible: by R itself (it read the
+ * message, or a reset), or by the listener in a round R waited for.  An
+ * entry with stamp >= v read the clock after that bump, hence after C was
+ * visible, and its snapshot, taken later, saw C; an entry with stamp < v
+ * is refused.  The refill race is (c) again: a filler whose snapshot
+ * predates C's visibility read its stamp earlier still, before the bump
+ * (which follows visibility), so its entry is dead on arrival.  What a
+ * standby does not give is (b): between C's visibility and the queueing
+ * of its messages (inside one redo call) a backend may see C in a
+ * snapshot yet hit an entry C makes stale; C does not count as replayed
+ * until that call returns.
+ * Promotion.  Outside recovery the callback ignores synthetic ids, but
+ * entries filled during recovery may depend on replayed messages nobody
+ * read.  So recovery_pending (set when shared memory is created) makes the
+ * first reader outside recovery bump the "all" slot before anyone reads the
+ * cache: every entry filled before is refused, and one filled after read
+ * its stamp after recovery had ended, so its snapshot sees every replayed
+ * commit.  A primary pays this once, on an empty cache, at its start.
+ * Last-seen: a standby cannot move an entry's last-seen time, and the
+ * primary's writes of it invalidate nothing; a hit that looks idle-expired
+ * on a standby is read again from the tables (cache.c).
+ *
  * A hit costs one shared partition LWLock, a hash of the 24-byte key and
  * of each slot it depends on, a copy of the entry and two atomic reads per
- * slot (busy, gen): no SPI, no catalog access, and no write but the usage
- * bit.  Expiry and the idle timeout are still judged on every call, by the
+ * slot (busy, gen) plus the "all" slot's gen: no SPI, no catalog access,
+ * and no write but the usage bit (on a standby, also an unlocked look at
+ * the invalidation queue).  Expiry and the idle timeout are still judged on every call, by the
  * wall clock (SessionIsLive in session.c, which also decides what may be
  * cached).
  *
@@ -140,9 +214,11 @@ PG_FUNCTION_INFO_V1(authctx_cache_flush);
 /* A slot pended by this backend's transaction, and at which nest level. */
 typedef struct CachePending
 {
-	uint32		slot;
+	uint32		slot;			/* wide key */
 	int			level;
 } CachePending;
+
+static void CacheSendPending(void);
 
 /* This backend's transaction. */
 static CachePending *cache_pending = NULL;
@@ -158,7 +234,7 @@ static bool cache_callbacks = false;
  * ---------------------------------------------------------------------
  */
 
-/* The slot of a user in this database. */
+/* The slot (wide key) of a user in this database. */
 uint32
 CacheUserSlot(const pg_uuid_t *user_id)
 {
@@ -166,7 +242,7 @@ CacheUserSlot(const pg_uuid_t *user_id)
 
 	memcpy(buf, &MyDatabaseId, sizeof(Oid));
 	memcpy(buf + sizeof(Oid), user_id->data, UUID_LEN);
-	return hash_bytes(buf, sizeof(buf)) & (authctx_cache_nslots - 1);
+	return hash_bytes(buf, sizeof(buf)) & CACHE_WIDE_MASK;
 }
 
 /*
@@ -181,46 +257,69 @@ CacheTokenSlot(char kind, const pg_uuid_t *id)
 	memcpy(buf, &MyDatabaseId, sizeof(Oid));
 	buf[sizeof(Oid)] = (unsigned char) kind;
 	memcpy(buf + sizeof(Oid) + 1, id->data, UUID_LEN);
-	return hash_bytes(buf, sizeof(buf)) & (authctx_cache_nslots - 1);
+	return hash_bytes(buf, sizeof(buf)) & CACHE_WIDE_MASK;
 }
 
 /* This database's epoch or tenant slot. */
 uint32
 CacheDbSlot(uint32 salt)
 {
-	return hash_bytes_uint32((uint32) MyDatabaseId ^ salt) &
-		(authctx_cache_nslots - 1);
+	return hash_bytes_uint32((uint32) MyDatabaseId ^ salt) & CACHE_WIDE_MASK;
 }
 
 /*
- * Is an entry filled at stamp still good, given the slots it depends on?
- * busy first, then (after a read barrier) gen: see the essay above.
+ * Is an entry filled at stamp still good, given the slots (wide keys) it
+ * depends on?  busy first, then (after a read barrier) gen, the "all" slot
+ * included: see the essay above.
  */
 bool
 CacheStampValid(uint64 stamp, const uint32 *slots, int n)
 {
 	pg_memory_barrier();
 	for (int i = 0; i < n; i++)
-		if (pg_atomic_read_u32(&authctx_cache_busy[slots[i]]) != 0)
+		if (pg_atomic_read_u32(&authctx_cache_busy[CacheLocalSlot(slots[i])]) != 0)
 			return false;
 	pg_read_barrier();
+	if (pg_atomic_read_u64(&authctx_cache_gen[authctx_cache_nslots]) > stamp)
+		return false;
 	for (int i = 0; i < n; i++)
-		if (pg_atomic_read_u64(&authctx_cache_gen[slots[i]]) > stamp)
+		if (pg_atomic_read_u64(&authctx_cache_gen[CacheLocalSlot(slots[i])]) > stamp)
 			return false;
 	return true;
 }
 
+/* Raise a slot's gen to at least v (compare-and-swap: gen never goes back). */
+static void
+CacheRaise(uint32 local, uint64 v)
+{
+	pg_atomic_uint64 *gen = &authctx_cache_gen[local];
+	uint64		cur = pg_atomic_read_u64(gen);
+
+	while (cur < v && !pg_atomic_compare_exchange_u64(gen, &cur, v))
+		;
+}
+
 /*
- * May this backend use the cache now?  Not without shared memory, not on a
- * hot standby (replay runs no trigger), and not in a transaction that has
- * written anything: its own uncommitted changes must be neither cached nor
- * hidden by the cache.
+ * Make every entry that depends on a slot (a local index; nslots is the
+ * "all" slot) stale now, for an invalidation that arrived without busy
+ * (cache_standby.c).
+ */
+void
+CacheBumpSlot(uint32 local)
+{
+	CacheRaise(local, pg_atomic_add_fetch_u64(authctx_cache_clock, 1));
+}
+
+/*
+ * May this backend fill the cache now?  Not without shared memory, and not
+ * in a transaction that has written anything: its own uncommitted changes
+ * must be neither cached nor hidden by the cache.  (Whether it may also
+ * read it is CacheReadable(), which adds the standby's conditions.)
  */
 bool
 CacheUsable(void)
 {
 	return authctx_cache_clock != NULL &&
-		!RecoveryInProgress() &&
 		!TransactionIdIsValid(GetTopTransactionIdIfAny());
 }
 
@@ -256,16 +355,10 @@ CachePendingReset(bool bump)
 			uint64		v = pg_atomic_add_fetch_u64(authctx_cache_clock, 1);
 
 			for (int i = 0; i < cache_npending; i++)
-			{
-				pg_atomic_uint64 *gen = &authctx_cache_gen[cache_pending[i].slot];
-				uint64		cur = pg_atomic_read_u64(gen);
-
-				while (cur < v && !pg_atomic_compare_exchange_u64(gen, &cur, v))
-					;
-			}
+				CacheRaise(CacheLocalSlot(cache_pending[i].slot), v);
 		}
 		for (int i = 0; i < cache_npending; i++)
-			pg_atomic_fetch_sub_u32(&authctx_cache_busy[cache_pending[i].slot], 1);
+			pg_atomic_fetch_sub_u32(&authctx_cache_busy[CacheLocalSlot(cache_pending[i].slot)], 1);
 		cache_busy_held = false;
 	}
 	cache_npending = 0;
@@ -280,10 +373,16 @@ CacheXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 			if (cache_npending > 0 && !cache_busy_held)
 			{
-				for (int i = 0; i < cache_npending; i++)
-					pg_atomic_fetch_add_u32(&authctx_cache_busy[cache_pending[i].slot], 1);
-				cache_busy_held = true;
+				CacheSendPending();
+				if (authctx_cache_clock != NULL)
+				{
+					for (int i = 0; i < cache_npending; i++)
+						pg_atomic_fetch_add_u32(&authctx_cache_busy[CacheLocalSlot(cache_pending[i].slot)], 1);
+					cache_busy_held = true;
+				}
 			}
+			if (authctx_cache_clock == NULL)
+				cache_npending = 0;
 			break;
 		case XACT_EVENT_COMMIT:
 			CachePendingReset(true);
@@ -292,7 +391,9 @@ CacheXactCallback(XactEvent event, void *arg)
 			CachePendingReset(false);
 			break;
 		case XACT_EVENT_PRE_PREPARE:
-			if (cache_npending > 0)
+			if (cache_npending > 0 && authctx_cache_clock == NULL)
+				CacheSendPending();	/* they ride in the prepared state */
+			else if (cache_npending > 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that changed authctx sessions, users or memberships"),
@@ -305,6 +406,22 @@ CacheXactCallback(XactEvent event, void *arg)
 		default:
 			break;
 	}
+}
+
+/*
+ * Send the pending slots to hot standbys, in the commit record (see
+ * "Standbys" above); not when wal_level is minimal (no standby can exist).
+ */
+static void
+CacheSendPending(void)
+{
+	uint32		wide[CACHE_PENDING_MAX];
+
+	if (!XLogStandbyInfoActive())
+		return;
+	for (int i = 0; i < cache_npending; i++)
+		wide[i] = cache_pending[i].slot;
+	CacheSendSlots(wide, cache_npending);
 }
 
 /* Subtransaction end: abort drops its slots, commit gives them to the parent. */
@@ -335,6 +452,16 @@ static void
 CacheShmemExit(int code, Datum arg)
 {
 	CachePendingReset(false);
+}
+
+/*
+ * Is there anyone to invalidate: this server's cache, or a standby's (any
+ * wal_level that can feed one)?
+ */
+static bool
+CachePendingWanted(void)
+{
+	return authctx_cache_clock != NULL || XLogStandbyInfoActive();
 }
 
 /* Pend a slot for this transaction (deduplicated; too many: the epoch). */
@@ -439,7 +566,7 @@ authctx_cache_invalidate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("authctx._cache_invalidate() needs an argument")));
-	if (authctx_cache_clock == NULL)
+	if (!CachePendingWanted())
 		return PointerGetDatum(NULL);
 
 	if (strcmp(trigger->tgargs[0], "all") == 0)
@@ -483,7 +610,7 @@ authctx_cache_invalidate(PG_FUNCTION_ARGS)
 Datum
 authctx_cache_flush(PG_FUNCTION_ARGS)
 {
-	if (authctx_cache_clock != NULL)
+	if (CachePendingWanted())
 		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
 	PG_RETURN_VOID();
 }

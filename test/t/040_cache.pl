@@ -1,8 +1,8 @@
 # The shared-memory session cache under pressure and across servers: a tiny
 # cache (authctx.cache_size = 64) evicts and still answers exactly as the
-# tables do, revocations included; a hot standby bypasses the cache (WAL
-# replay runs no trigger) and still honours what the primary revoked; a
-# restart starts empty; authctx.cache_size = 0 disables it.
+# tables do, revocations included; a hot standby fills its own cache and
+# still honours what the primary revoked (021_standby_cache.pl has the
+# rest); a restart starts empty; authctx.cache_size = 0 disables it.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -105,15 +105,15 @@ is(as_app($node, 'SELECT ok FROM try_all()'), $expect_ok,
 	"after revoking and disabling, exactly the $expect_ok valid sessions authenticate");
 is(as_app($node, 'SELECT ok FROM try_all()'), $expect_ok, '... and again, from the cache');
 
-# A hot standby bypasses the cache and sees the primary's revocations.
+# A hot standby has its own cache and sees the primary's revocations.
 $node->backup('b1');
 my $standby = PostgreSQL::Test::Cluster->new('cache_standby');
 $standby->init_from_backup($node, 'b1', has_streaming => 1);
 $standby->start;
 $node->wait_for_catchup($standby);
 is(as_app($standby, 'SELECT ok FROM try_all()'), $expect_ok, 'the standby gives the same answers');
-is($standby->safe_psql('postgres', 'SELECT hits + misses + entries FROM authctx._cache_stats()'),
-	'0', 'the standby never used its cache');
+cmp_ok($standby->safe_psql('postgres', 'SELECT entries FROM authctx._cache_stats()'),
+	'>', 0, 'the standby fills its own cache');
 $node->safe_psql('postgres', q{
   UPDATE authctx.sessions s SET revoked_at = clock_timestamp()
     FROM toks WHERE s.id = authctx._token_id(toks.t::authctx.token) AND toks.n = 7});
