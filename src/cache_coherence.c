@@ -52,9 +52,11 @@
  *	  goes back), and only then decrements busy;
  *	- XACT_EVENT_ABORT after PRE_COMMIT decrements busy without bumping.
  *	  An aborted transaction leaves no trace;
- *	- PREPARE TRANSACTION of a transaction with pending slots is refused:
- *	  COMMIT PREPARED runs in another backend, where no callback would
- *	  bump.
+ *	- PREPARE TRANSACTION of a transaction with pending slots is refused,
+ *	  with or without a cache on this server: COMMIT PREPARED runs in
+ *	  another backend, where no callback would bump, possibly after a
+ *	  restart with preloading or on a promoted standby.  So the triggers
+ *	  pend in every mode.
  * Bulk changes.  Revoking all of a user's sessions (set_password,
  * revoke_user_sessions, logout of a login family, cleanup's deletions)
  * pends one token slot per row.  Once a transaction's list holds
@@ -127,14 +129,20 @@
  *	  slots gave the transaction an xid, so there is one.  This happens
  *	  whether or not this server has a cache (a primary without preloading
  *	  still feeds a preloaded standby), but not at wal_level minimal, which
- *	  feeds none.  At most CACHE_PENDING_MAX messages of 16 bytes: 16 kB.
+ *	  feeds none.  At most CACHE_SEND_MAX messages: a transaction that
+ *	  pended more (a bulk revocation) sends its database's epoch slot
+ *	  alone, since every backend of every database, on the primary too,
+ *	  reads each message, and a flood would push slow readers into queue
+ *	  resets (a full catalog cache rebuild).  With wal_level = logical,
+ *	  logical decoding treats a transaction with messages as one that
+ *	  changed the catalog (a new historic snapshot): a cost, not an error.
  *	  RegisterRelcacheInvalidation flags the relcache init file only for
  *	  catalog relations (RelationIdIsInRelationInitFile), which these ids
  *	  are not.  A real relation whose oid falls in the range (the oid
  *	  counter must wrap that far) costs a spurious relcache rebuild on one
- *	  side and a spurious miss on the other.  Without a cache here, PREPARE
- *	  is allowed: the messages ride in the prepared state to COMMIT
- *	  PREPARED's record.
+ *	  side and a spurious miss on the other.  PREPARE of a transaction with
+ *	  pending slots is refused on every server (see Writers): COMMIT
+ *	  PREPARED may run where a cache exists and nothing would bump.
  *	- Replay.  xact_redo_commit marks the commit in pg_xact and removes its
  *	  xids from the known-assigned ones (new snapshots see it), then
  *	  ProcessCommittedInvalidationMessages queues the messages; only after
@@ -154,7 +162,11 @@
  *	  round_done = that round).  During recovery a backend reads the cache
  *	  only once a round that began after its first attempt has completed:
  *	  that round began after the backend joined, so it read (and bumped)
- *	  every message queued before.  Until then the backend reads
+ *	  every message queued since the listener itself joined the queue; and
+ *	  a listener, when it starts (at standby start, or after its
+ *	  predecessor died), bumps the "all" slot before it completes a round,
+ *	  which covers every message queued before it joined, whether or not
+ *	  anyone ever reads it.  Until then the backend reads
  *	  the tables (it may fill: fills are judged by their stamps) and pokes
  *	  the listener; with no listener it never reads the cache.
  * Why this is enough on a standby.  Take C, committed on the primary and
@@ -228,6 +240,14 @@ static bool cache_callbacks = false;
 
 /* A transaction pending more distinct slots than this flushes the database. */
 #define CACHE_PENDING_MAX	1024
+
+/*
+ * A transaction pending more distinct slots than this sends standbys one
+ * message for its database's epoch slot instead of one per slot: every
+ * backend of every database reads each message, and the shared queue
+ * holds 4096.
+ */
+#define CACHE_SEND_MAX		32
 
 /* ---------------------------------------------------------------------
  * Generation slots
@@ -391,14 +411,18 @@ CacheXactCallback(XactEvent event, void *arg)
 			CachePendingReset(false);
 			break;
 		case XACT_EVENT_PRE_PREPARE:
-			if (cache_npending > 0 && authctx_cache_clock == NULL)
-				CacheSendPending();	/* they ride in the prepared state */
-			else if (cache_npending > 0)
+
+			/*
+			 * Refused with or without a cache here: COMMIT PREPARED may run
+			 * on a server that has one (restarted with preloading, or a
+			 * promoted standby), where no callback would bump.
+			 */
+			if (cache_npending > 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that changed authctx sessions, users or memberships"),
 						 errdetail("The authctx session cache is invalidated when such a transaction commits, which COMMIT PREPARED cannot do."),
-						 errhint("Commit the change without two-phase commit, or set authctx.cache_size = 0.")));
+						 errhint("Commit the change without two-phase commit.")));
 			break;
 		case XACT_EVENT_PREPARE:
 			CachePendingReset(false);
@@ -415,10 +439,17 @@ CacheXactCallback(XactEvent event, void *arg)
 static void
 CacheSendPending(void)
 {
-	uint32		wide[CACHE_PENDING_MAX];
+	uint32		wide[CACHE_SEND_MAX];
 
 	if (!XLogStandbyInfoActive())
 		return;
+	if (cache_npending > CACHE_SEND_MAX)
+	{
+		/* a bulk change: one message for the database, not one per slot */
+		wide[0] = CacheDbSlot(CACHE_SALT_EPOCH);
+		CacheSendSlots(wide, 1);
+		return;
+	}
 	for (int i = 0; i < cache_npending; i++)
 		wide[i] = cache_pending[i].slot;
 	CacheSendSlots(wide, cache_npending);
@@ -452,16 +483,6 @@ static void
 CacheShmemExit(int code, Datum arg)
 {
 	CachePendingReset(false);
-}
-
-/*
- * Is there anyone to invalidate: this server's cache, or a standby's (any
- * wal_level that can feed one)?
- */
-static bool
-CachePendingWanted(void)
-{
-	return authctx_cache_clock != NULL || XLogStandbyInfoActive();
 }
 
 /* Pend a slot for this transaction (deduplicated; too many: the epoch). */
@@ -566,9 +587,6 @@ authctx_cache_invalidate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("authctx._cache_invalidate() needs an argument")));
-	if (!CachePendingWanted())
-		return PointerGetDatum(NULL);
-
 	if (strcmp(trigger->tgargs[0], "all") == 0)
 		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
 	else if (strcmp(trigger->tgargs[0], "tenant") == 0)
@@ -610,7 +628,6 @@ authctx_cache_invalidate(PG_FUNCTION_ARGS)
 Datum
 authctx_cache_flush(PG_FUNCTION_ARGS)
 {
-	if (CachePendingWanted())
-		CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
+	CacheNoteSlot(CacheDbSlot(CACHE_SALT_EPOCH));
 	PG_RETURN_VOID();
 }

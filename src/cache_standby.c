@@ -222,6 +222,15 @@ authctx_cache_listener_main(Datum main_arg)
 	if (st == NULL || !RecoveryInProgress())
 		proc_exit(0);
 
+	/*
+	 * This process joined the invalidation queue just now: a message queued
+	 * before, which no live backend may ever read (a predecessor listener
+	 * died, or none existed yet at startup, and the backends connected then
+	 * sit idle), is covered by making everything stale before this listener
+	 * completes its first round.
+	 */
+	CacheBumpSlot(authctx_cache_nslots);
+
 	st->listener_latch = MyLatch;
 	pg_write_barrier();
 	pg_atomic_write_u32(&st->listener_pid, (uint32) MyProcPid);
